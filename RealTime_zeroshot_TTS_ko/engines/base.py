@@ -1,0 +1,27 @@
+"""The engine interface every Korean TTS engine implements (kokoro, melo+openvoice, espeak)."""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+
+
+@dataclass
+class SynthChunk:
+    audio: np.ndarray  # float32 mono in [-1, 1] at the engine's sample_rate
+    text: str          # what this chunk says (phonemes or text, for logs)
+    last: bool         # last chunk of the sentence
+
+
+class TtsEngine(ABC):
+    sample_rate: int
+
+    @abstractmethod
+    def stream(self, text: str, voice: str = "default", speed: float | None = None) -> Iterator[SynthChunk]:
+        """Audio for one sentence, in chunks, as soon as each is ready."""
+
+    def synthesize(self, text: str, voice: str = "default", speed: float | None = None) -> np.ndarray:
+        chunks = [c.audio for c in self.stream(text, voice, speed)]
+        return np.concatenate(chunks) if chunks else np.zeros(0, np.float32)

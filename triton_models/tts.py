@@ -1,0 +1,115 @@
+"""Streaming Korean TTS (RealTime_zeroshot_TTS_ko) as a decoupled Triton model.
+
+Synthesis request: TEXT (utf-8) + OPTIONS {"voice", "speed", "sample_rate": 24000|16000}; responses
+stream AUDIO int16 chunks (sentence by sentence, long sentences in phrases) with INFO json, and a
+last response with INFO {"status": "done"|"cancelled", ...} and FINAL.
+Enrolment request: REFERENCE int16 PCM + OPTIONS {"enroll": voice_id, "reference_rate": 16000};
+one final response whose INFO holds the fitted voice (similarity, speed, pitch, weights, enrol_ms).
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from triton_models.common import float_to_pcm16, json_array, model_params, request_json
+
+MAX_TEXT = 2000
+RATES = (24000, 16000)
+
+
+class TtsService:
+    """What the Triton model does, usable in-process (benchmarks) with the same code."""
+
+    def __init__(self, engine_name: str, weights_dir: Path | None, voice_dir: Path | None, threads: int = 2):
+        from RealTime_zeroshot_TTS_ko import load_engine
+
+        kwargs = {"threads": threads, "voice_dir": voice_dir} if engine_name == "kokoro" else {}
+        self.engine = load_engine(engine_name, weights_dir, **kwargs)
+        self.engine.synthesize("준비.")  # warm the front end and the ONNX session
+
+    def validate(self, text: str, options: dict) -> tuple[str, int]:
+        text = (text or "").strip()
+        if not text:
+            raise ValueError("TEXT is empty")
+        if len(text) > MAX_TEXT:
+            raise ValueError(f"TEXT longer than {MAX_TEXT} characters")
+        rate = int(options.get("sample_rate", self.engine.sample_rate))
+        if rate not in RATES:
+            raise ValueError(f"sample_rate must be one of {RATES}")
+        voice = str(options.get("voice", "default"))
+        try:
+            self.engine.voices.get(voice)
+        except KeyError as exc:
+            raise ValueError(str(exc)) from None
+        return text, rate
+
+    def chunks(self, text: str, options: dict):
+        """Yield (pcm16, info) per audio chunk."""
+        from scipy.signal import resample_poly
+
+        from RealTime_zeroshot_TTS_ko import split_sentences
+
+        text, rate = self.validate(text, options)
+        voice, speed = str(options.get("voice", "default")), options.get("speed")
+        for s_idx, sentence in enumerate(split_sentences(text)):
+            for c_idx, chunk in enumerate(self.engine.stream(sentence, voice, speed)):
+                audio = chunk.audio if rate == self.engine.sample_rate else resample_poly(
+                    chunk.audio, rate, self.engine.sample_rate).astype(np.float32)
+                yield float_to_pcm16(audio), {"sentence": s_idx, "chunk": c_idx, "text": sentence,
+                                              "sample_rate": rate, "last_in_sentence": chunk.last}
+
+    def enroll(self, voice_id: str, reference: np.ndarray, rate: int) -> dict:
+        from RealTime_zeroshot_TTS_ko.voices import fit_voice
+
+        t0 = time.perf_counter()
+        profile = fit_voice(self.engine, reference.astype(np.float32) / 32768.0, rate)
+        self.engine.voices.add(voice_id, profile)
+        return {"voice": voice_id, "similarity": round(profile.similarity, 4), "speed": round(profile.speed, 3),
+                "pitch_semitones": round(profile.pitch_semitones, 2),
+                "weights": {k: round(v, 3) for k, v in profile.weights.items()},
+                "enroll_ms": round((time.perf_counter() - t0) * 1000, 1)}
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        import os
+
+        params = model_params(args)
+        weights = Path(args["model_repository"]) / args["model_version"] / params.get("weights", "kokoro")
+        voice_dir = Path(os.environ.get("VOICE_DIR") or Path(args["model_repository"]) / "voices")
+        self.service = TtsService(params.get("engine", "kokoro"), weights, voice_dir, int(params.get("threads", "2")))
+
+    def execute(self, requests):
+        import triton_python_backend_utils as pb_utils
+
+        from triton_models.decoupled import reject, serve_stream
+
+        empty = np.zeros(0, np.int16)
+        for request in requests:
+            try:
+                options = request_json(pb_utils, request, "OPTIONS", {}) or {}
+                ref = pb_utils.get_input_tensor_by_name(request, "REFERENCE")
+                text_t = pb_utils.get_input_tensor_by_name(request, "TEXT")
+                text = text_t.as_numpy().reshape(-1)[0].decode("utf-8") if text_t is not None else ""
+                if ref is not None:
+                    reference, voice_id = ref.as_numpy().reshape(-1).copy(), str(options.get("enroll", ""))
+                    rate = int(options.get("reference_rate", 16000))
+
+                    def produce(reference=reference, voice_id=voice_id, rate=rate):
+                        info = self.service.enroll(voice_id, reference, rate)
+                        yield [pb_utils.Tensor("AUDIO", empty), pb_utils.Tensor("INFO", json_array(info))]
+                else:
+                    self.service.validate(text, options)
+
+                    def produce(text=text, options=options):
+                        for pcm, info in self.service.chunks(text, options):
+                            yield [pb_utils.Tensor("AUDIO", pcm), pb_utils.Tensor("INFO", json_array(info))]
+            except (ValueError, UnicodeDecodeError) as exc:
+                reject(pb_utils, request, "tts", str(exc))
+                continue
+            serve_stream(pb_utils, request, produce,
+                         lambda summary: [pb_utils.Tensor("AUDIO", empty), pb_utils.Tensor("INFO", json_array(summary))],
+                         "tts")
+        return None
