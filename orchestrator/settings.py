@@ -1,0 +1,74 @@
+"""All configuration in one place, read from the environment and `.env` (see .env.example)."""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+DEFAULT_SYSTEM_PROMPT = (
+    "당신은 친절한 한국어 음성 비서입니다. 항상 한국어로, 짧고 자연스러운 구어체 한두 문장으로 답하세요. "
+    "목록, 마크다운, 이모지는 쓰지 마세요."
+)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    # Triton
+    triton_url: str = "127.0.0.1:8001"
+    triton_http_port: int = 8000
+    triton_metrics_port: int = 8002
+    start_triton: bool = True  # `python -m orchestrator` starts the lite server itself
+    model_repository: Path = REPO_ROOT / "model_repository"
+    lazy_load: bool = False      # explicit model control: load each model on first use
+    stt_enabled: bool = True
+    llm_enabled: bool = True
+    tts_enabled: bool = True
+    stt_model: str = "stt"
+    vad_model: str = "vad"
+    llm_model: str = "llm"
+    tts_model: str = "tts"
+    embedder_model: str = "embedder"
+    triton_timeout_s: float = 60.0
+
+    # HTTP
+    host: str = "127.0.0.1"
+    port: int = 8080
+
+    # Storage
+    database_url: str = "mysql+asyncmy://root@127.0.0.1:3306/voicechat"
+    milvus_uri: str = str(REPO_ROOT / "data" / "milvus.db")
+    milvus_collection: str = "turns"
+    memory_top_k: int = 3
+    memory_min_score: float = 0.80
+
+    # Audio in: PCM16 mono 16 kHz
+    input_sample_rate: int = 16000
+    max_frame_bytes: int = 32000          # 1 s per binary frame at most
+    max_utterance_s: float = 30.0
+    vad_threshold: float = 0.5
+    vad_min_speech_ms: int = 200
+    vad_end_silence_ms: int = 600         # endpointing: this much silence ends the user's turn
+    partial_interval_ms: int = 900        # partial transcripts while the user speaks
+    barge_in_min_speech_ms: int = 250     # speech this long during playback interrupts the bot
+
+    # LLM
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    llm_max_tokens: int = 96
+    llm_temperature: float = 0.6
+    history_turns: int = 6
+
+    # TTS out
+    tts_voice: str = "default"
+    output_sample_rate: int = Field(24000, description="24000 or 16000")
+
+    log_level: str = "INFO"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,181 @@
+"""The single place that talks gRPC to Triton (tritonclient aio): unary calls, streams, cancel, readiness.
+
+Streams: one gRPC stream per generation; leaving the `async for` early (barge-in, error) cancels the
+stream, which Triton turns into `is_cancelled()` inside the model within a few ms. A plain `break`
+would cancel nothing, so every stream here is an async generator whose `finally` cancels.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import AsyncIterator
+
+import numpy as np
+import tritonclient.grpc.aio as grpcaio
+from tritonclient.grpc import InferInput
+from tritonclient.utils import InferenceServerException
+
+from triton_models.common import json_array, parse_json_array
+
+log = logging.getLogger("orchestrator.triton")
+
+
+class TritonCallError(RuntimeError):
+    """A model answered with an error (bad input, model failure) or is unavailable."""
+
+    def __init__(self, model: str, message: str):
+        super().__init__(f"{model}: {message}")
+        self.model, self.message = model, message
+
+
+@dataclass
+class Transcript:
+    text: str
+    model_version: str
+    info: dict = field(default_factory=dict)
+
+
+@dataclass
+class StreamItem:
+    """One streamed response: payload tensors + INFO json + which model version produced it."""
+    data: np.ndarray
+    info: dict
+    model_version: str
+    final: bool
+
+
+def _input(name: str, array: np.ndarray) -> InferInput:
+    dtype = {np.dtype(np.int16): "INT16", np.dtype(np.float32): "FP32", np.dtype(np.int64): "INT64",
+             np.dtype(object): "BYTES"}[array.dtype]
+    tensor = InferInput(name, list(array.shape), dtype)
+    tensor.set_data_from_numpy(array)
+    return tensor
+
+
+class TritonGateway:
+    def __init__(self, url: str, *, lazy_load: bool = False, timeout_s: float = 60.0):
+        self.url, self.lazy_load, self.timeout_s = url, lazy_load, timeout_s
+        self.client = grpcaio.InferenceServerClient(url)
+        self._load_locks: dict[str, asyncio.Lock] = {}
+
+    async def close(self) -> None:
+        await self.client.close()
+
+    # ------------------------------------------------------------ readiness and model control
+    async def server_ready(self) -> bool:
+        try:
+            return await self.client.is_server_ready()
+        except InferenceServerException:
+            return False
+
+    async def model_status(self, names: list[str]) -> dict[str, dict]:
+        """name -> {ready, version, state} for the given models."""
+        out: dict[str, dict] = {n: {"ready": False, "version": None, "state": "UNKNOWN"} for n in names}
+        try:
+            index = await self.client.get_model_repository_index(as_json=True)
+        except InferenceServerException as exc:
+            return {n: {**v, "state": f"unreachable: {exc.message()}"} for n, v in out.items()}
+        for m in index.get("models", []):
+            if m["name"] in out and (m.get("state") == "READY" or out[m["name"]]["state"] != "READY"):
+                out[m["name"]] = {"ready": m.get("state") == "READY", "version": m.get("version"),
+                                  "state": m.get("state", "UNKNOWN"), "reason": m.get("reason", "")}
+        return out
+
+    async def ensure_loaded(self, model: str) -> None:
+        """LAZY_LOAD: load a model on first use (explicit model-control mode)."""
+        if not self.lazy_load:
+            return
+        if await self.client.is_model_ready(model):
+            return
+        lock = self._load_locks.setdefault(model, asyncio.Lock())
+        async with lock:
+            if not await self.client.is_model_ready(model):
+                log.info("lazy-loading model %s", model)
+                try:
+                    await self.client.load_model(model)
+                except InferenceServerException as exc:
+                    raise TritonCallError(model, f"load failed: {exc.message()}") from None
+
+    async def load_model(self, model: str) -> str:
+        """(Re)load a model so Triton picks up a new version; returns the version now serving."""
+        try:
+            await self.client.load_model(model)
+        except InferenceServerException as exc:
+            raise TritonCallError(model, f"load failed: {exc.message()}") from None
+        return (await self.model_status([model]))[model]["version"]
+
+    # ------------------------------------------------------------ unary models
+    async def infer(self, model: str, inputs: list[InferInput], outputs: list[str]):
+        await self.ensure_loaded(model)
+        try:
+            result = await self.client.infer(model, inputs, client_timeout=self.timeout_s)
+        except InferenceServerException as exc:
+            raise TritonCallError(model, exc.message() or str(exc)) from None
+        return result, {name: result.as_numpy(name) for name in outputs}
+
+    async def vad(self, model: str, window: np.ndarray, state: np.ndarray) -> tuple[float, np.ndarray]:
+        _, out = await self.infer(model, [_input("input", window.reshape(1, -1).astype(np.float32)),
+                                          _input("state", state)], ["output", "stateN"])
+        return float(out["output"].reshape(-1)[0]), out["stateN"]
+
+    async def transcribe(self, model: str, pcm: np.ndarray, *, language: str = "ko", partial: bool = False,
+                         beam_size: int = 1) -> Transcript:
+        opts = {"language": language, "partial": partial, "beam_size": beam_size}
+        result, out = await self.infer(model, [_input("AUDIO", pcm.astype(np.int16).reshape(-1)),
+                                               _input("OPTIONS", json_array(opts))], ["TRANSCRIPT"])
+        info = parse_json_array(out["TRANSCRIPT"])
+        return Transcript(info.get("text", ""), result.get_response().model_version, info)
+
+    async def embed(self, model: str, texts: list[str], kind: str = "passage") -> np.ndarray:
+        arr = np.array([t.encode("utf-8") for t in texts], dtype=object)
+        _, out = await self.infer(model, [_input("TEXT", arr), _input("OPTIONS", json_array({"kind": kind}))],
+                                  ["EMBEDDING"])
+        return out["EMBEDDING"]
+
+    # ------------------------------------------------------------ streaming models
+    async def stream(self, model: str, inputs: list[InferInput], data_output: str,
+                     request_id: str = "") -> AsyncIterator[StreamItem]:
+        """Yield responses of one decoupled request; cancels the request if the consumer stops early."""
+        await self.ensure_loaded(model)
+
+        async def requests():
+            yield {"model_name": model, "inputs": inputs, "request_id": request_id}
+
+        responses = self.client.stream_infer(requests())
+        finished = False
+        try:
+            async for result, error in responses:
+                if error is not None:
+                    finished = True
+                    raise TritonCallError(model, error.message() if hasattr(error, "message") else str(error))
+                response = result.get_response()
+                final = response.parameters["triton_final_response"].bool_param \
+                    if "triton_final_response" in response.parameters else False
+                yield StreamItem(result.as_numpy(data_output), parse_json_array(result.as_numpy("INFO")),
+                                 response.model_version, final)
+                if final:
+                    finished = True
+                    return
+        finally:
+            if not finished:
+                responses.cancel()
+                log.debug("cancelled %s stream %s", model, request_id)
+
+    def llm_stream(self, model: str, messages: list[dict], options: dict, request_id: str = ""):
+        return self.stream(model, [_input("MESSAGES", json_array(messages)), _input("OPTIONS", json_array(options))],
+                           "DELTA", request_id)
+
+    def tts_stream(self, model: str, text: str, options: dict, request_id: str = ""):
+        text_arr = np.array([text.encode("utf-8")], dtype=object)
+        return self.stream(model, [_input("TEXT", text_arr), _input("OPTIONS", json_array(options))], "AUDIO",
+                           request_id)
+
+    async def enroll_voice(self, model: str, voice_id: str, pcm: np.ndarray, rate: int) -> dict:
+        inputs = [_input("REFERENCE", pcm.astype(np.int16).reshape(-1)),
+                  _input("OPTIONS", json_array({"enroll": voice_id, "reference_rate": rate}))]
+        info: dict = {}
+        async for item in self.stream(model, inputs, "AUDIO"):
+            if "voice" in item.info:
+                info = {**item.info, "model_version": item.model_version}
+        return info

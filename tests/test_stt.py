@@ -1,0 +1,39 @@
+"""Whisper through the real Triton: Korean transcription accuracy, silence and noise give nothing."""
+from __future__ import annotations
+
+import kocer
+import numpy as np
+import pytest
+
+from orchestrator.triton_client import TritonCallError
+from tests.audio_fixtures import korean_clip, noise, to_pcm16
+
+CER_CEILING = 0.15  # Whisper base on this clip; a regression in front end or decoding breaks it
+
+
+async def test_korean_clip_transcribed_with_low_cer(gateway):
+    audio, reference = korean_clip()
+    result = await gateway.transcribe("stt", to_pcm16(audio), language="ko", beam_size=5)
+    cer = kocer.cer(reference, result.text)
+    print(f"\nSTT reference: {reference}\nSTT hypothesis: {result.text}\nSTT CER: {cer:.3f}")
+    assert result.model_version == "1"
+    assert cer <= CER_CEILING
+
+
+@pytest.mark.parametrize("audio", [np.zeros(16000 * 3, np.float32), noise(3.0, 0.002), noise(3.0, 0.05, seed=1)],
+                         ids=["digital-silence", "room-hiss", "loud-white-noise"])
+async def test_silence_and_noise_give_empty_transcript(gateway, audio):
+    result = await gateway.transcribe("stt", to_pcm16(audio))
+    assert result.text == "", result.info
+
+
+async def test_partial_mode_is_fast_path(gateway):
+    audio, _ = korean_clip()
+    result = await gateway.transcribe("stt", to_pcm16(audio[: 16000 * 2]), partial=True)
+    assert result.info["audio_s"] == pytest.approx(2.0, abs=0.01)
+    assert result.text  # two seconds of speech say something
+
+
+async def test_bad_options_are_a_clear_error(gateway):
+    with pytest.raises(TritonCallError, match="beam_size"):
+        await gateway.transcribe("stt", to_pcm16(np.zeros(16000, np.float32)), beam_size=99)
