@@ -15,11 +15,12 @@ from typing import Callable, Iterator
 log = logging.getLogger("triton.decoupled")
 
 
-def serve_stream(pb_utils, request, produce: Callable[[], Iterator[list]],
+def serve_stream(pb_utils, request, produce: Callable[[dict], Iterator[list]],
                  final_tensors: Callable[[dict], list], name: str) -> None:
-    """Run `produce()` in a thread; send each yielded tensor list as one response.
+    """Run `produce(summary)` in a thread; send each yielded tensor list as one response.
 
-    `final_tensors(summary)` builds the last response (summary: status, items, elapsed_ms, error).
+    `final_tensors(summary)` builds the last response; summary holds status, items, elapsed_ms,
+    error, and whatever `produce` put in it (token counts, timings).
     """
     sender = request.get_response_sender()
 
@@ -30,7 +31,7 @@ def serve_stream(pb_utils, request, produce: Callable[[], Iterator[list]],
             if sender.is_cancelled():
                 summary["status"] = "cancelled"
             else:
-                for tensors in produce():
+                for tensors in produce(summary):
                     if sender.is_cancelled():
                         summary["status"] = "cancelled"
                         break

@@ -97,13 +97,13 @@ class TritonPythonModel:
                     reference, voice_id = ref.as_numpy().reshape(-1).copy(), str(options.get("enroll", ""))
                     rate = int(options.get("reference_rate", 16000))
 
-                    def produce(reference=reference, voice_id=voice_id, rate=rate):
+                    def produce(summary, reference=reference, voice_id=voice_id, rate=rate):
                         info = self.service.enroll(voice_id, reference, rate)
                         yield [pb_utils.Tensor("AUDIO", empty), pb_utils.Tensor("INFO", json_array(info))]
                 else:
                     self.service.validate(text, options)
 
-                    def produce(text=text, options=options):
+                    def produce(summary, text=text, options=options):
                         for pcm, info in self.service.chunks(text, options):
                             yield [pb_utils.Tensor("AUDIO", pcm), pb_utils.Tensor("INFO", json_array(info))]
             except (ValueError, UnicodeDecodeError) as exc:

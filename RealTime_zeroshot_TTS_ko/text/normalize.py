@@ -95,6 +95,9 @@ RULES: list[tuple[re.Pattern, object]] = [
      lambda m: _quantity(m.group(1)) + " " + UNIT_READING[m.group(2)]),
     # native counters (세 개, 스무 살, 열두 시)
     (re.compile(rf"(\d[\d,]*)\s?({_COUNTERS})"), _read_counted),
+    # Sino-Korean counters, spaced like the native ones (삼십 분, 이천 년)
+    (re.compile(r"(\d[\d,]*)\s?(개월|분|초|원|년|일|층|호|회|주|세|도|등|위|점|킬로)"),
+     lambda m: num.sino(_number(m.group(1))) + " " + m.group(2)),
     # decimals and plain numbers (1,000 → 천)
     (re.compile(r"(\d[\d,]*\.\d+)"), lambda m: _quantity(m.group(1))),
     (re.compile(r"\d{1,3}(?:,\d{3})+|\d+"), lambda m: num.sino(_number(m.group(0)))),

