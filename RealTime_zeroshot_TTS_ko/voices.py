@@ -82,7 +82,7 @@ class VoiceBank:
 # ---------------------------------------------------------------- zero-shot fitting
 
 _encoder = None
-FIT_SENTENCES = ["안녕하세요, 오늘 하루는 어떠셨어요?", "저는 여러분의 목소리를 배우고 있습니다."]
+FIT_SENTENCES = ["안녕하세요, 저는 여러분의 목소리를 배우고 있습니다."]
 
 
 def speaker_encoder():
@@ -107,9 +107,12 @@ def similarity(a: np.ndarray, b: np.ndarray) -> float:
 def median_pitch(audio: np.ndarray, sr: int) -> float:
     import librosa
 
-    f0, voiced, _ = librosa.pyin(audio.astype(np.float32), fmin=70, fmax=400, sr=sr, frame_length=1024)
-    f0 = f0[voiced & ~np.isnan(f0)] if voiced is not None else np.array([])
-    return float(np.median(f0)) if len(f0) else 0.0
+    audio = audio.astype(np.float32)
+    f0 = librosa.yin(audio, fmin=70, fmax=400, sr=sr, frame_length=1024)
+    hop = 256
+    rms = librosa.feature.rms(y=audio, frame_length=1024, hop_length=hop)[0][: len(f0)]
+    voiced = f0[(rms[: len(f0)] > 0.3 * rms.max()) & (f0 < 390)]  # loud frames only: skip unvoiced noise
+    return float(np.median(voiced)) if len(voiced) else 0.0
 
 
 def syllable_rate(audio: np.ndarray, sr: int) -> float:
@@ -126,7 +129,7 @@ def syllable_rate(audio: np.ndarray, sr: int) -> float:
     return len(peaks) / seconds if seconds > 0.3 else 0.0
 
 
-def fit_voice(engine, reference: np.ndarray, sr: int, *, rounds: int = 2, seed: int = 0) -> VoiceProfile:
+def fit_voice(engine, reference: np.ndarray, sr: int, *, rounds: int = 1, seed: int = 0) -> VoiceProfile:
     """Search pack blends maximising speaker similarity to the reference; then match rate and pitch."""
     t0 = time.perf_counter()
     if not 3.0 <= len(reference) / sr <= 30.0:

@@ -31,12 +31,16 @@ def serve_stream(pb_utils, request, produce: Callable[[dict], Iterator[list]],
             if sender.is_cancelled():
                 summary["status"] = "cancelled"
             else:
-                for tensors in produce(summary):
-                    if sender.is_cancelled():
-                        summary["status"] = "cancelled"
-                        break
-                    sender.send(pb_utils.InferenceResponse(output_tensors=tensors))
-                    summary["items"] += 1
+                items = produce(summary)
+                try:
+                    for tensors in items:
+                        if sender.is_cancelled():  # polled per item: at most one item made after a cancel
+                            summary["status"] = "cancelled"
+                            break
+                        sender.send(pb_utils.InferenceResponse(output_tensors=tensors))
+                        summary["items"] += 1
+                finally:
+                    items.close()  # stops the engine (llama.cpp stream, transformers thread) at once
         except ValueError as exc:  # bad input: the client gets a typed error, the model goes on
             summary = {"status": "error", "error": str(exc)}
             sender.send(pb_utils.InferenceResponse(error=pb_utils.TritonError(f"{name}: {exc}")),

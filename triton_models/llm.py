@@ -70,6 +70,8 @@ def validate_messages(messages) -> list[dict]:
 
 class LlamaCppEngine:
     name = "llama_cpp"
+    deltas_total = 0  # every text delta generated, cancelled streams included (reported for tests)
+    last_tokens = 0   # tokens of the last generation
 
     def __init__(self, gguf: Path, n_threads: int = 2, n_ctx: int = 2048):
         from llama_cpp import Llama
@@ -98,17 +100,24 @@ class LlamaCppEngine:
             stream = self.llm.create_chat_completion(
                 messages=messages, stream=True, max_tokens=opts.max_tokens, temperature=opts.temperature,
                 top_p=opts.top_p, seed=opts.seed, repeat_penalty=1.1)
+            start = None
             try:
                 for chunk in stream:
+                    if start is None:  # the prompt is in the context now
+                        start = self.llm.n_tokens - 1
                     delta = chunk["choices"][0]["delta"].get("content")
                     if delta:
                         yield delta
             finally:
                 stream.close()  # stops llama.cpp at once when the consumer leaves (cancel)
+                # true token count (a Korean syllable may take two tokens but makes one delta)
+                self.last_tokens = max(0, self.llm.n_tokens - start) if start is not None else 0
 
 
 class TransformersEngine:
     name = "transformers"
+    deltas_total = 0
+    last_tokens = 0
 
     def __init__(self, model_dir: Path, n_threads: int = 2, n_ctx: int = 2048, gguf_file: str | None = None):
         import torch
@@ -180,18 +189,22 @@ def stream_chat(engine, messages: list[dict], opts: GenOptions, summary: dict) -
                          f"context {engine.n_ctx}")
     t0 = time.perf_counter()
     first = None
-    count = 0
+    deltas = 0
     summary.update(engine=engine.name, prompt_tokens=prompt_tokens)
     try:
         for delta in engine.generate(messages, opts):
             if first is None:
                 first = time.perf_counter()
-            count += 1
-            summary.update(tokens=count, ttft_ms=round((first - t0) * 1000, 1))
+                summary["ttft_ms"] = round((first - t0) * 1000, 1)
+            deltas += 1
+            engine.deltas_total += 1
+            summary.update(deltas=deltas, engine_deltas_total=engine.deltas_total)
             yield delta
     finally:
-        if first is not None and count > 1:
-            summary["tok_s"] = round((count - 1) / max(time.perf_counter() - first, 1e-6), 2)
+        tokens = engine.last_tokens or deltas
+        summary["tokens"] = tokens
+        if first is not None and tokens > 1:
+            summary["tok_s"] = round((tokens - 1) / max(time.perf_counter() - first, 1e-6), 2)
 
 
 class TritonPythonModel:

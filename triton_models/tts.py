@@ -79,6 +79,7 @@ class TritonPythonModel:
         params = model_params(args)
         weights = Path(args["model_repository"]) / args["model_version"] / params.get("weights", "kokoro")
         voice_dir = Path(os.environ.get("VOICE_DIR") or Path(args["model_repository"]) / "voices")
+        self.last_cancelled_chunks = 0  # chunks the last cancelled request synthesised (reported)
         self.service = TtsService(params.get("engine", "kokoro"), weights, voice_dir, int(params.get("threads", "2")))
 
     def execute(self, requests):
@@ -104,8 +105,15 @@ class TritonPythonModel:
                     self.service.validate(text, options)
 
                     def produce(summary, text=text, options=options):
-                        for pcm, info in self.service.chunks(text, options):
-                            yield [pb_utils.Tensor("AUDIO", pcm), pb_utils.Tensor("INFO", json_array(info))]
+                        summary["cancelled_after_chunks"] = self.last_cancelled_chunks
+                        made = 0
+                        try:
+                            for pcm, info in self.service.chunks(text, options):
+                                made += 1
+                                yield [pb_utils.Tensor("AUDIO", pcm), pb_utils.Tensor("INFO", json_array(info))]
+                        finally:
+                            if summary.get("status") == "cancelled":
+                                self.last_cancelled_chunks = made
             except (ValueError, UnicodeDecodeError) as exc:
                 reject(pb_utils, request, "tts", str(exc))
                 continue

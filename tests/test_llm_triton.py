@@ -1,0 +1,66 @@
+"""The streaming `llm` model through the real Triton: order, Korean answers, cancellation, bad input."""
+from __future__ import annotations
+
+import asyncio
+import re
+
+import pytest
+
+from orchestrator.triton_client import TritonCallError
+
+SYSTEM = "당신은 친절한 한국어 음성 비서입니다. 항상 한국어로 짧게 답하세요."
+
+
+def chat(user: str) -> list[dict]:
+    return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
+
+
+async def run(gateway, messages, **options):
+    items = [item async for item in gateway.llm_stream("llm", messages, {"seed": 1, **options})]
+    deltas = [i.data.reshape(-1)[0].decode("utf-8") for i in items[:-1]]
+    return items, deltas, items[-1].info
+
+
+async def test_stream_order_and_final_summary(gateway):
+    items, deltas, summary = await run(gateway, chat("하나부터 다섯까지 세어 주세요."), max_tokens=24)
+    assert [i.info["index"] for i in items[:-1]] == list(range(len(deltas)))
+    assert items[-1].final and not any(i.final for i in items[:-1])
+    assert summary["status"] == "done" and summary["deltas"] == len(deltas) and len(deltas) <= summary["tokens"] <= 24
+    assert summary["ttft_ms"] > 0 and summary["tok_s"] > 0
+
+
+async def test_korean_reply_to_korean_greeting(gateway):
+    _, deltas, summary = await run(gateway, chat("안녕하세요! 오늘 기분이 어때요?"), max_tokens=48, temperature=0.0)
+    text = "".join(deltas)
+    hangul = len(re.findall(r"[가-힣]", text))
+    letters = len(re.findall(r"[^\W\d_]", text))
+    print(f"\nLLM reply: {text!r} ({summary})")
+    assert hangul >= 5 and hangul / letters > 0.7
+
+
+async def test_cancel_stops_generation_within_a_token(gateway):
+    _, _, before = await run(gateway, chat("안녕"), max_tokens=4)
+    received = 0
+    stream = gateway.llm_stream("llm", chat("한국의 역사에 대해 아주 길게 설명해 주세요."), {"max_tokens": 400})
+    async for _item in stream:
+        received += 1
+        if received == 3:
+            break
+    await stream.aclose()
+    await asyncio.sleep(0.3)
+    _, deltas, after = await run(gateway, chat("안녕"), max_tokens=4)
+    made_by_cancelled = after["engine_deltas_total"] - before["engine_deltas_total"] - len(deltas)
+    print(f"\ncancelled stream: received {received}, generated {made_by_cancelled}")
+    assert received <= made_by_cancelled <= received + 2
+
+
+@pytest.mark.parametrize("messages, options, match", [
+    ([], {}, "non-empty list"),
+    ([{"role": "user", "content": ""}], {}, "non-empty user message"),
+    ([{"role": "robot", "content": "hi"}], {}, "role"),
+    ([{"role": "user", "content": "안녕"}], {"max_tokens": 0}, "max_tokens"),
+    ([{"role": "user", "content": "안녕 " * 1500}], {"max_tokens": 64}, "prompt too long"),
+])
+async def test_bad_input_is_a_clear_error(gateway, messages, options, match):
+    with pytest.raises(TritonCallError, match=match):
+        await run(gateway, messages, **options)

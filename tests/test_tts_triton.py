@@ -1,0 +1,95 @@
+"""The streaming `tts` model through the real Triton: chunk order and rate, cancellation, round trip
+through Whisper (CER ceiling), and zero-shot voice fitting moving similarity toward a reference."""
+from __future__ import annotations
+
+import asyncio
+
+import kocer
+import numpy as np
+import pytest
+from scipy.signal import resample_poly
+
+from orchestrator.triton_client import TritonCallError
+
+ROUND_TRIP_CER_CEILING = 0.15
+TEXT = "안녕하세요, 만나서 반갑습니다. 오늘은 날씨가 맑고 따뜻해서 산책하기 좋은 날이에요."
+
+
+async def collect(gateway, text, options):
+    items = [item async for item in gateway.tts_stream("tts", text, options)]
+    return items[:-1], items[-1]
+
+
+async def test_chunks_stream_in_order_at_declared_rate(gateway):
+    chunks, final = await collect(gateway, TEXT, {"sample_rate": 24000})
+    assert final.final and final.info["status"] == "done" and final.info["items"] == len(chunks)
+    order = [(c.info["sentence"], c.info["chunk"]) for c in chunks]
+    assert order == sorted(order) and len(set(order)) == len(order)
+    assert {c.info["sentence"] for c in chunks} == {0, 1}
+    assert all(c.info["sample_rate"] == 24000 and c.data.dtype == np.int16 and len(c.data) for c in chunks)
+    total_24k = sum(len(c.data) for c in chunks)
+    chunks16, _ = await collect(gateway, TEXT, {"sample_rate": 16000})
+    total_16k = sum(len(c.data) for c in chunks16)
+    assert total_16k / total_24k == pytest.approx(16000 / 24000, rel=0.02)
+
+
+async def test_round_trip_through_whisper(gateway):
+    chunks, _ = await collect(gateway, TEXT, {"sample_rate": 16000})
+    pcm = np.concatenate([c.data for c in chunks])
+    transcript = await gateway.transcribe("stt", pcm, beam_size=5)
+    cer = kocer.cer(TEXT, transcript.text)
+    print(f"\nTTS round trip: {transcript.text!r} CER={cer:.3f}")
+    assert cer <= ROUND_TRIP_CER_CEILING
+
+
+async def test_cancel_stops_within_one_chunk(gateway):
+    long_text = " ".join(["오늘 회의에서는 다음 분기의 예산과 일정, 그리고 새로운 프로젝트의 방향에 대해 논의했습니다."] * 6)
+    received = 0
+    stream = gateway.tts_stream("tts", long_text, {})
+    async for _item in stream:
+        received += 1
+        if received == 1:
+            break
+    await stream.aclose()  # the gateway cancels the gRPC stream
+    await asyncio.sleep(0.5)
+    # the model is free again at once: a short request completes, and it reports how many chunks the
+    # cancelled request made in total (its counter is per model instance)
+    chunks, final = await collect(gateway, "네.", {})
+    assert final.info["status"] == "done"
+    assert final.info["cancelled_after_chunks"] <= received + 1
+
+
+async def test_bad_requests_are_clear_errors(gateway):
+    with pytest.raises(TritonCallError, match="empty"):
+        await collect(gateway, "   ", {})
+    with pytest.raises(TritonCallError, match="sample_rate"):
+        await collect(gateway, "안녕", {"sample_rate": 44100})
+    with pytest.raises(TritonCallError, match="unknown voice"):
+        await collect(gateway, "안녕", {"voice": "nobody"})
+
+
+async def test_voice_fitting_moves_similarity_toward_reference(gateway):
+    """Reference: a male voice, lowered in pitch (not a pack in the search space)."""
+    import librosa
+
+    from RealTime_zeroshot_TTS_ko import load_engine
+    from RealTime_zeroshot_TTS_ko.voices import similarity, speaker_embedding
+
+    engine = load_engine("kokoro")
+    ref = engine.synthesize("저는 오늘 아침 일찍 일어나서 운동을 하고 맛있는 아침을 먹었습니다. 그리고 회사에 출근했어요.",
+                            "jm_kumo")
+    ref = librosa.effects.pitch_shift(ref, sr=24000, n_steps=-2.0)
+    ref16 = (resample_poly(ref, 2, 3) * 32767).astype(np.int16)
+    info = await gateway.enroll_voice("tts", "test_user_voice", ref16, 16000)
+    assert info["voice"] == "test_user_voice" and info["enroll_ms"] > 0
+    target = speaker_embedding(ref, 24000)
+    held_out = "새로운 문장으로 목소리가 얼마나 비슷한지 확인해 봅시다."
+
+    async def sim(voice):
+        chunks, _ = await collect(gateway, held_out, {"voice": voice})
+        audio = np.concatenate([c.data for c in chunks]).astype(np.float32) / 32768
+        return similarity(speaker_embedding(audio, 24000), target)
+
+    fitted, stock = await sim("test_user_voice"), await sim("default")
+    print(f"\nspeaker similarity to reference: fitted={fitted:.3f} stock={stock:.3f} ({info})")
+    assert fitted > stock + 0.02
