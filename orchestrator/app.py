@@ -1,0 +1,133 @@
+"""FastAPI app: the voice WebSocket, health, turns, model swaps, Prometheus metrics."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, HTTPException, WebSocket
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.websockets import WebSocketDisconnect, WebSocketState
+
+from orchestrator import protocol as P
+from orchestrator.session import Services, VoiceSession
+from orchestrator.settings import Settings, get_settings
+from orchestrator.storage.db import Database
+from orchestrator.storage.vectors import VectorMemory
+from orchestrator.triton_client import TritonCallError, TritonGateway
+
+log = logging.getLogger("orchestrator.app")
+
+
+def enabled_models(s: Settings) -> list[str]:
+    models = [s.vad_model, s.embedder_model]
+    models += [s.stt_model] if s.stt_enabled else []
+    models += [s.llm_model] if s.llm_enabled else []
+    models += [s.tts_model] if s.tts_enabled else []
+    return models
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        db = Database(settings.database_url)
+        await db.init()
+        memory = await asyncio.to_thread(VectorMemory, settings.milvus_uri, settings.milvus_collection)
+        gateway = TritonGateway(settings.triton_url, lazy_load=settings.lazy_load, timeout_s=settings.triton_timeout_s)
+        app.state.services = Services(settings, gateway, db, memory)
+        log.info("orchestrator up: triton=%s db=%s milvus=%s", settings.triton_url,
+                 db.engine.url.render_as_string(hide_password=True), settings.milvus_uri)
+        try:
+            yield
+        finally:
+            await gateway.close()
+            await db.close()
+            memory.close()
+
+    app = FastAPI(title="Korean real-time voice chat", lifespan=lifespan)
+
+    @app.websocket("/ws/voice/{session_id}")
+    async def voice(ws: WebSocket, session_id: str):
+        await ws.accept()
+        send_lock = asyncio.Lock()
+
+        async def send_json(event: dict) -> None:
+            async with send_lock:
+                if ws.application_state == WebSocketState.CONNECTED:
+                    try:
+                        await ws.send_json(event)
+                    except (WebSocketDisconnect, RuntimeError):
+                        pass
+
+        async def send_bytes(frame: bytes) -> None:
+            async with send_lock:
+                if ws.application_state == WebSocketState.CONNECTED:
+                    try:
+                        await ws.send_bytes(frame)
+                    except (WebSocketDisconnect, RuntimeError):
+                        pass
+
+        if not re.match(P.ID_PATTERN, session_id):
+            await send_json(P.error_event(P.ErrorCode.BAD_SESSION_ID, "session ids are 1–64 of [A-Za-z0-9_.-]"))
+            await ws.close(code=4400)
+            return
+        session = VoiceSession(session_id, app.state.services, send_json, send_bytes)
+        try:
+            while True:
+                message = await ws.receive()
+                if message["type"] == "websocket.disconnect":
+                    break
+                if message.get("bytes") is not None:
+                    await session.handle_audio(message["bytes"])
+                elif message.get("text") is not None:
+                    await session.handle_text(message["text"])
+        except WebSocketDisconnect:
+            pass
+        finally:
+            await session.close()
+
+    @app.get("/api/health/")
+    async def health():
+        svc: Services = app.state.services
+        db_ok, vec_ok, triton_ok = await asyncio.gather(svc.db.ping(), svc.memory.ping(), svc.gateway.server_ready())
+        names = enabled_models(settings)
+        models = await svc.gateway.model_status(names) if triton_ok else {n: {"ready": False} for n in names}
+        for status in models.values():  # LAZY_LOAD: present in the repository but not loaded yet is fine
+            status["ok"] = status["ready"] or (settings.lazy_load and status.get("state") in ("UNAVAILABLE", "UNKNOWN")
+                                               and "unloaded" in status.get("reason", "unloaded"))
+        ok = db_ok and vec_ok and triton_ok and all(m["ok"] for m in models.values())
+        body = {"status": "ok" if ok else "degraded", "database": db_ok, "vector_db": vec_ok, "triton": triton_ok,
+                "models": models, "lazy_load": settings.lazy_load}
+        return JSONResponse(body, status_code=200 if ok else 503)
+
+    @app.get("/api/sessions/{session_id}/turns")
+    async def turns(session_id: str):
+        svc: Services = app.state.services
+        if not re.match(P.ID_PATTERN, session_id) or await svc.db.session(session_id) is None:
+            raise HTTPException(404, "unknown session")
+        rows = await svc.db.turns(session_id)
+        return [{"turn_index": t.turn_index, "status": t.status, "user_text": t.user_text,
+                 "assistant_text": t.assistant_text, "user_audio_ms": t.user_audio_ms,
+                 "assistant_audio_ms": t.assistant_audio_ms, "timings": t.timings,
+                 "model_versions": t.model_versions, "memory_hits": t.memory_hits} for t in rows]
+
+    @app.post("/api/admin/models/{name}/load")
+    async def load_model(name: str):
+        """Swap: after `python -m export <model> --new-version`, make Triton serve the new version."""
+        if name not in enabled_models(settings):
+            raise HTTPException(404, f"unknown model {name!r}")
+        try:
+            version = await app.state.services.gateway.load_model(name)
+        except TritonCallError as exc:
+            raise HTTPException(409, exc.message) from None
+        return {"model": name, "version": version}
+
+    @app.get("/metrics")
+    async def metrics():
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return app

@@ -1,0 +1,93 @@
+"""The bot's answer: LLM stream → sentence splitter → TTS stream → client, as two concurrent stages.
+
+The LLM stage pushes each finished sentence into a queue while it keeps generating; the TTS stage
+speaks sentences in order as they come. Cancelling the task that runs `respond()` cancels both
+stages and, through the gateway, both Triton requests.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Awaitable, Callable
+
+from RealTime_zeroshot_TTS_ko.text.splitter import SentenceSplitter
+from orchestrator.metrics import TurnClock
+
+log = logging.getLogger("orchestrator.respond")
+
+
+@dataclass
+class ResponseResult:
+    text: str = ""
+    sentences: list[str] = field(default_factory=list)
+    audio_samples: int = 0
+    sample_rate: int = 24000
+    llm: dict = field(default_factory=dict)        # the LLM's final summary (tokens, ttft, tok/s)
+    versions: dict = field(default_factory=dict)   # model -> version that served this answer
+
+
+def build_messages(system_prompt: str, history: list[tuple[str, str]], memories: list, user_text: str) -> list[dict]:
+    system = system_prompt
+    if memories:
+        recalled = "\n".join(f"- ({'사용자' if m.role == 'user' else '비서'}) {m.text}" for m in memories)
+        system += f"\n\n이전 대화에서 기억나는 내용:\n{recalled}"
+    messages = [{"role": "system", "content": system}]
+    for user, assistant in history:
+        messages += [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
+    return messages + [{"role": "user", "content": user_text}]
+
+
+async def respond(gateway, *, llm_model: str, tts_model: str | None, messages: list[dict], llm_options: dict,
+                  tts_options: dict, clock: TurnClock, request_id: str,
+                  on_text: Callable[[str], Awaitable[None]], on_audio: Callable[[bytes, int], Awaitable[None]],
+                  result: ResponseResult) -> ResponseResult:
+    """Run one answer; `result` is filled as it goes, so an interrupted answer keeps what was said."""
+    sentences: asyncio.Queue[str | None] = asyncio.Queue()
+
+    async def llm_stage() -> None:
+        splitter = SentenceSplitter()
+        try:
+            async for item in gateway.llm_stream(llm_model, messages, llm_options, request_id=f"{request_id}-llm"):
+                result.versions["llm"] = item.model_version
+                if item.final:
+                    result.llm = item.info
+                    break
+                delta = item.data.reshape(-1)[0].decode("utf-8")
+                clock.mark("llm_first_token")
+                result.text += delta
+                await on_text(delta)
+                for sentence in splitter.push(delta):
+                    clock.mark("first_sentence")
+                    await sentences.put(sentence)
+            for sentence in splitter.flush():
+                clock.mark("first_sentence")
+                await sentences.put(sentence)
+            clock.mark("llm_done")
+        finally:
+            await sentences.put(None)
+
+    async def tts_stage() -> None:
+        while (sentence := await sentences.get()) is not None:
+            result.sentences.append(sentence)
+            if tts_model is None:
+                continue
+            async for item in gateway.tts_stream(tts_model, sentence, tts_options, request_id=f"{request_id}-tts"):
+                result.versions["tts"] = item.model_version
+                if item.final:
+                    break
+                result.sample_rate = int(item.info.get("sample_rate", result.sample_rate))
+                clock.mark("first_audio")
+                result.audio_samples += len(item.data)
+                await on_audio(item.data.tobytes(), result.sample_rate)
+        clock.mark("tts_done")
+
+    llm_task = asyncio.create_task(llm_stage())
+    tts_task = asyncio.create_task(tts_stage())
+    try:
+        await asyncio.gather(llm_task, tts_task)
+    finally:
+        for task in (llm_task, tts_task):
+            task.cancel()
+        await asyncio.gather(llm_task, tts_task, return_exceptions=True)
+    return result

@@ -1,0 +1,110 @@
+"""Turn memory in Milvus (Milvus Lite file by default, standalone via MILVUS_URI=http://...).
+
+Every user and assistant turn is stored with its embedding; recall returns the same user's most
+similar past turns. Filters are parameterised (`filter_params`), never built from raw ids. FLAT index:
+exact search stays fast at these sizes, and graph indexes return too few hits under a selective filter.
+Filters: Milvus Lite does not take `filter_params` templates, so ids are checked against a strict
+charset and quoted; anything else is refused before it reaches an expression.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger("orchestrator.memory")
+DIM = 384
+MAX_TEXT = 2000
+SAFE_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+def id_literal(value: str) -> str:
+    """A quoted Milvus string literal for an id; refuses anything outside [A-Za-z0-9_.-]."""
+    if not isinstance(value, str) or not SAFE_ID.match(value):
+        raise ValueError(f"unsafe id for a filter: {value!r}")
+    return f'"{value}"'
+
+
+@dataclass
+class MemoryHit:
+    text: str
+    role: str
+    score: float
+    session_id: str
+    turn_id: int
+
+
+class VectorMemory:
+    def __init__(self, uri: str, collection: str = "turns", dim: int = DIM):
+        from pymilvus import MilvusClient
+
+        if "://" not in uri:  # Milvus Lite: a local .db file whose folder must exist
+            Path(uri).parent.mkdir(parents=True, exist_ok=True)
+        self.uri, self.collection, self.dim = uri, collection, dim
+        self.client = MilvusClient(uri)
+        self._lock = asyncio.Lock()  # Milvus Lite is one in-process engine: serialise calls
+        self._ensure_collection()
+
+    def _ensure_collection(self) -> None:
+        from pymilvus import DataType
+
+        if self.client.has_collection(self.collection):
+            self.client.load_collection(self.collection)
+            return
+        schema = self.client.create_schema(auto_id=True, enable_dynamic_field=False)
+        schema.add_field("id", DataType.INT64, is_primary=True)
+        schema.add_field("user_id", DataType.VARCHAR, max_length=64)
+        schema.add_field("session_id", DataType.VARCHAR, max_length=64)
+        schema.add_field("turn_id", DataType.INT64)
+        schema.add_field("role", DataType.VARCHAR, max_length=16)
+        schema.add_field("text", DataType.VARCHAR, max_length=MAX_TEXT * 4)
+        schema.add_field("embedding", DataType.FLOAT_VECTOR, dim=self.dim)
+        index = self.client.prepare_index_params()
+        index.add_index("embedding", index_type="FLAT", metric_type="IP")
+        self.client.create_collection(self.collection, schema=schema, index_params=index)
+        self.client.load_collection(self.collection)
+
+    async def _call(self, fn, *args, **kwargs):
+        async with self._lock:
+            return await asyncio.to_thread(fn, *args, **kwargs)
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self._call(self.client.has_collection, self.collection))
+        except Exception:  # noqa: BLE001
+            return False
+
+    async def add(self, rows: list[dict], vectors: np.ndarray) -> list[int]:
+        data = [{**r, "text": r["text"][:MAX_TEXT], "embedding": v.astype(np.float32).tolist()}
+                for r, v in zip(rows, vectors)]
+        result = await self._call(self.client.insert, self.collection, data)
+        return list(result["ids"])
+
+    async def delete(self, ids: list[int]) -> None:
+        if ids:
+            await self._call(self.client.delete, self.collection, ids=ids)
+
+    async def recall(self, user_id: str, vector: np.ndarray, top_k: int, min_score: float,
+                     exclude_session: str | None = None) -> list[MemoryHit]:
+        flt = f"user_id == {id_literal(user_id)}"
+        if exclude_session:
+            flt += f" and session_id != {id_literal(exclude_session)}"
+        result = await self._call(self.client.search, self.collection, data=[vector.astype(np.float32).tolist()],
+                                  filter=flt, limit=top_k,
+                                  output_fields=["text", "role", "session_id", "turn_id"],
+                                  search_params={"metric_type": "IP"})
+        hits = [MemoryHit(h["entity"]["text"], h["entity"]["role"], float(h["distance"]), h["entity"]["session_id"],
+                          int(h["entity"]["turn_id"])) for h in result[0]]
+        return [h for h in hits if h.score >= min_score]
+
+    async def count(self, user_id: str) -> int:
+        rows = await self._call(self.client.query, self.collection, filter=f"user_id == {id_literal(user_id)}",
+                                output_fields=["count(*)"])
+        return int(rows[0]["count(*)"]) if rows else 0
+
+    def close(self) -> None:
+        self.client.close()

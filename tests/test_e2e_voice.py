@@ -1,0 +1,127 @@
+"""End to end: a real WebSocket client streams real Korean speech in real time to the app, which
+uses the real Triton (VAD, Whisper, LLM, TTS, embedder), the local MariaDB and Milvus Lite."""
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import httpx
+import kocer
+import numpy as np
+import pytest
+
+from orchestrator.client import VoiceClient
+from tests.app_server import AppServer, make_settings
+from tests.audio_fixtures import synth_clip, to_pcm16
+
+QUESTION = "오늘 저녁 메뉴로 뭘 먹으면 좋을까요?"
+
+
+@pytest.fixture(scope="module")
+def app(triton, tmp_path_factory):
+    settings = make_settings(triton, tmp_path_factory.mktemp("app"), llm_max_tokens=48)
+    with AppServer(settings) as server:
+        yield server
+
+
+def sid(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+async def test_health_reports_every_part(app):
+    async with httpx.AsyncClient() as http:
+        r = await http.get(f"{app.http}/api/health/")
+    body = r.json()
+    assert r.status_code == 200, body
+    assert body["database"] and body["vector_db"] and body["triton"]
+    assert {"stt", "vad", "llm", "tts", "embedder"} <= set(body["models"])
+    assert all(m["ready"] for m in body["models"].values())
+
+
+async def test_voice_turn_end_to_end(app):
+    session_id = sid("e2e")
+    async with VoiceClient(app.ws, session_id) as client:
+        started = await client.start("user-e2e")
+        assert started["output_sample_rate"] == 24000
+        await client.stream(to_pcm16(synth_clip(QUESTION)))
+        await client.wait_for("speech.started", timeout=10)
+        final = await client.wait_for("transcript.final", timeout=30)
+        cer = kocer.cer(QUESTION, final["text"])
+        print(f"\nE2E transcript {final['text']!r} CER={cer:.3f}")
+        assert cer <= 0.2
+        done = await client.wait_for("response.done", timeout=120, turn_id=final["turn_id"])
+        assert done["status"] == "completed" and done["text"]
+        deltas = [e["delta"] for e in client.rx.events if e["type"] == "response.text.delta"]
+        assert "".join(deltas) == done["text"]
+        reply = client.reply_audio(done["turn_id"])
+        assert client.rx.sample_rate[done["turn_id"]] == 24000 and len(reply) > 24000 * 0.5
+        timings = done["timings"]
+        assert 0 < timings["stt_done"] < timings["llm_first_token"] < timings["first_audio"]
+        assert set(done["model_versions"]) == {"stt", "llm", "tts"}
+        print(f"E2E reply {done['text']!r}, {len(reply) / 24000:.1f}s audio, timings {timings}")
+    await asyncio.sleep(1.0)  # the turn is stored after the reply
+    async with httpx.AsyncClient() as http:
+        rows = (await http.get(f"{app.http}/api/sessions/{session_id}/turns")).json()
+        assert (await http.get(f"{app.http}/api/sessions/nope-{session_id}/turns")).status_code == 404
+    assert len(rows) == 1 and rows[0]["status"] == "completed"
+    assert rows[0]["user_text"] == final["text"] and rows[0]["assistant_text"] == done["text"]
+    assert rows[0]["assistant_audio_ms"] > 500 and rows[0]["timings"]["first_audio"] > 0
+    # both sides of the turn are in Milvus for this user, and recalled by a later session
+    async with VoiceClient(app.ws, sid("e2e2")) as client:
+        await client.start("user-e2e")
+        await client.stream(to_pcm16(synth_clip("저녁 메뉴 추천 다시 해 주세요.")))
+        started = await client.wait_for("response.started", timeout=60)
+        assert started["memory_hits"] >= 1
+        await client.wait_for("response.done", timeout=120)
+
+
+async def test_silence_gives_no_turn(app):
+    session_id = sid("silence")
+    async with VoiceClient(app.ws, session_id) as client:
+        await client.start("user-silence")
+        noise = (np.random.default_rng(0).normal(0, 0.003, 16000 * 2) * 32767).astype(np.int16)
+        await client.stream(noise, trailing_silence_s=0.8)
+        await asyncio.sleep(1.0)
+        assert client.find("transcript.final") is None or client.find("transcript.final")["text"] == ""
+        assert client.find("response.text.delta") is None
+
+
+async def test_barge_in_cancels_answer_and_nothing_stale_follows(app):
+    async with VoiceClient(app.ws, sid("barge")) as client:
+        await client.start("user-barge")
+        await client.stream(to_pcm16(synth_clip("한국의 역사에 대해서 아주 길고 자세하게 이야기해 주세요.")))
+        first_final = await client.wait_for("transcript.final", timeout=30)
+        turn = first_final["turn_id"]
+        await client.wait_for("response.audio.started", timeout=120, turn_id=turn)
+        await client.stream(to_pcm16(synth_clip("잠깐만요, 그만하세요.")))
+        done = await client.wait_for("response.done", timeout=30, turn_id=turn)
+        assert done["status"] == "interrupted"
+        second = await client.wait_for("response.done", timeout=120, turn_id=turn + 1)
+        assert second["status"] in ("completed", "empty")
+        stale = [t for t, _seq, _pcm in client.rx.audio.get(turn, []) if t > done["_t"]]
+        assert not stale, f"{len(stale)} audio frames of the interrupted turn arrived after its response.done"
+
+
+async def test_bad_input_gets_error_events_and_session_survives(app):
+    async with VoiceClient(app.ws, sid("bad")) as client:
+        await client.ws.send(b"\x00\x01" * 160)  # audio before session.start
+        assert (await client.wait_for("error", code="session_not_started"))
+        await client.ws.send("this is not json")
+        await client.wait_for("error", code="bad_json")
+        await client.send_json({"type": "session.teleport"})
+        await client.wait_for("error", code="unknown_event")
+        await client.send_json({"type": "session.start", "user_id": "bad id with spaces"})
+        await client.wait_for("error", code="invalid_event")
+        await client.start("user-bad")
+        await client.ws.send(b"\x00" * 321)  # odd length: not PCM16
+        await client.wait_for("error", code="bad_audio_frame")
+        await client.ws.send(b"\x00\x00" * 40000)  # 80 kB > 1 s per frame
+        await client.wait_for("error", code="frame_too_large")
+        await client.send_json({"type": "session.start", "user_id": "user-bad"})
+        await client.wait_for("error", code="session_already_started")
+        # the session still works after all that
+        await client.stream(to_pcm16(synth_clip("안녕하세요?")))
+        done = await client.wait_for("response.done", timeout=120)
+        assert done["status"] == "completed"
+    async with VoiceClient(app.ws, "bad$id") as client:
+        await client.wait_for("error", code="bad_session_id")
