@@ -40,7 +40,7 @@ class Settings(BaseSettings):
     port: int = 8080
 
     # Storage
-    database_url: str = "mysql+asyncmy://root@127.0.0.1:3306/voicechat"
+    database_url: str = "mysql+asyncmy://voice:voice@127.0.0.1:3306/voicechat"
     milvus_uri: str = str(REPO_ROOT / "data" / "milvus.db")
     milvus_collection: str = "turns"
     memory_top_k: int = 3

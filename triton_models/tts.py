@@ -39,10 +39,14 @@ class TtsService:
         if rate not in RATES:
             raise ValueError(f"sample_rate must be one of {RATES}")
         voice = str(options.get("voice", "default"))
-        try:
-            self.engine.voices.get(voice)
-        except KeyError as exc:
-            raise ValueError(str(exc)) from None
+        if self.engine.voices is None:  # engines without a voice bank speak one stock voice
+            if voice != "default":
+                raise ValueError(f"unknown voice {voice!r}")
+        else:
+            try:
+                self.engine.voices.get(voice)
+            except KeyError as exc:
+                raise ValueError(str(exc)) from None
         return text, rate
 
     def chunks(self, text: str, options: dict):
@@ -63,6 +67,8 @@ class TtsService:
     def enroll(self, voice_id: str, reference: np.ndarray, rate: int) -> dict:
         from RealTime_zeroshot_TTS_ko.voices import fit_voice
 
+        if getattr(self.engine, "voices", None) is None:
+            raise ValueError("this TTS engine has no zero-shot voices")
         t0 = time.perf_counter()
         profile = fit_voice(self.engine, reference.astype(np.float32) / 32768.0, rate)
         self.engine.voices.add(voice_id, profile)

@@ -1,0 +1,11 @@
+# The NVIDIA Triton GPU container (2.51 = 24.10): native onnxruntime backend for the ONNX models
+# (vad), Python backend for stt/llm/tts/embedder with our code on VOICE_PYTHONPATH=/app.
+FROM nvcr.io/nvidia/tritonserver:24.10-py3
+RUN apt-get update && apt-get install -y --no-install-recommends espeak-ng curl && rm -rf /var/lib/apt/lists/*
+COPY requirements.txt /tmp/requirements.txt
+RUN pip install --no-cache-dir torch==2.5.1 \
+ && CMAKE_ARGS="-DGGML_CUDA=on" pip install --no-cache-dir llama-cpp-python==0.3.36 \
+ && grep -vE '^(nvidia-pytriton|onnxruntime|llama-cpp-python|pytest|matplotlib)' /tmp/requirements.txt > /tmp/req-gpu.txt \
+ && pip install --no-cache-dir -r /tmp/req-gpu.txt onnxruntime-gpu==1.31.1
+COPY triton_models /app/triton_models
+COPY RealTime_zeroshot_TTS_ko /app/RealTime_zeroshot_TTS_ko
