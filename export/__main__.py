@@ -24,6 +24,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--llm-variant", choices=sorted(LLM_VARIANTS), default="qwen2.5-0.5b")
     parser.add_argument("--llm-engine", choices=["llama_cpp", "transformers"], default="llama_cpp")
     parser.add_argument("--hf-dir", help="local Hugging Face model folder for --llm-engine transformers (Gemma)")
+    parser.add_argument("--load-into", metavar="URL",
+                        help="then ask a running orchestrator (e.g. http://127.0.0.1:8080) to make Triton load it")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     names = list(EXPORTERS) if "all" in args.models else args.models
@@ -33,6 +35,12 @@ def main(argv: list[str] | None = None) -> None:
             kw |= {"variant": args.llm_variant, "engine": args.llm_engine, "hf_dir": args.hf_dir}
         vdir = EXPORTERS[name](args.repo, **kw)
         print(f"exported {name} -> {vdir}")
+        if args.load_into:
+            import httpx
+
+            r = httpx.post(f"{args.load_into.rstrip('/')}/api/admin/models/{name}/load", timeout=600)
+            r.raise_for_status()
+            print(f"Triton now serves {name} version {r.json()['version']}")
 
 
 if __name__ == "__main__":

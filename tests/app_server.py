@@ -61,6 +61,7 @@ class AppServer:
 
 
 def make_settings(triton, tmp_path, **overrides) -> Settings:
+    defaults = {"database_url": "mysql+asyncmy://voice:voice@127.0.0.1:3306/voicechat_test",
+                "milvus_uri": str(tmp_path / "milvus" / "turns.db")}
     return Settings(_env_file=None, triton_url=triton.grpc_url, start_triton=False, port=free_port(),
-                    database_url="mysql+asyncmy://voice:voice@127.0.0.1:3306/voicechat_test",
-                    milvus_uri=str(tmp_path / "milvus" / "turns.db"), **overrides)
+                    **{**defaults, **overrides})
