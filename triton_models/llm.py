@@ -77,7 +77,7 @@ class LlamaCppEngine:
         from llama_cpp import Llama
 
         self.llm = Llama(model_path=str(gguf), n_threads=n_threads, n_threads_batch=n_threads, n_ctx=n_ctx,
-                         n_batch=256, verbose=False)
+                         n_batch=256, flash_attn=True, verbose=False)
         self.n_ctx = n_ctx
         self._formatter = None
         self.lock = threading.Lock()  # one context: generations take turns
