@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from orchestrator.client import VoiceClient
-from tests.app_server import AppServer, make_settings
+from benchmarks.stack import AppServer, make_settings
 from tests.audio_fixtures import synth_clip, to_pcm16
 
 QUESTION = "오늘 저녁 메뉴로 뭘 먹으면 좋을까요?"

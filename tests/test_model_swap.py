@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from orchestrator.client import VoiceClient
-from tests.app_server import AppServer, make_settings
+from benchmarks.stack import AppServer, make_settings
 from tests.audio_fixtures import synth_clip, to_pcm16
 from triton_models.launcher import TritonServer
 

@@ -119,9 +119,10 @@ def test_unpunctuated_llm_output_is_cut_at_korean_endings():
     assert len(parts) >= 2 and all(len(p) <= 80 for p in parts)
 
 
-def test_phrase_chunks_short_first_then_bounded():
+def test_phrase_chunks_short_first_then_growing():
     phonemes = to_phonemes("오늘은 정말 좋은 날이에요, 우리 같이 공원에 가서 산책도 하고 맛있는 점심도 먹고 "
                            "저녁에는 영화를 보러 가면 어떨까요, 생각만 해도 즐거워요.")
-    chunks = phrase_chunks(phonemes, first_max=40, max_len=120)
-    assert len(chunks[0]) <= 40 and all(len(c) <= 120 for c in chunks)
+    chunks = phrase_chunks(phonemes, first_max=14, max_len=120)
+    assert len(chunks) >= 3 and len(chunks[0]) <= 14
+    assert all(len(c) <= min(120, 14 * 2 ** i) for i, c in enumerate(chunks))
     assert " ".join(chunks).split() == phonemes.split()

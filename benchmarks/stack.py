@@ -1,4 +1,4 @@
-"""Run the real orchestrator app (uvicorn) in a background thread against the test Triton."""
+"""Run the real orchestrator app (uvicorn) in a background thread against a given Triton (tests, benchmarks)."""
 from __future__ import annotations
 
 import asyncio
