@@ -242,7 +242,8 @@ class VoiceSession:
             await respond(
                 self.svc.gateway, llm_model=self.cfg.llm_model, tts_model=self.cfg.tts_model if self.cfg.tts_enabled else None,
                 messages=build_messages(self.cfg.system_prompt, self.history[-self.cfg.history_turns:], hits, user_text),
-                llm_options={"max_tokens": self.cfg.llm_max_tokens, "temperature": self.cfg.llm_temperature},
+                llm_options={"max_tokens": self.cfg.llm_max_tokens, "temperature": self.cfg.llm_temperature,
+                             "threads": self.cfg.llm_threads or None},
                 tts_options={"voice": self.voice, "sample_rate": self.output_rate}, clock=clock,
                 request_id=f"{self.id}-{turn_id}", on_text=lambda d: self._text_out(turn_id, d),
                 on_audio=lambda pcm, rate: self._audio_out(turn_id, pcm, rate), result=result)

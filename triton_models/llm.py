@@ -40,12 +40,16 @@ class GenOptions:
     temperature: float = 0.6
     top_p: float = 0.9
     seed: int | None = None
+    threads: int | None = None  # decode threads for this request (voice turns: 1, so TTS keeps a core)
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "GenOptions":
         d = d or {}
         o = cls(int(d.get("max_tokens", 128)), float(d.get("temperature", 0.6)), float(d.get("top_p", 0.9)),
-                None if d.get("seed") is None else int(d["seed"]))
+                None if d.get("seed") is None else int(d["seed"]),
+                None if d.get("threads") is None else int(d["threads"]))
+        if o.threads is not None and not 1 <= o.threads <= 64:
+            raise ValueError("threads must be in 1..64")
         if not 1 <= o.max_tokens <= 2048:
             raise ValueError("max_tokens must be in 1..2048")
         if not 0.0 <= o.temperature <= 2.0 or not 0.0 < o.top_p <= 1.0:
@@ -78,7 +82,7 @@ class LlamaCppEngine:
 
         self.llm = Llama(model_path=str(gguf), n_threads=n_threads, n_threads_batch=n_threads, n_ctx=n_ctx,
                          n_batch=256, flash_attn=True, verbose=False)
-        self.n_ctx = n_ctx
+        self.n_ctx, self.n_threads = n_ctx, n_threads
         self._formatter = None
         self.lock = threading.Lock()  # one context: generations take turns
 
@@ -95,8 +99,16 @@ class LlamaCppEngine:
         prompt = self._formatter(messages=messages).prompt
         return len(self.llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True))
 
+    def _set_threads(self, n: int) -> None:
+        import llama_cpp
+
+        llama_cpp.llama_set_n_threads(self.llm.ctx, n, max(n, self.n_threads))
+
     def generate(self, messages: list[dict], opts: GenOptions) -> Iterator[str]:
         with self.lock:
+            threads = min(opts.threads or self.n_threads, self.n_threads)
+            if threads != self.n_threads:
+                self._set_threads(threads)
             stream = self.llm.create_chat_completion(
                 messages=messages, stream=True, max_tokens=opts.max_tokens, temperature=opts.temperature,
                 top_p=opts.top_p, seed=opts.seed, repeat_penalty=1.1)
@@ -110,6 +122,8 @@ class LlamaCppEngine:
                         yield delta
             finally:
                 stream.close()  # stops llama.cpp at once when the consumer leaves (cancel)
+                if threads != self.n_threads:
+                    self._set_threads(self.n_threads)
                 # true token count (a Korean syllable may take two tokens but makes one delta)
                 self.last_tokens = max(0, self.llm.n_tokens - start) if start is not None else 0
 
