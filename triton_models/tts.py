@@ -36,8 +36,9 @@ class TtsService:
         if len(text) > MAX_TEXT:
             raise ValueError(f"TEXT longer than {MAX_TEXT} characters")
         rate = int(options.get("sample_rate", self.engine.sample_rate))
-        if rate not in RATES:
-            raise ValueError(f"sample_rate must be one of {RATES}")
+        allowed = sorted({self.engine.sample_rate, *RATES}, reverse=True)
+        if rate not in allowed:
+            raise ValueError(f"sample_rate must be one of {allowed}")
         voice = str(options.get("voice", "default"))
         if self.engine.voices is None:  # engines without a voice bank speak one stock voice
             if voice != "default":
@@ -65,17 +66,11 @@ class TtsService:
                                               "sample_rate": rate, "last_in_sentence": chunk.last}
 
     def enroll(self, voice_id: str, reference: np.ndarray, rate: int) -> dict:
-        from RealTime_zeroshot_TTS_ko.voices import fit_voice
-
-        if getattr(self.engine, "voices", None) is None:
+        if not hasattr(self.engine, "enroll"):
             raise ValueError("this TTS engine has no zero-shot voices")
         t0 = time.perf_counter()
-        profile = fit_voice(self.engine, reference.astype(np.float32) / 32768.0, rate)
-        self.engine.voices.add(voice_id, profile)
-        return {"voice": voice_id, "similarity": round(profile.similarity, 4), "speed": round(profile.speed, 3),
-                "pitch_semitones": round(profile.pitch_semitones, 2),
-                "weights": {k: round(v, 3) for k, v in profile.weights.items()},
-                "enroll_ms": round((time.perf_counter() - t0) * 1000, 1)}
+        info = self.engine.enroll(voice_id, reference.astype(np.float32) / 32768.0, rate)
+        return {**info, "enroll_ms": round((time.perf_counter() - t0) * 1000, 1)}
 
 
 class TritonPythonModel:

@@ -77,6 +77,16 @@ class KokoroEngine(TtsEngine):
             audio = librosa.effects.pitch_shift(audio, sr=SAMPLE_RATE, n_steps=profile.pitch_semitones)
         return audio
 
+    def enroll(self, voice_id: str, reference: np.ndarray, sr: int) -> dict:
+        """Zero-shot voice: fit a style to the reference clip (voices.fit_voice) and keep it."""
+        from RealTime_zeroshot_TTS_ko.voices import fit_voice
+
+        profile = fit_voice(self, reference, sr)
+        self.voices.add(voice_id, profile)
+        return {"voice": voice_id, "similarity": round(profile.similarity, 4), "speed": round(profile.speed, 3),
+                "pitch_semitones": round(profile.pitch_semitones, 2),
+                "weights": {k: round(v, 3) for k, v in profile.weights.items()}}
+
     def stream(self, text: str, voice: str = "default", speed: float | None = None,
                first_chunk_phonemes: int = 14) -> Iterator[SynthChunk]:
         """One chunk per phrase of the sentence: a short first phrase, then growing ones (phrase_chunks)."""
