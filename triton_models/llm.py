@@ -173,8 +173,10 @@ class TransformersEngine:
                       stopping_criteria=StoppingCriteriaList([Stop()]), pad_token_id=self.tokenizer.eos_token_id)
         if opts.temperature > 0:
             kwargs |= {"temperature": opts.temperature, "top_p": opts.top_p}
+        prompt_len = inputs["input_ids"].shape[-1]
+        produced: list = []
         with self.lock:
-            worker = threading.Thread(target=self.model.generate, kwargs=kwargs, daemon=True)
+            worker = threading.Thread(target=lambda: produced.append(self.model.generate(**kwargs)), daemon=True)
             worker.start()
             try:
                 for piece in streamer:
@@ -183,6 +185,7 @@ class TransformersEngine:
             finally:
                 stop.set()  # consumer left (cancel) or done: stop generate() within one token
                 worker.join()
+                self.last_tokens = int(produced[0].shape[-1] - prompt_len) if produced else 0
 
 
 def load_llm(engine: str, weights: Path, n_threads: int = 2, n_ctx: int = 2048):
