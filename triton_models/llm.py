@@ -173,8 +173,6 @@ class TransformersEngine:
                       stopping_criteria=StoppingCriteriaList([Stop()]), pad_token_id=self.tokenizer.eos_token_id)
         if opts.temperature > 0:
             kwargs |= {"temperature": opts.temperature, "top_p": opts.top_p}
-        if self.model.device.type == "cuda":  # measured on an H100: 199 vs 20 tok/s with the dynamic cache
-            kwargs["cache_implementation"] = "static"
         prompt_len = inputs["input_ids"].shape[-1]
         produced: list = []
         with self.lock:
