@@ -55,27 +55,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await ws.accept()
         send_lock = asyncio.Lock()
 
-        async def send_json(event: dict) -> None:
+        async def send(payload: dict | bytes) -> None:
+            """Serialised sends from the session's tasks; a closed socket drops them quietly."""
             async with send_lock:
                 if ws.application_state == WebSocketState.CONNECTED:
                     try:
-                        await ws.send_json(event)
-                    except (WebSocketDisconnect, RuntimeError):
-                        pass
-
-        async def send_bytes(frame: bytes) -> None:
-            async with send_lock:
-                if ws.application_state == WebSocketState.CONNECTED:
-                    try:
-                        await ws.send_bytes(frame)
+                        await (ws.send_bytes(payload) if isinstance(payload, bytes) else ws.send_json(payload))
                     except (WebSocketDisconnect, RuntimeError):
                         pass
 
         if not re.match(P.ID_PATTERN, session_id):
-            await send_json(P.error_event(P.ErrorCode.BAD_SESSION_ID, "session ids are 1–64 of [A-Za-z0-9_.-]"))
+            await send(P.error_event(P.ErrorCode.BAD_SESSION_ID, "session ids are 1–64 of [A-Za-z0-9_.-]"))
             await ws.close(code=4400)
             return
-        session = VoiceSession(session_id, app.state.services, send_json, send_bytes)
+        session = VoiceSession(session_id, app.state.services, send, send)
         try:
             while True:
                 message = await ws.receive()
