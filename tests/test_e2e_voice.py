@@ -36,6 +36,9 @@ async def test_health_reports_every_part(app):
     assert body["database"] and body["vector_db"] and body["triton"]
     assert {"stt", "vad", "llm", "tts", "embedder"} <= set(body["models"])
     assert all(m["ready"] for m in body["models"].values())
+    async with httpx.AsyncClient() as http:
+        metrics = (await http.get(f"{app.http}/metrics")).text
+    assert "voice_stage_latency_seconds" in metrics and "voice_turns_total" in metrics
 
 
 async def test_voice_turn_end_to_end(app):
@@ -46,6 +49,8 @@ async def test_voice_turn_end_to_end(app):
         await client.stream(to_pcm16(synth_clip(QUESTION)))
         await client.wait_for("speech.started", timeout=10)
         final = await client.wait_for("transcript.final", timeout=30)
+        partial = client.find("transcript.partial")  # partials arrive while the user still speaks
+        assert partial is not None and partial["turn_id"] == final["turn_id"] and partial["_t"] < final["_t"]
         cer = kocer.cer(QUESTION, final["text"])
         print(f"\nE2E transcript {final['text']!r} CER={cer:.3f}")
         assert cer <= 0.2

@@ -25,7 +25,8 @@ async def test_stream_order_and_final_summary(gateway):
     items, deltas, summary = await run(gateway, chat("하나부터 다섯까지 세어 주세요."), max_tokens=24)
     assert [i.info["index"] for i in items[:-1]] == list(range(len(deltas)))
     assert items[-1].final and not any(i.final for i in items[:-1])
-    assert summary["status"] == "done" and summary["deltas"] == len(deltas) and len(deltas) <= summary["tokens"] <= 24
+    assert summary["status"] == "done" and len(deltas) <= summary["deltas"] <= summary["tokens"] <= 24
+    assert items[-2].info["deltas"] == summary["deltas"]  # every generated piece reached the client
     assert summary["ttft_ms"] > 0 and summary["tok_s"] > 0
 
 
@@ -40,18 +41,20 @@ async def test_korean_reply_to_korean_greeting(gateway):
 
 async def test_cancel_stops_generation_within_a_token(gateway):
     _, _, before = await run(gateway, chat("안녕"), max_tokens=4)
-    received = 0
+    received, last_info = 0, {}
     stream = gateway.llm_stream("llm", chat("한국의 역사에 대해 아주 길게 설명해 주세요."), {"max_tokens": 400})
-    async for _item in stream:
-        received += 1
+    async for item in stream:
+        received, last_info = received + 1, item.info
         if received == 3:
             break
     await stream.aclose()
     await asyncio.sleep(0.3)
-    _, deltas, after = await run(gateway, chat("안녕"), max_tokens=4)
-    made_by_cancelled = after["engine_deltas_total"] - before["engine_deltas_total"] - len(deltas)
-    print(f"\ncancelled stream: received {received}, generated {made_by_cancelled}")
-    assert received <= made_by_cancelled <= received + 2
+    _, _, after = await run(gateway, chat("안녕"), max_tokens=4)
+    made_by_cancelled = after["engine_deltas_total"] - before["engine_deltas_total"] - after["deltas"]
+    seen = last_info["deltas"]  # deltas the client had received when it cancelled
+    print(f"\ncancelled stream: client saw {seen} deltas, the model generated {made_by_cancelled}")
+    # within one token of the cancel, plus what the 60 ms coalescing window still held
+    assert seen <= made_by_cancelled <= seen + 3
 
 
 @pytest.mark.parametrize("messages, options, match", [

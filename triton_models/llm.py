@@ -224,6 +224,20 @@ def stream_chat(engine, messages: list[dict], opts: GenOptions, summary: dict) -
             summary["tok_s"] = round((tokens - 1) / max(time.perf_counter() - first, 1e-6), 2)
 
 
+def coalesce(deltas: Iterator[str], window_s: float) -> Iterator[str]:
+    """The first delta at once, then what arrived within each window as one piece: fewer responses
+    (each costs IPC and client CPU on the same 2 cores the decoder uses), at most window_s later."""
+    pending, last = "", None
+    for delta in deltas:
+        pending += delta
+        now = time.perf_counter()
+        if last is None or now - last >= window_s:
+            yield pending
+            pending, last = "", now
+    if pending:
+        yield pending
+
+
 class TritonPythonModel:
     def initialize(self, args):
         params = model_params(args)
@@ -231,6 +245,7 @@ class TritonPythonModel:
         self.engine = load_llm(params.get("engine", "llama_cpp"), weights, int(params.get("n_threads", "2")),
                                int(params.get("n_ctx", "2048")))
         self.variant = params.get("variant", params["weights"])
+        self.coalesce_s = float(params.get("coalesce_ms", "60")) / 1000
 
     def execute(self, requests):
         import triton_python_backend_utils as pb_utils
@@ -247,9 +262,9 @@ class TritonPythonModel:
 
             def produce(summary, messages=messages, opts=opts):
                 summary["variant"] = self.variant
-                for i, delta in enumerate(stream_chat(self.engine, messages, opts, summary)):
+                for i, delta in enumerate(coalesce(stream_chat(self.engine, messages, opts, summary), self.coalesce_s)):
                     yield [pb_utils.Tensor("DELTA", np.array([delta.encode("utf-8")], dtype=np.object_)),
-                           pb_utils.Tensor("INFO", json_array({"index": i}))]
+                           pb_utils.Tensor("INFO", json_array({"index": i, "deltas": summary.get("deltas", 0)}))]
 
             serve_stream(pb_utils, request, produce, lambda s: [
                 pb_utils.Tensor("DELTA", np.array([b""], dtype=np.object_)), pb_utils.Tensor("INFO", json_array(s))],

@@ -88,7 +88,7 @@ class KokoroEngine(TtsEngine):
                 "weights": {k: round(v, 3) for k, v in profile.weights.items()}}
 
     def stream(self, text: str, voice: str = "default", speed: float | None = None,
-               first_chunk_phonemes: int = 14) -> Iterator[SynthChunk]:
+               first_chunk_phonemes: int = 24) -> Iterator[SynthChunk]:
         """One chunk per phrase of the sentence: a short first phrase, then growing ones (phrase_chunks)."""
         phonemes = to_phonemes(text)
         pieces = phrase_chunks(phonemes, first_max=first_chunk_phonemes)
@@ -96,7 +96,7 @@ class KokoroEngine(TtsEngine):
             yield SynthChunk(self.synth_phonemes(piece, voice, speed), piece, last=i == len(pieces) - 1)
 
 
-def phrase_chunks(phonemes: str, first_max: int = 14, max_len: int = 200) -> list[str]:
+def phrase_chunks(phonemes: str, first_max: int = 24, max_len: int = 200) -> list[str]:
     """Pack words into pieces whose size limit doubles: first_max, 2x, 4x ... up to max_len phonemes.
 
     Kokoro's cost grows with the audio it makes (RTF ~0.45 on 2 cores), so a tiny first piece gives

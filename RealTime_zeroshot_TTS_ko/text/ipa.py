@@ -53,7 +53,7 @@ def hangul_to_ipa(text: str) -> str:
             prev_voiced, prev_coda_l = ch in VOICED_CODAS, ch == "ᆯ"
         elif ch.isspace():
             out.append(" ")
-            prev_voiced = prev_coda_l = False
+            prev_voiced = False  # keep prev_coda_l: g2pkk links ㄹ+ㄹ across words (오늘 날씨 → 오늘 랄씨)
         elif ch in PUNCT:
             out.append(PUNCT[ch])
             prev_voiced = prev_coda_l = False
