@@ -35,10 +35,18 @@ def _g2p():
     return _import_g2pkk().G2p()
 
 
-def pronounce(text: str) -> str:
-    """Written Korean → pronounced Hangul (학교에서 → 학꾜에서). Input should be normalised first."""
+def pronounce(text: str, across_words: bool = False) -> str:
+    """Written Korean → pronounced Hangul (학교에서 → 학꾜에서). Input should be normalised first.
+
+    By default each word (어절) is pronounced on its own: g2pkk otherwise moves codas across spaces
+    (평일 오전 → 평이 로전) while keeping the space, and the TTS then pauses inside the linked sound
+    (CER 0.100 vs 0.120 on the 32-sentence set). Newlines between words stop that linking in one
+    g2pkk call (12 ms a sentence; one call per word took 105 ms).
+    """
     with _lock:  # mecab handles are not thread-safe
-        return _g2p()(text)
+        if across_words:
+            return _g2p()(text)
+        return _g2p()("\n".join(text.split())).replace("\n", " ")
 
 
 def english_converter():
