@@ -63,14 +63,11 @@ _engine = None
 
 
 def to_16k(audio: np.ndarray, sr: int) -> np.ndarray:
-    from scipy.signal import resample_poly
+    from RealTime_zeroshot_TTS_ko.engines.base import resample
 
     if audio.ndim > 1:
         audio = audio.mean(axis=1)
-    if sr != 16000:
-        g = np.gcd(sr, 16000)
-        audio = resample_poly(audio, 16000 // g, sr // g)
-    return audio.astype(np.float32)
+    return resample(audio.astype(np.float32), sr, 16000)
 
 
 def to_pcm16(audio: np.ndarray) -> np.ndarray:

@@ -52,16 +52,14 @@ class TtsService:
 
     def chunks(self, text: str, options: dict):
         """Yield (pcm16, info) per audio chunk."""
-        from scipy.signal import resample_poly
-
         from RealTime_zeroshot_TTS_ko import split_sentences
+        from RealTime_zeroshot_TTS_ko.engines.base import resample
 
         text, rate = self.validate(text, options)
         voice, speed = str(options.get("voice", "default")), options.get("speed")
         for s_idx, sentence in enumerate(split_sentences(text)):
             for c_idx, chunk in enumerate(self.engine.stream(sentence, voice, speed)):
-                audio = chunk.audio if rate == self.engine.sample_rate else resample_poly(
-                    chunk.audio, rate, self.engine.sample_rate).astype(np.float32)
+                audio = resample(chunk.audio, self.engine.sample_rate, rate)
                 yield float_to_pcm16(audio), {"sentence": s_idx, "chunk": c_idx, "text": sentence,
                                               "sample_rate": rate, "last_in_sentence": chunk.last}
 

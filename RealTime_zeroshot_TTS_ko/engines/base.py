@@ -15,6 +15,15 @@ class SynthChunk:
     last: bool         # last chunk of the sentence
 
 
+def resample(audio: np.ndarray, src: int, dst: int) -> np.ndarray:
+    """Polyphase resampling of float mono audio (scipy reduces src/dst by their gcd itself)."""
+    if src == dst:
+        return audio
+    from scipy.signal import resample_poly
+
+    return resample_poly(audio, dst, src).astype(np.float32)
+
+
 class TtsEngine(ABC):
     sample_rate: int
 

@@ -6,7 +6,6 @@ model repository and this engine loads them from there (or from the packages whe
 from __future__ import annotations
 
 import json
-import os
 import threading
 from pathlib import Path
 from typing import Iterator
@@ -125,6 +124,3 @@ def trim_silence(audio: np.ndarray, threshold: float = 0.01, pad_s: float = 0.04
     pad = int(pad_s * SAMPLE_RATE)
     return audio[max(0, idx[0] - pad): idx[-1] + pad]
 
-
-def default_threads() -> int:
-    return max(1, min(2, os.cpu_count() or 1))

@@ -24,7 +24,7 @@ from typing import Iterator
 
 import numpy as np
 
-from RealTime_zeroshot_TTS_ko.engines.base import SynthChunk, TtsEngine
+from RealTime_zeroshot_TTS_ko.engines.base import SynthChunk, TtsEngine, resample
 from RealTime_zeroshot_TTS_ko.frontend import to_pronunciation
 
 PUNCTUATION = {",": ",", ".": ".", "?": "?", "!": "!", "…": "…", "~": "~", ":": ":"}
@@ -160,31 +160,23 @@ class MeloOpenVoiceEngine(TtsEngine):
         y = torch.FloatTensor(audio).unsqueeze(0).to(self.device)
         return mel.spectrogram_torch(y, d.filter_length, d.sampling_rate, d.hop_length, d.win_length, center=False)
 
-    def _resample(self, audio: np.ndarray, src: int, dst: int) -> np.ndarray:
-        from scipy.signal import resample_poly
-
-        if src == dst:
-            return audio
-        g = np.gcd(src, dst)
-        return resample_poly(audio, dst // g, src // g).astype(np.float32)
-
     def tone_colour(self, audio: np.ndarray, sr: int):
         """OpenVoice's extract_se: the reference encoder over the clip's linear spectrogram."""
-        spec = self._spectrogram(self._resample(audio, sr, self.conv_hps.data.sampling_rate))
+        spec = self._spectrogram(resample(audio, sr, self.conv_hps.data.sampling_rate))
         return self.converter.ref_enc(spec.transpose(1, 2)).unsqueeze(-1)
 
     def convert(self, audio: np.ndarray, target_se) -> np.ndarray:
         import torch
 
         conv_rate = self.conv_hps.data.sampling_rate
-        wav = self._resample(audio, self.sample_rate, conv_rate)
+        wav = resample(audio, self.sample_rate, conv_rate)
         if self.source_se is None:  # the base speaker's colour, measured once on its own voice
             self.source_se = self.tone_colour(self._melo("안녕하세요, 반갑습니다. 오늘도 좋은 하루 보내세요.", 1.0),
                                               self.sample_rate)
         spec = self._spectrogram(wav)
         out = self.converter.voice_conversion(spec, torch.LongTensor([spec.size(-1)]).to(self.device),
                                               sid_src=self.source_se, sid_tgt=target_se, tau=self.tau)[0]
-        return self._resample(out[0, 0].float().cpu().numpy(), conv_rate, self.sample_rate)
+        return resample(out[0, 0].float().cpu().numpy(), conv_rate, self.sample_rate)
 
     def stream(self, text: str, voice: str = "default", speed: float | None = None) -> Iterator[SynthChunk]:
         target = self.voices.get(voice)
