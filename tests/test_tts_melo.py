@@ -40,6 +40,27 @@ def converter_config() -> dict:
     }
 
 
+BERT_TEXTS = ["안녕하세요, 반갑습니다.", "학교에서 밥을 먹었습니다.", "오늘 날씨가 좋네요."]
+
+
+def write_korean_bert(folder) -> None:
+    """A small random BertForMaskedLM in Hugging Face format, 768 wide like kykim/bert-kor-base, with a
+    WordPiece vocabulary of the test sentences' syllables (do_lower_case off, as kykim's: lowercasing
+    would NFD-split Hangul)."""
+    from transformers import BertConfig, BertForMaskedLM, BertTokenizerFast
+
+    from RealTime_zeroshot_TTS_ko.text.normalize import normalize
+
+    chars = sorted({c for t in BERT_TEXTS for c in normalize(t) if not c.isspace()})
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + chars + [f"##{c}" for c in chars]
+    folder.mkdir()
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    BertTokenizerFast(str(folder / "vocab.txt"), do_lower_case=False, strip_accents=False).save_pretrained(folder)
+    config = BertConfig(vocab_size=len(vocab), hidden_size=768, num_hidden_layers=3, num_attention_heads=12,
+                        intermediate_size=256, max_position_embeddings=128)
+    BertForMaskedLM(config).save_pretrained(folder)
+
+
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
     torch.manual_seed(0)
@@ -54,14 +75,16 @@ def checkpoints(tmp_path_factory):
         (root / name).mkdir()
         (root / name / "config.json").write_text(json.dumps(cfg, ensure_ascii=False))
         torch.save({"model": net.state_dict(), "iteration": 0}, root / name / "checkpoint.pth")
+    write_korean_bert(root / "bert")
     return root
 
 
 def test_melo_forward_pass_gives_audio_at_declared_rate(checkpoints):
     engine = load_engine("melo", checkpoints)
     assert engine.sample_rate == 44100
-    ids, tones, langs = engine.symbols("학교에서 밥을 먹었습니다.")
-    assert len(ids) == len(tones) == len(langs) and ids[0] == 0 and ids[1] != 0  # blanks interleaved
+    seq = engine.symbols("학교에서 밥을 먹었습니다.")
+    assert len(seq.ids) == len(seq.tones) == len(seq.langs) == sum(seq.word2ph)
+    assert seq.ids[0] == 0 and seq.ids[1] == 0 and seq.ids[3] != 0  # blank, "_" start, blank, first jamo
     chunks = list(engine.stream("안녕하세요, 반갑습니다."))
     audio = chunks[-1].audio
     assert chunks[-1].last and audio.dtype == np.float32 and len(audio) > 0
@@ -87,11 +110,61 @@ def test_melo_export_writes_a_tts_version(checkpoints, tmp_path):
     from export.models import export_tts
 
     vdir = export_tts(tmp_path, engine="melo", melo_dir=str(checkpoints / "melo"),
-                      openvoice_dir=str(checkpoints / "openvoice"))
+                      openvoice_dir=str(checkpoints / "openvoice"), bert_dir=str(checkpoints / "bert"))
     config = (tmp_path / "tts" / "config.pbtxt").read_text()
     assert 'string_value: "melo"' in config and (vdir / "melo" / "checkpoint.pth").exists()
+    assert (vdir / "bert" / "config.json").exists()
     from triton_models.tts import TtsService
 
     service = TtsService("melo", vdir, None)  # what the Triton model builds from that folder
     chunks = list(service.chunks("안녕하세요.", {"sample_rate": 16000}))
     assert chunks and chunks[0][1]["sample_rate"] == 16000 and chunks[0][0].dtype == np.int16
+
+
+@pytest.mark.parametrize("n_phone,n_piece", [(0, 1), (1, 3), (5, 2), (7, 3), (9, 4), (12, 1)])
+def test_phones_are_shared_over_word_pieces_as_melo_does(n_phone, n_piece):
+    from RealTime_zeroshot_TTS_ko.engines.melo_text import distribute_phone
+
+    melo = [0] * n_piece  # MeloTTS text/korean.py distribute_phone, verbatim logic
+    for _ in range(n_phone):
+        melo[melo.index(min(melo))] += 1
+    assert distribute_phone(n_phone, n_piece) == melo
+
+
+def test_korean_bert_features_reach_the_synthesizer(checkpoints):
+    engine = load_engine("melo", checkpoints)  # finds <weights>/bert like the Triton model does
+    assert engine.bert is not None
+    for text in BERT_TEXTS:
+        seq = engine.symbols(text)
+        pieces = engine.bert.tokenize(seq.norm)
+        assert len(seq.word2ph) == len(pieces) + 2  # [CLS] + pieces + [SEP]
+        feats = engine.bert.features(seq.norm, seq.word2ph)
+        assert tuple(feats.shape) == (768, len(seq.ids))
+        # a phone's feature is its own word piece's hidden state: the first real jamo follows [CLS]'s 3
+        assert not torch.equal(feats[:, 0], feats[:, 3])
+    torch.manual_seed(3)
+    with_bert = engine.synthesize(BERT_TEXTS[2])
+    bert, engine.bert = engine.bert, None
+    torch.manual_seed(3)
+    zeros = engine.synthesize(BERT_TEXTS[2])
+    engine.bert = bert
+    assert len(with_bert) and len(zeros)
+    n = min(len(with_bert), len(zeros))
+    assert len(with_bert) != len(zeros) or not np.allclose(with_bert[:n], zeros[:n], atol=1e-4)
+
+
+def test_a_bert_of_the_wrong_width_is_refused(tmp_path):
+    from transformers import BertConfig, BertForMaskedLM
+
+    from RealTime_zeroshot_TTS_ko.engines.melo_text import KoreanBert
+
+    write_korean_bert(tmp_path / "ok")
+    narrow = tmp_path / "narrow"
+    narrow.mkdir()
+    for f in (tmp_path / "ok").iterdir():
+        if "token" in f.name or f.name.startswith("vocab") or f.name.startswith("special"):
+            (narrow / f.name).write_bytes(f.read_bytes())
+    BertForMaskedLM(BertConfig(vocab_size=200, hidden_size=64, num_hidden_layers=1, num_attention_heads=2,
+                               intermediate_size=64)).save_pretrained(narrow)
+    with pytest.raises(ValueError, match="768"):
+        KoreanBert(narrow)

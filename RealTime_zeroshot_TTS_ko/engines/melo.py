@@ -8,8 +8,9 @@ dependency pins; only their model modules are imported (their package `__init__`
 hub downloads). No weights exist offline: tests write random weights in exactly these formats.
 
 Korean symbols are Melo's: g2pkk pronunciation split into Hangul jamo (our shared front end), tone 0
-of the KR block, language id KR. Melo-KR also feeds 768-d BERT features (kykim/bert-kor-base);
-without those weights they are zeros (`disable_bert`), as MeloTTS does when its config says so.
+of the KR block, language id KR, and the 768-d BERT features of kykim/bert-kor-base when a `bert/`
+folder (Hugging Face format) is given; without one they are zeros, as MeloTTS's `disable_bert` does
+(melo_text.py).
 """
 from __future__ import annotations
 
@@ -20,14 +21,20 @@ import sys
 import threading
 import types
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 import numpy as np
 
 from RealTime_zeroshot_TTS_ko.engines.base import SynthChunk, TtsEngine, resample
-from RealTime_zeroshot_TTS_ko.frontend import to_pronunciation
+from RealTime_zeroshot_TTS_ko.engines.melo_text import KoreanBert, melo_sequence
 
-PUNCTUATION = {",": ",", ".": ".", "?": "?", "!": "!", "…": "…", "~": "~", ":": ":"}
+
+class MeloText(NamedTuple):
+    ids: list[int]
+    tones: list[int]
+    langs: list[int]
+    norm: str
+    word2ph: list[int]
 
 
 def model_module(package: str, module: str):
@@ -91,7 +98,8 @@ class ToneColours:
 
 
 class MeloOpenVoiceEngine(TtsEngine):
-    def __init__(self, melo_dir: Path, openvoice_dir: Path | None = None, device: str = "cpu", tau: float = 0.3):
+    def __init__(self, melo_dir: Path, openvoice_dir: Path | None = None, device: str = "cpu", tau: float = 0.3,
+                 bert_dir: Path | None = None):
         import torch
 
         torch.set_grad_enabled(False)
@@ -100,6 +108,7 @@ class MeloOpenVoiceEngine(TtsEngine):
         self.sample_rate = int(self.hps.data.sampling_rate)
         self.symbol_to_id = {s: i for i, s in enumerate(self.hps.symbols)}
         self.speaker_id = next(iter(vars(self.hps.data.spk2id).values())) if hasattr(self.hps.data, "spk2id") else 0
+        self.bert = KoreanBert(Path(bert_dir), device) if bert_dir else None
         self.converter = self.conv_hps = self.source_se = None
         if openvoice_dir:
             self.converter, self.conv_hps = load_converter(Path(openvoice_dir), device)
@@ -110,45 +119,39 @@ class MeloOpenVoiceEngine(TtsEngine):
 
     @classmethod
     def from_settings(cls, weights_dir: Path | None = None, **kwargs) -> "MeloOpenVoiceEngine":
-        """weights_dir holds melo/ and openvoice/ (the model-repository layout), or pass them explicitly."""
+        """weights_dir holds melo/, openvoice/ and bert/ (the model-repository layout), or pass them explicitly."""
         import os
 
         root = Path(weights_dir or os.environ.get("MELO_WEIGHTS_DIR", ""))
         melo = Path(kwargs.pop("melo_dir", root / "melo"))
         openvoice = kwargs.pop("openvoice_dir", root / "openvoice")
+        bert = kwargs.pop("bert_dir", root / "bert")
+        kwargs["bert_dir"] = bert if bert and (Path(bert) / "config.json").exists() else None
         kwargs.pop("threads", None)
         kwargs.pop("voice_dir", None)
         return cls(melo, openvoice if openvoice and Path(openvoice).exists() else None, **kwargs)
 
     # ------------------------------------------------------------ text → Melo symbols
-    def symbols(self, text: str) -> tuple[list[int], list[int], list[int]]:
-        from jamo import hangul_to_jamo
-
-        ids = []
-        for ch in hangul_to_jamo(to_pronunciation(text)):
-            sym = PUNCTUATION.get(ch, ch)
-            if sym in self.symbol_to_id:
-                ids.append(self.symbol_to_id[sym])
+    def symbols(self, text: str) -> MeloText:
         melo_symbols = model_module("meloplus", "text.symbols")  # Melo's own language/tone tables
-        tones = [melo_symbols.language_tone_start_map["KR"]] * len(ids)
-        langs = [melo_symbols.language_id_map["KR"]] * len(ids)
-        if getattr(self.hps.data, "add_blank", True):  # commons.intersperse(x, 0)
-            blank = lambda xs: [v for x in xs for v in (0, x)] + [0]  # noqa: E731
-            ids, tones, langs = blank(ids), blank(tones), blank(langs)
-        return ids, tones, langs
+        add_blank = getattr(self.hps.data, "add_blank", True)
+        norm, ids, word2ph = melo_sequence(text, self.symbol_to_id, self.bert, add_blank)
+        tone, lang = melo_symbols.language_tone_start_map["KR"], melo_symbols.language_id_map["KR"]
+        real = [not add_blank or i % 2 == 1 for i in range(len(ids))]  # blanks get tone 0, language 0
+        return MeloText(ids, [tone if r else 0 for r in real], [lang if r else 0 for r in real], norm, word2ph)
 
     # ------------------------------------------------------------ synthesis
     def _melo(self, text: str, speed: float) -> np.ndarray:
         import torch
 
-        ids, tones, langs = self.symbols(text)
-        if not ids:
+        seq = self.symbols(text)
+        if not any(seq.ids):  # only "_" ends and blanks (both id 0): nothing to say
             return np.zeros(0, np.float32)
-        n, dev = len(ids), self.device
-        x = torch.LongTensor(ids).unsqueeze(0).to(dev)
-        audio = self.melo.infer(x, torch.LongTensor([n]).to(dev), torch.LongTensor([self.speaker_id]).to(dev),
-                                torch.LongTensor(tones).unsqueeze(0).to(dev), torch.LongTensor(langs).unsqueeze(0).to(dev),
-                                torch.zeros(1, 1024, n, device=dev), torch.zeros(1, 768, n, device=dev),
+        n, dev = len(seq.ids), self.device
+        ja_bert = self.bert.features(seq.norm, seq.word2ph)[None] if self.bert else torch.zeros(1, 768, n, device=dev)
+        audio = self.melo.infer(torch.LongTensor(seq.ids)[None].to(dev), torch.LongTensor([n]).to(dev),
+                                torch.LongTensor([self.speaker_id]).to(dev), torch.LongTensor(seq.tones)[None].to(dev),
+                                torch.LongTensor(seq.langs)[None].to(dev), torch.zeros(1, 1024, n, device=dev), ja_bert,
                                 sdp_ratio=0.2, noise_scale=0.6, noise_scale_w=0.8, length_scale=1.0 / speed)[0]
         return audio[0, 0].float().cpu().numpy()
 
