@@ -97,9 +97,11 @@ class KokoroEngine(TtsEngine):
 def phrase_chunks(phonemes: str, first_max: int = 24, max_len: int = 200) -> list[str]:
     """Pack words into pieces whose size limit doubles: first_max, 2x, 4x ... up to max_len phonemes.
 
-    Kokoro's cost grows with the audio it makes (RTF ~0.45 on 2 cores), so a tiny first piece gives
-    the first audio in ~0.3 s, and each next piece is ready before the previous one has played.
-    A piece also ends at a comma once it is half full, so pieces stay natural phrases.
+    Kokoro's cost grows with the audio it decodes (~0.4 s per second on 2 cores, including ~1 s of
+    lead-in and tail silence per piece), so a short first piece comes early and each next piece is
+    ready before the previous one has played. Below ~14 phonemes the pieces lose intelligibility
+    faster than they gain latency (benchmarks/tts_first_chunk.py). A piece also ends at a comma once
+    it is half full, so pieces stay natural phrases.
     """
     out: list[str] = []
     cur = ""
