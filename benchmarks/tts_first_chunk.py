@@ -21,26 +21,21 @@ import numpy as np
 from benchmarks.common import RESULTS, ROOT, percentiles, write
 from benchmarks.corpus import TTS_SENTENCES
 
-FRAME = 600  # Kokoro: one duration frame = 600 samples at 24 kHz (25 ms)
 PROBES = ["네", "안녕하세요", "오늘 날씨가 좋네요", "내일 아침 아홉 시에 회의가 있습니다",
           "우리 반 학생들은 모두 시험을 잘 봤어요 그리고 선생님께서 칭찬해 주셨습니다"]
 
 
 def call_cost(engine, repeats: int = 3) -> dict:
-    """Wall ms of one session.run against the raw audio seconds it returns, and its silent share."""
+    """Wall ms of one model call against the raw audio seconds it returns, and its silent share."""
     from RealTime_zeroshot_TTS_ko.frontend import to_phonemes
 
-    profile = engine.voices.get("default")
     rows = []
     for text in PROBES:
         tokens = engine.tokens(to_phonemes(text))
-        feed = {"tokens": np.array([[0, *tokens, 0]], np.int64),
-                "style": profile.style[len(tokens) - 1].reshape(1, 256).astype(np.float32),
-                "speed": np.array([profile.speed], np.float32)}
         times = []
         for _ in range(repeats):
             t0 = time.perf_counter()
-            audio = engine.session.run(None, feed)[0].reshape(-1)
+            audio = engine.decode(tokens)
             times.append((time.perf_counter() - t0) * 1000)
         loud = np.flatnonzero(np.abs(audio) > 0.01)
         lead = loud[0] / 24000 if len(loud) else 0.0

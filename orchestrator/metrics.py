@@ -10,7 +10,6 @@ BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0,
 
 STAGE_LATENCY = Histogram("voice_stage_latency_seconds", "Per-stage latency of a turn, from end of user speech",
                           ["stage"], buckets=BUCKETS)
-TRITON_CALL = Histogram("voice_triton_call_seconds", "Duration of Triton calls", ["model"], buckets=BUCKETS)
 TURNS = Counter("voice_turns_total", "Turns by final status", ["status"])
 ERRORS = Counter("voice_errors_total", "Error events sent to clients", ["code"])
 BARGE_INS = Counter("voice_barge_ins_total", "Bot answers interrupted by user speech")
@@ -26,8 +25,9 @@ class TurnClock:
     speech_end: float = field(default_factory=now)
     marks: dict[str, float] = field(default_factory=dict)
 
-    def mark(self, stage: str, once: bool = True) -> None:
-        if once and stage in self.marks:
+    def mark(self, stage: str) -> None:
+        """The first time a stage is reached counts; later marks of it are ignored."""
+        if stage in self.marks:
             return
         self.marks[stage] = now()
         STAGE_LATENCY.labels(stage).observe(self.marks[stage] - self.speech_end)

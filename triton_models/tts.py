@@ -39,15 +39,7 @@ class TtsService:
         allowed = sorted({self.engine.sample_rate, *RATES}, reverse=True)
         if rate not in allowed:
             raise ValueError(f"sample_rate must be one of {allowed}")
-        voice = str(options.get("voice", "default"))
-        if self.engine.voices is None:  # engines without a voice bank speak one stock voice
-            if voice != "default":
-                raise ValueError(f"unknown voice {voice!r}")
-        else:
-            try:
-                self.engine.voices.get(voice)
-            except KeyError as exc:
-                raise ValueError(str(exc)) from None
+        self.engine.check_voice(str(options.get("voice", "default")))
         return text, rate
 
     def chunks(self, text: str, options: dict):
@@ -64,8 +56,6 @@ class TtsService:
                                               "sample_rate": rate, "last_in_sentence": chunk.last}
 
     def enroll(self, voice_id: str, reference: np.ndarray, rate: int) -> dict:
-        if not hasattr(self.engine, "enroll"):
-            raise ValueError("this TTS engine has no zero-shot voices")
         t0 = time.perf_counter()
         info = self.engine.enroll(voice_id, reference.astype(np.float32) / 32768.0, rate)
         return {**info, "enroll_ms": round((time.perf_counter() - t0) * 1000, 1)}

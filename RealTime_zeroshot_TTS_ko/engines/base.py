@@ -26,6 +26,22 @@ def resample(audio: np.ndarray, src: int, dst: int) -> np.ndarray:
 
 class TtsEngine(ABC):
     sample_rate: int
+    voices = None  # a voice bank whose .get(voice) raises KeyError for unknown voices; None: one stock voice
+
+    def check_voice(self, voice: str) -> None:
+        """ValueError for a voice this engine cannot speak."""
+        if self.voices is None:
+            if voice != "default":
+                raise ValueError(f"unknown voice {voice!r}")
+            return
+        try:
+            self.voices.get(voice)
+        except KeyError as exc:
+            raise ValueError(str(exc)) from None
+
+    def enroll(self, voice_id: str, reference: np.ndarray, sr: int) -> dict:
+        """Zero-shot voice from a reference clip; engines that can, override this."""
+        raise ValueError("this TTS engine has no zero-shot voices")
 
     @abstractmethod
     def stream(self, text: str, voice: str = "default", speed: float | None = None) -> Iterator[SynthChunk]:

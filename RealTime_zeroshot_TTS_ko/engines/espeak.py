@@ -20,7 +20,6 @@ class EspeakEngine(TtsEngine):
         self.binary = shutil.which(binary)
         if not self.binary:
             raise RuntimeError("espeak-ng is not installed (apt-get install espeak-ng)")
-        self.voices = None  # no voice bank: one stock voice
 
     def stream(self, text: str, voice: str = "default", speed: float | None = None) -> Iterator[SynthChunk]:
         wpm = str(int(170 * (speed or 1.0)))

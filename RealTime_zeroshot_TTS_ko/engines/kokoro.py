@@ -58,17 +58,22 @@ class KokoroEngine(TtsEngine):
     def tokens(self, phonemes: str) -> list[int]:
         return [self.vocab[c] for c in phonemes if c in self.vocab]
 
-    def synth_phonemes(self, phonemes: str, voice: str = "default", speed: float | None = None) -> np.ndarray:
-        tokens = self.tokens(phonemes)[:MAX_TOKENS]
-        if not tokens:
-            return np.zeros(0, np.float32)
+    def decode(self, tokens: list[int], voice: str = "default", speed: float | None = None) -> np.ndarray:
+        """One model call: the raw 24 kHz audio, lead-in and tail silence included."""
         profile = self.voices.get(voice)
         style = profile.style[min(len(tokens), len(profile.style)) - 1].reshape(1, 256).astype(np.float32)
         rate = np.array([speed or profile.speed], dtype=np.float32)
         with self._lock:  # one ORT session, serialised
             audio = self.session.run(None, {"tokens": np.array([[0, *tokens, 0]], np.int64),
                                             "style": style, "speed": rate})[0]
-        audio = trim_silence(np.asarray(audio, np.float32).reshape(-1))
+        return np.asarray(audio, np.float32).reshape(-1)
+
+    def synth_phonemes(self, phonemes: str, voice: str = "default", speed: float | None = None) -> np.ndarray:
+        tokens = self.tokens(phonemes)[:MAX_TOKENS]
+        if not tokens:
+            return np.zeros(0, np.float32)
+        profile = self.voices.get(voice)
+        audio = trim_silence(self.decode(tokens, voice, speed))
         if abs(profile.pitch_semitones) > 0.25:  # fitted voices: match the reference's pitch
             import librosa
 

@@ -11,8 +11,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import numpy as np
-
 from RealTime_zeroshot_TTS_ko.text.g2p import pronounce
 from RealTime_zeroshot_TTS_ko.text.normalize import normalize
 

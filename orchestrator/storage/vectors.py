@@ -1,10 +1,10 @@
 """Turn memory in Milvus (Milvus Lite file by default, standalone via MILVUS_URI=http://...).
 
 Every user and assistant turn is stored with its embedding; recall returns the same user's most
-similar past turns. Filters are parameterised (`filter_params`), never built from raw ids. FLAT index:
-exact search stays fast at these sizes, and graph indexes return too few hits under a selective filter.
-Filters: Milvus Lite does not take `filter_params` templates, so ids are checked against a strict
-charset and quoted; anything else is refused before it reaches an expression.
+similar past turns. FLAT index: exact search stays fast at these sizes, and graph indexes return too
+few hits under a selective filter. Filters: Milvus Lite does not take `filter_params` templates, so
+ids are checked against the protocol's id charset and quoted; anything else is refused before it
+reaches an expression.
 """
 from __future__ import annotations
 
@@ -16,10 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
+from orchestrator.protocol import ID_PATTERN
+
 log = logging.getLogger("orchestrator.memory")
 DIM = 384
 MAX_TEXT = 2000
-SAFE_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+SAFE_ID = re.compile(ID_PATTERN)
 
 
 def id_literal(value: str) -> str:
