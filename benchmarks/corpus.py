@@ -110,3 +110,30 @@ def stt_clips(n: int) -> list[tuple[np.ndarray, str]]:
     for text in TTS_SENTENCES[: n - len(clips)]:
         clips.append((synth_clip(text), text))
     return clips
+
+
+HUMAN_DEV = ROOT.parent / "shared" / "ko_speech_dev"
+
+
+def human_clips(with_transcript: bool = True) -> list[tuple[np.ndarray, str, str]]:
+    """(16 kHz float audio, transcript, file name) of real people reading Korean (ko_speech_dev, CC BY 4.0)."""
+    table = HUMAN_DEV / "transcripts.tsv"
+    if not table.exists():
+        raise FileNotFoundError(f"{table} is missing: the human speech dev set lives in ../shared/ko_speech_dev")
+    out = []
+    for line in table.read_text(encoding="utf-8").splitlines()[1:]:
+        name, _speaker, _sex, text = line.split("\t")
+        audio, sr = sf.read(HUMAN_DEV / name, dtype="float32")
+        out.append((to_16k(audio, sr), text, name))
+    return out
+
+
+def trim_to_speech(audio: np.ndarray, keep_ms: int = 60) -> np.ndarray:
+    """Cut the recording's trailing silence (last 20 ms frame above 1/30 of the loudest, + keep_ms),
+    so a benchmark's clock can start at the true last speech sample."""
+    frame = 320
+    n = len(audio) // frame
+    rms = np.sqrt(np.mean(audio[: n * frame].reshape(n, frame) ** 2, axis=1))
+    voiced = np.nonzero(rms > rms.max() / 30)[0]
+    end = (voiced[-1] + 1) * frame + keep_ms * 16 if len(voiced) else len(audio)
+    return audio[: min(end, len(audio))]

@@ -1,11 +1,19 @@
-"""Voice→voice latency over the WebSocket: N concurrent clients stream real Korean speech in real time.
+"""Voice→voice latency over the WebSocket on human Korean speech (../shared/ko_speech_dev).
 
-Per turn, measured by the client from the moment its last speech sample was sent: final transcript,
-first LLM text delta, first reply audio byte (voice→voice), and the whole turn; p50/p95 per N.
-The same run also calls the same models in-process (no orchestrator, no Triton) along the critical
-path (STT → LLM first sentence → TTS first chunk) to give the share of a turn spent outside models.
+Clients stream real recordings in real time (trailing recording silence cut, so the clock starts at
+the last speech sample sent); per turn, per stage (ms after that sample): endpoint (speech.stopped),
+STT final, recall (response.started), first LLM text, first reply audio, turn done, as the client sees
+them, plus the server's own marks (the models' work behind a speculative turn starts before the
+endpoint). Configurations run in one process, one after the other, on the same Triton:
 
-    .venv/bin/python -m benchmarks.voice_latency [--clients 1,2,4,8] [--turns 2]
+  before  no speculation, Whisper encoder window 30 s, LLM decoding 1 thread from the first token
+  after   the defaults: speculative end of turn at 250 ms, 10 s encoder window, 2 threads until the
+          first clause
+
+and the same models called in-process along the critical path (STT → LLM first sentence → TTS first
+chunk) give the share of a turn spent outside the models.
+
+    .venv/bin/python -m benchmarks.voice_latency [--clients 1,2] [--turns 8]
 """
 from __future__ import annotations
 
@@ -16,67 +24,89 @@ import time
 import uuid
 from pathlib import Path
 
+import numpy as np
+
 from benchmarks.common import RESULTS, ROOT, percentiles, triton, write
-from benchmarks.corpus import QUESTIONS, synth_clip, to_pcm16
+from benchmarks.corpus import human_clips, to_pcm16, trim_to_speech
 from benchmarks.stack import AppServer, make_settings
 
 MODELS = ["vad", "stt", "embedder", "llm", "tts"]
-STAGES = ["final_transcript", "first_token", "first_audio", "turn_total"]
+STAGES = ["endpoint", "stt", "recall", "first_token", "first_audio", "turn_done"]
+SERVER_STAGES = ["stt_done", "recall_done", "llm_first_token", "first_sentence", "first_audio"]
+CONFIGS = {
+    "before": {"speculative_pause_ms": 0, "stt_window_s": 30, "llm_first_sentence_threads": 1},
+    "after": {},
+}
 
 
-async def one_client(url: str, index: int, turns: int) -> list[dict]:
+def _ms(event: dict | None, t0: float) -> float | None:
+    return None if event is None else round((event["_t"] - t0) * 1000, 1)
+
+
+async def one_client(url: str, index: int, clips: list, turns: int) -> list[dict]:
     from orchestrator.client import VoiceClient
 
     rows = []
-    async with VoiceClient(url, f"bench-{index}-{uuid.uuid4().hex[:6]}") as client:
-        await client.start(f"bench-user-{index}")
+    async with VoiceClient(url, f"bench-{index}-{uuid.uuid4().hex[:8]}") as client:
+        await client.start(f"bench-user-{uuid.uuid4().hex[:8]}")
         for t in range(turns):
-            question = QUESTIONS[(index + t) % len(QUESTIONS)]
-            speech_end = await client.stream(to_pcm16(synth_clip(question, pad_s=0.1)), trailing_silence_s=1.0)
-            final = await client.wait_for("transcript.final", timeout=300, turn_id=t + 1)
-            done = await client.wait_for("response.done", timeout=600, turn_id=t + 1)
-            deltas = [e["_t"] for e in client.rx.events if e["type"] == "response.text.delta" and e["turn_id"] == t + 1]
-            audio = [f[0] for f in client.rx.audio.get(t + 1, [])]
+            audio, _text, name = clips[(index * 3 + t) % len(clips)]
+            speech_end = await client.stream(to_pcm16(audio), trailing_silence_s=1.5)
+            turn_id = t + 1
+            done = await client.wait_for("response.done", timeout=600, turn_id=turn_id)
+            events = [e for e in client.rx.events if e.get("turn_id") == turn_id]
+            first = {k: next((e for e in events if e["type"] == k), None) for k in
+                     ("speech.stopped", "transcript.final", "response.started", "response.text.delta")}
+            audio_t = [f[0] for f in client.rx.audio.get(turn_id, [])]
             rows.append({
-                "final_transcript": (final["_t"] - speech_end) * 1000,
-                "first_token": (min(deltas) - speech_end) * 1000 if deltas else None,
-                "first_audio": (min(audio) - speech_end) * 1000 if audio else None,
-                "turn_total": (done["_t"] - speech_end) * 1000, "status": done["status"],
-                "server_timings": done.get("timings", {}), "llm": done.get("llm", {})})
+                "clip": name, "status": done["status"], "text": (first["transcript.final"] or {}).get("text"),
+                "endpoint": _ms(first["speech.stopped"], speech_end), "stt": _ms(first["transcript.final"], speech_end),
+                "recall": _ms(first["response.started"], speech_end),
+                "first_token": _ms(first["response.text.delta"], speech_end),
+                "first_audio": round((min(audio_t) - speech_end) * 1000, 1) if audio_t else None,
+                "turn_done": _ms(done, speech_end),
+                "speculative": (first["speech.stopped"] or {}).get("speculative"),
+                "server": done.get("timings", {})})
+            await asyncio.sleep(0.5)
     return rows
 
 
-async def run_clients(url: str, n: int, turns: int) -> list[dict]:
-    results = await asyncio.gather(*(one_client(url, i, turns) for i in range(n)))
+async def run_clients(url: str, n: int, clips: list, turns: int) -> list[dict]:
+    results = await asyncio.gather(*(one_client(url, i, clips, turns) for i in range(n)))
     return [row for rows in results for row in rows]
 
 
-def in_process_critical_path(question: str) -> dict:
+def summarise(rows: list[dict]) -> dict:
+    out = {s: percentiles(r[s] for r in rows if r[s] is not None) for s in STAGES}
+    out["server_ms"] = {s: percentiles(r["server"][s] for r in rows if s in r["server"]) for s in SERVER_STAGES}
+    out["statuses"] = {s: sum(r["status"] == s for r in rows) for s in {r["status"] for r in rows}}
+    out["turns"] = len(rows)
+    return out
+
+
+def in_process_critical_path(clips: list) -> dict:
     """The models alone, back to back in this process: STT, LLM until its first sentence, TTS first chunk."""
-    from benchmarks.corpus import synth_clip
     from orchestrator.settings import DEFAULT_SYSTEM_PROMPT
     from RealTime_zeroshot_TTS_ko import load_engine
     from RealTime_zeroshot_TTS_ko.text.splitter import SentenceSplitter
     from triton_models.llm import GenOptions, load_llm, stream_chat
-    from triton_models.stt import WhisperTranscriber
+    from triton_models.stt import SttOptions, WhisperTranscriber
 
     repo = ROOT / "model_repository"
-    stt = WhisperTranscriber(repo / "stt" / "1" / "whisper")
+    stt = WhisperTranscriber(next((repo / "stt").glob("*/whisper")))
     llm = load_llm("llama_cpp", next((repo / "llm").glob("*/*.gguf")))
     tts = load_engine("kokoro", next((repo / "tts").glob("*/kokoro")))
-    audio = synth_clip(question)
-    stt.transcribe(audio)
+    stt.transcribe(clips[0][0])
     runs = []
-    for _ in range(3):
+    for audio, _text, _name in clips[:4]:
         t0 = time.perf_counter()
-        text = stt.transcribe(audio)["text"]
+        text = stt.transcribe(audio, SttOptions())["text"] or "안녕하세요"
         t_stt = time.perf_counter()
         splitter, first_sentence, t_tok = SentenceSplitter(), None, None
         messages = [{"role": "system", "content": DEFAULT_SYSTEM_PROMPT}, {"role": "user", "content": text}]
-        for delta in stream_chat(llm, messages, GenOptions(max_tokens=96), {}):
+        for delta in stream_chat(llm, messages, GenOptions(max_tokens=96, threads=1, first_threads=2), {}):
             t_tok = t_tok or time.perf_counter()
-            sentences = splitter.push(delta)
-            if sentences:
+            if sentences := splitter.push(delta):
                 first_sentence = sentences[0]
                 break
         first_sentence = first_sentence or (splitter.flush() or ["네."])[0]
@@ -88,22 +118,23 @@ def in_process_critical_path(question: str) -> dict:
     return {k: percentiles(r[k] for r in runs)["p50"] for k in runs[0]}
 
 
-def plot(path: Path, by_n: dict) -> Path:
+def plot(path: Path, summary: dict) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    ns = sorted(by_n)
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for stage in STAGES:
-        for p, style in (("p50", "-o"), ("p95", "--x")):
-            ax.plot(ns, [by_n[n][stage][p] for n in ns], style, label=f"{stage} {p}")
-    ax.set_xlabel("concurrent clients")
-    ax.set_ylabel("ms after end of user speech")
-    ax.set_xscale("log", base=2)
-    ax.set_title("Voice→voice latency over the WebSocket (Triton + orchestrator)")
-    ax.legend(fontsize=7, ncol=2)
+    fig, ax = plt.subplots(figsize=(8, 4))
+    labels = list(summary)
+    width = 0.8 / len(labels)
+    for i, label in enumerate(labels):
+        vals = [summary[label][s]["p50"] for s in STAGES]
+        ax.bar(np.arange(len(STAGES)) + i * width, vals, width, label=f"{label} p50")
+    ax.axhline(1500, color="red", linestyle="--", linewidth=1, label="1.5 s target (first audio)")
+    ax.set_xticks(np.arange(len(STAGES)) + width * (len(labels) - 1) / 2, STAGES)
+    ax.set_ylabel("ms after the last speech sample")
+    ax.set_title("Voice→voice on human Korean speech (ko_speech_dev), 2-core CPU")
+    ax.legend(fontsize=7)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -113,34 +144,37 @@ def plot(path: Path, by_n: dict) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--clients", default="1,2,4,8")
-    parser.add_argument("--turns", type=int, default=2)
+    parser.add_argument("--clients", default="1,2", help="client counts for the 'after' configuration")
+    parser.add_argument("--turns", type=int, default=8)
     args = parser.parse_args()
-    for q in QUESTIONS:
-        synth_clip(q, pad_s=0.1)  # make the audio before timing anything
-    by_n, all_rows = {}, {}
+    clips = [(trim_to_speech(a), t, n) for a, t, n in human_clips()]
+    summary, rows_by = {}, {}
     with triton(MODELS, port=18600) as server, tempfile.TemporaryDirectory() as tmp:
-        settings = make_settings(server, Path(tmp), database_url="mysql+asyncmy://voice:voice@127.0.0.1:3306/voicechat_bench")
-        with AppServer(settings) as app:
-            for n in [int(x) for x in args.clients.split(",")]:
-                rows = asyncio.run(run_clients(app.ws, n, args.turns))
-                all_rows[n] = rows
-                by_n[n] = {s: percentiles(r[s] for r in rows) for s in STAGES}
-                by_n[n]["statuses"] = sorted({r["status"] for r in rows})
-                print(f"clients={n}: {by_n[n]}", flush=True)
-    models_only = in_process_critical_path(QUESTIONS[0])
-    single = by_n[min(by_n)]
-    endpoint = settings.vad_end_silence_ms
-    v2v = single["first_audio"]["p50"]
-    outside = v2v - endpoint - models_only["first_audio"]
+        runs = [("before", 1)] + [("after", int(n)) for n in args.clients.split(",")]
+        for label, n in runs:
+            settings = make_settings(server, Path(tmp) / label, **CONFIGS[label],
+                                     database_url="mysql+asyncmy://voice:voice@127.0.0.1:3306/voicechat_bench")
+            with AppServer(settings) as app:
+                asyncio.run(run_clients(app.ws, 1, clips[-1:], 1))  # warm-up turn (not counted)
+                rows = asyncio.run(run_clients(app.ws, n, clips, args.turns))
+            key = f"{label}, {n} client{'s' if n > 1 else ''}"
+            summary[key], rows_by[key] = summarise(rows), rows
+            print(key, {s: summary[key][s]["p50"] for s in STAGES}, flush=True)
+    models_only = in_process_critical_path(clips)
+    after = summary["after, 1 client"]
+    v2v = after["first_audio"]["p50"]
+    endpoint = after["endpoint"]["p50"]
+    # with speculation the models start at the pause, so the part of first audio outside the models is
+    # first_audio - (pause at which the models started + the models' own time)
+    started_at = settings.speculative_pause_ms
+    outside = v2v - started_at - models_only["first_audio"]
     write("voice_latency", {
-        "clients": by_n, "turns_per_client": args.turns, "endpoint_silence_ms": endpoint,
-        "in_process_models_ms": models_only,
-        "share_outside_models": {"voice_to_voice_p50_ms": v2v, "endpointing_ms": endpoint,
-                                 "models_ms": models_only["first_audio"], "outside_ms": round(outside, 1),
-                                 "share": round(outside / v2v, 3)},
-        "server_timings_example": all_rows[min(all_rows)][0]["server_timings"],
-        "plot": str(plot(RESULTS / "voice_latency.png", by_n))})
+        "material": "ko_speech_dev (Zeroth-Korean speaker 104 + Picovoice test clip), trailing silence cut",
+        "configs": CONFIGS, "summary": summary, "in_process_models_ms": models_only,
+        "share_outside_models": {"voice_to_voice_p50_ms": v2v, "endpoint_p50_ms": endpoint,
+                                 "models_start_ms": started_at, "models_ms": models_only["first_audio"],
+                                 "outside_ms": round(outside, 1), "share": round(outside / v2v, 3)},
+        "rows": rows_by, "plot": str(plot(RESULTS / "voice_latency.png", summary))})
 
 
 if __name__ == "__main__":

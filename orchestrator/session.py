@@ -1,8 +1,10 @@
-"""One conversation over one socket: the turn state machine (listening → user speaking → responding).
+"""One conversation over one socket: a `Listener` (VAD, endpointing, partials) and `Turn`s (STT →
+recall → LLM → TTS → store), wired together here.
 
-Audio frames flow forward only: socket → VAD → (end of turn) STT → memory → LLM → splitter → TTS →
-socket. Each user turn gets a new `turn_id`; a barge-in cancels the running answer (and its Triton
-requests) and bumps the id, and the transport drops anything tagged with an older id.
+Turn taking: at a short pause the next turn starts speculatively (its output held back); when the
+endpoint is confirmed it is committed and its held output flows; if the user speaks on, it is
+cancelled in Triton and leaves no trace. User speech while the bot answers is a barge-in: the
+committed turn is cancelled (bounded wait) and stored as interrupted.
 """
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import asyncio
 import base64
 import binascii
 import logging
+import time
 from dataclasses import dataclass
 from typing import Awaitable, Callable
 
@@ -17,10 +20,9 @@ import numpy as np
 from pydantic import ValidationError
 
 from orchestrator import protocol as P
-from orchestrator.metrics import BARGE_INS, ERRORS, TURNS, TurnClock, now
-from orchestrator.stages.respond import ResponseResult, build_messages, respond
-from orchestrator.stages.vad import VadSegmenter
-from orchestrator.storage.db import utcnow
+from orchestrator.listener import Listener
+from orchestrator.metrics import BARGE_INS, ERRORS, TurnClock
+from orchestrator.turn import Outbox, Turn, TurnContext, TurnHandle
 from orchestrator.storage.turns import TurnRecord, store_turn
 from orchestrator.triton_client import TritonCallError
 
@@ -52,16 +54,10 @@ class VoiceSession:
         self.turn_id = 0
         self.turn_index = 0
         self.history: list[tuple[str, str]] = []
-        self.vad = VadSegmenter(services.gateway, self.cfg.vad_model, self.cfg.vad_threshold,
-                                self.cfg.vad_min_speech_ms, self.cfg.vad_end_silence_ms,
-                                max_utterance_s=self.cfg.max_utterance_s)
-        self.audio_in: asyncio.Queue[np.ndarray | None] = asyncio.Queue(maxsize=500)
-        self.response_task: asyncio.Task | None = None
-        self.partial_task: asyncio.Task | None = None
+        self.current: TurnHandle | None = None       # the committed turn (answering, or done)
+        self.speculative: TurnHandle | None = None   # started at a pause, not committed yet
         self.background: set[asyncio.Task] = set()
-        self.last_partial = 0.0
-        self.audio_turn, self.audio_seq = 0, 0  # binary frame numbering per turn
-        self.vad_task = asyncio.create_task(self._vad_loop())
+        self.listener = Listener(session_id, services.gateway, self.cfg, self, lambda: self.responding)
 
     # ---------------------------------------------------------------- transport helpers
     async def send(self, type_: str, **fields) -> None:
@@ -80,7 +76,7 @@ class VoiceSession:
 
     @property
     def responding(self) -> bool:
-        return self.response_task is not None and not self.response_task.done()
+        return self.current is not None and not self.current.done
 
     # ---------------------------------------------------------------- inbound
     async def handle_text(self, raw: str) -> None:
@@ -99,11 +95,12 @@ class VoiceSession:
         if self.user_id is None:
             return await self.error(P.ErrorCode.NOT_STARTED, "send session.start first")
         if isinstance(event, P.InputAudioCommit):
-            end = self.vad.force_end()
-            if end is not None:
-                await self._end_of_turn(end.audio)
+            audio = self.listener.force_end()
+            if audio is not None:
+                await self.on_end(audio, time.monotonic())
         elif isinstance(event, P.InputAudioClear):
-            self.vad.reset()
+            self.listener.clear()
+            await self._drop_speculation()
         elif isinstance(event, P.ResponseCancel):
             await self.interrupt("client")
         elif isinstance(event, P.SessionEnd):
@@ -117,9 +114,7 @@ class VoiceSession:
                                     f"audio frame of {len(data)} bytes > {self.cfg.max_frame_bytes}")
         if len(data) == 0 or len(data) % 2:
             return await self.error(P.ErrorCode.BAD_AUDIO_FRAME, "audio frames are PCM16: an even, non-zero length")
-        try:
-            self.audio_in.put_nowait(np.frombuffer(data, dtype=np.int16).copy())
-        except asyncio.QueueFull:
+        if not self.listener.push(np.frombuffer(data, dtype=np.int16).copy()):
             await self.error(P.ErrorCode.BAD_AUDIO_FRAME, "audio arriving faster than real time; frame dropped")
 
     async def start(self, event: P.SessionStart) -> None:
@@ -159,121 +154,73 @@ class VoiceSession:
 
         self._spawn(enroll())
 
-    # ---------------------------------------------------------------- VAD loop and turn taking
-    async def _vad_loop(self) -> None:
-        while (pcm := await self.audio_in.get()) is not None:
-            # while the bot answers, user speech must last longer to count as a barge-in (echo, coughs)
-            self.vad.min_speech_ms = self.cfg.barge_in_min_speech_ms if self.responding else self.cfg.vad_min_speech_ms
-            try:
-                events = await self.vad.feed(pcm)
-            except TritonCallError as exc:
-                await self.error(P.ErrorCode.STAGE_FAILED, f"vad: {exc.message}")
-                continue
-            for event in events:
-                if event.kind == "start":
-                    if self.responding:
-                        await self.interrupt("speech")
-                    await self.send("speech.started", turn_id=self.turn_id + 1)
-                elif event.kind == "end":
-                    await self._end_of_turn(event.audio)
-            if self.vad.speaking:
-                self._maybe_partial()
-
-    def _maybe_partial(self) -> None:
-        if not self.cfg.stt_enabled or (self.partial_task and not self.partial_task.done()):
-            return
-        if self.vad.speech_ms < 500 or now() - self.last_partial < self.cfg.partial_interval_ms / 1000:
-            return
-        self.last_partial = now()
-        turn_id, audio = self.turn_id + 1, self.vad.utterance_audio
-
-        async def partial() -> None:
-            try:
-                result = await self.svc.gateway.transcribe(self.cfg.stt_model, audio, partial=True)
-            except TritonCallError:
-                return  # partials are best effort; the final transcript reports errors
-            if result.text and self.vad.speaking and turn_id == self.turn_id + 1:
-                await self.send("transcript.partial", turn_id=turn_id, text=result.text)
-
-        self.partial_task = self._spawn(partial())
-
-    async def _end_of_turn(self, audio: np.ndarray) -> None:
+    # ---------------------------------------------------------------- listener events
+    async def on_speech_started(self) -> None:
         if self.responding:
             await self.interrupt("speech")
-        self.turn_id += 1
-        clock = TurnClock()
-        await self.send("speech.stopped", turn_id=self.turn_id, audio_ms=len(audio) * 1000 // 16000)
-        self.response_task = asyncio.create_task(self._run_turn(self.turn_id, audio, clock))
+        await self.send("speech.started", turn_id=self.turn_id + 1)
+
+    async def on_partial(self, text: str) -> None:
+        await self.send("transcript.partial", turn_id=self.turn_id + 1, text=text)
+
+    async def on_vad_error(self, message: str) -> None:
+        await self.error(P.ErrorCode.STAGE_FAILED, message)
+
+    async def on_pause(self, audio: np.ndarray, speech_end: float) -> None:
+        """Speculative end of turn: run the models now, speak only once the endpoint is confirmed."""
+        await self._drop_speculation()
+        self.speculative = self._start_turn(audio, speech_end, speculative=True)
+
+    async def on_resume(self) -> None:
+        if self.speculative is not None:
+            self.log.info("user went on: speculative turn %d cancelled", self.speculative.turn_id)
+        await self._drop_speculation()
+
+    async def on_end(self, audio: np.ndarray, speech_end: float) -> None:
+        handle, self.speculative = self.speculative, None
+        if self.responding:
+            await self.interrupt("speech")
+        if handle is None or handle.turn_id != self.turn_id + 1:
+            if handle is not None:
+                await handle.cancel(self.cfg.turn_cancel_timeout_s)
+            handle = self._start_turn(audio, speech_end, speculative=False)
+        self.turn_id = handle.turn_id
+        await self.send("speech.stopped", turn_id=self.turn_id, audio_ms=len(audio) * 1000 // 16000,
+                        speculative=handle.speculative)
+        self.current = handle
+        await handle.commit()
+
+    async def _drop_speculation(self) -> None:
+        handle, self.speculative = self.speculative, None
+        if handle is not None:
+            await handle.cancel(self.cfg.turn_cancel_timeout_s)
+
+    def _start_turn(self, audio: np.ndarray, speech_end: float, *, speculative: bool) -> TurnHandle:
+        def remember(user: str, assistant: str) -> None:
+            self.history.append((user, assistant))
+
+        def next_index() -> int:
+            self.turn_index += 1
+            return self.turn_index - 1
+
+        ctx = TurnContext(self.id, self.user_id, self.voice, self.output_rate, list(self.history),
+                          lambda record: self._spawn(self._store(record)),
+                          remember, next_index)
+        turn = Turn(self.turn_id + 1, audio, TurnClock(speech_end=speech_end), ctx, self.svc,
+                    Outbox(self._send_any))
+        return TurnHandle(turn, speculative=speculative)
+
+    async def _send_any(self, item: dict | bytes) -> None:
+        await (self._send_bytes(item) if isinstance(item, bytes) else self._send_json(item))
 
     async def interrupt(self, reason: str) -> None:
         """Barge-in: cancel the answer in flight; its Triton streams are cancelled with it."""
-        task = self.response_task
-        if task is None or task.done():
+        handle = self.current
+        if handle is None or handle.done:
             return
         BARGE_INS.inc()
-        self.log.info("barge-in (%s) cancels turn %d", reason, self.turn_id)
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-
-    # ---------------------------------------------------------------- one turn
-    async def _run_turn(self, turn_id: int, audio: np.ndarray, clock: TurnClock) -> None:
-        started = utcnow()
-        result = ResponseResult(sample_rate=self.output_rate)
-        user_text, hits, status = "", [], "failed"
-        versions: dict = {}
-        try:
-            if not self.cfg.stt_enabled:
-                return
-            transcript = await self.svc.gateway.transcribe(self.cfg.stt_model, audio)
-            clock.mark("stt_done")
-            versions["stt"] = transcript.model_version
-            user_text = transcript.text
-            await self.send("transcript.final", turn_id=turn_id, text=user_text,
-                            stt_ms=clock.ms()["stt_done"])
-            if not user_text:  # silence / noise: no text, no answer, nothing stored
-                status = "empty"
-                return await self.send("response.done", turn_id=turn_id, status="empty", timings=clock.ms())
-            if not self.cfg.llm_enabled:
-                status = "completed"
-                return
-            hits = await self._recall(user_text)
-            clock.mark("memory_done")
-            await self.send("response.started", turn_id=turn_id, memory_hits=len(hits))
-            await respond(
-                self.svc.gateway, llm_model=self.cfg.llm_model, tts_model=self.cfg.tts_model if self.cfg.tts_enabled else None,
-                messages=build_messages(self.cfg.system_prompt, self.history[-self.cfg.history_turns:], hits, user_text),
-                llm_options={"max_tokens": self.cfg.llm_max_tokens, "temperature": self.cfg.llm_temperature,
-                             "threads": self.cfg.llm_threads or None},
-                tts_options={"voice": self.voice, "sample_rate": self.output_rate}, clock=clock,
-                request_id=f"{self.id}-{turn_id}", on_text=lambda d: self._text_out(turn_id, d),
-                on_audio=lambda pcm, rate: self._audio_out(turn_id, pcm, rate), result=result)
-            status = "completed"
-            self.history.append((user_text, result.text))
-            await self.send("response.done", turn_id=turn_id, status=status, text=result.text,
-                            timings=clock.ms(), llm=result.llm, model_versions={**versions, **result.versions})
-        except asyncio.CancelledError:
-            status = "interrupted"
-            if user_text:
-                self.history.append((user_text, result.text))
-            self._spawn(self.send("response.done", turn_id=turn_id, status=status, text=result.text,
-                                  timings=clock.ms()))
-            raise
-        except TritonCallError as exc:
-            await self.error(P.ErrorCode.STAGE_FAILED, str(exc), turn_id)
-        finally:
-            TURNS.labels(status).inc()
-            if user_text and status in ("completed", "interrupted"):
-                self._spawn(self._store(TurnRecord(
-                    self.id, self.user_id, self.turn_index, status, user_text, result.text, started, utcnow(),
-                    len(audio) * 1000 // 16000, result.audio_samples * 1000 // max(result.sample_rate, 1),
-                    {**clock.ms(), "endpoint_silence_ms": self.cfg.vad_end_silence_ms, "llm": result.llm},
-                    {**versions, **result.versions}, len(hits))))
-                self.turn_index += 1
-
-    async def _recall(self, text: str) -> list:
-        vector = (await self.svc.gateway.embed(self.cfg.embedder_model, [text], kind="query"))[0]
-        return await self.svc.memory.recall(self.user_id, vector, self.cfg.memory_top_k, self.cfg.memory_min_score,
-                                            exclude_session=self.id)
+        self.log.info("barge-in (%s) cancels turn %d", reason, handle.turn_id)
+        await handle.cancel(self.cfg.turn_cancel_timeout_s)
 
     async def _store(self, record: TurnRecord) -> None:
         async def embed(texts):
@@ -286,27 +233,13 @@ class VoiceSession:
             self.log.exception("storing turn %d failed", record.turn_index)
             await self.error(P.ErrorCode.STORAGE_FAILED, f"turn not stored: {type(exc).__name__}")
 
-    async def _text_out(self, turn_id: int, delta: str) -> None:
-        if turn_id == self.turn_id:  # stale answers are dropped here
-            await self.send("response.text.delta", turn_id=turn_id, delta=delta)
-
-    async def _audio_out(self, turn_id: int, pcm: bytes, rate: int) -> None:
-        if turn_id != self.turn_id:
-            return
-        seq = self.audio_seq = self.audio_seq + 1 if self.audio_turn == turn_id else 0
-        self.audio_turn = turn_id
-        if seq == 0:
-            await self.send("response.audio.started", turn_id=turn_id, sample_rate=rate)
-        await self._send_bytes(P.pack_audio(turn_id, seq, rate, pcm))
-
     # ---------------------------------------------------------------- shutdown
     async def close(self) -> None:
+        await self._drop_speculation()
         await self.interrupt("close")
-        if self.audio_in.full():
-            self.vad_task.cancel()
-        else:
-            self.audio_in.put_nowait(None)
-        await asyncio.gather(self.vad_task, return_exceptions=True)
+        await self.listener.close()
+        if self.current is not None:
+            await self.current.wait(self.cfg.turn_cancel_timeout_s)
         if self.background:
             await asyncio.gather(*list(self.background), return_exceptions=True)
         if self.user_id:

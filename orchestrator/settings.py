@@ -33,6 +33,7 @@ class Settings(BaseSettings):
     llm_model: str = "llm"
     tts_model: str = "tts"
     embedder_model: str = "embedder"
+    stt_window_s: int = 0   # Whisper's encoder window for finals: 0 = 10 s when the utterance fits, else 30
     triton_timeout_s: float = 60.0
 
     # HTTP
@@ -53,7 +54,12 @@ class Settings(BaseSettings):
     vad_threshold: float = 0.5
     vad_min_speech_ms: int = 200
     vad_end_silence_ms: int = 600         # endpointing: this much silence ends the user's turn
+    speculative_pause_ms: int = 250       # a pause this long starts the turn's models (0 = off); it speaks
+                                          # only once the endpoint (vad_end_silence_ms) is confirmed
     partial_interval_ms: int = 900        # partial transcripts while the user speaks
+    max_queued_frames: int = 500          # audio frames waiting for the VAD, per session
+    turn_cancel_timeout_s: float = 2.0    # a cancelled turn gets this long to stop before it is abandoned
+    error_interval_s: float = 5.0         # a repeating failure (VAD down) is reported at most this often
     barge_in_min_speech_ms: int = 250     # speech this long during playback interrupts the bot
 
     # LLM
@@ -63,6 +69,7 @@ class Settings(BaseSettings):
     # On 2 cores, llama.cpp with 2 threads stalls (busy-wait) while TTS runs beside it: decode voice
     # turns with 1 thread (~14 tok/s, still faster than speech). 0 = the model's own default.
     llm_threads: int = 1
+    llm_first_sentence_threads: int = 2  # until the first sentence is out nothing else runs: use both cores
     history_turns: int = 6
 
     # TTS out

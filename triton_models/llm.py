@@ -11,6 +11,7 @@ Responses: DELTA (utf-8 text piece) + INFO {"index"}; the last: INFO {status, to
 """
 from __future__ import annotations
 
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ import numpy as np
 from triton_models.common import json_array, model_params, request_json
 
 ROLES = {"system", "user", "assistant"}
+CLAUSE_END = re.compile(r"[.!?,。？！…\n]")
 MAX_CONTENT = 8000
 
 # Gemma's turn format, for GGUF/base checkpoints that ship without a chat template.
@@ -41,15 +43,17 @@ class GenOptions:
     top_p: float = 0.9
     seed: int | None = None
     threads: int | None = None  # decode threads for this request (voice turns: 1, so TTS keeps a core)
+    first_threads: int | None = None  # decode threads until the first clause is out (TTS idle until then)
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "GenOptions":
         d = d or {}
         o = cls(int(d.get("max_tokens", 128)), float(d.get("temperature", 0.6)), float(d.get("top_p", 0.9)),
                 None if d.get("seed") is None else int(d["seed"]),
-                None if d.get("threads") is None else int(d["threads"]))
-        if o.threads is not None and not 1 <= o.threads <= 64:
-            raise ValueError("threads must be in 1..64")
+                None if d.get("threads") is None else int(d["threads"]),
+                None if d.get("first_threads") is None else int(d["first_threads"]))
+        if any(t is not None and not 1 <= t <= 64 for t in (o.threads, o.first_threads)):
+            raise ValueError("threads and first_threads must be in 1..64")
         if not 1 <= o.max_tokens <= 2048:
             raise ValueError("max_tokens must be in 1..2048")
         if not 0.0 <= o.temperature <= 2.0 or not 0.0 < o.top_p <= 1.0:
@@ -107,8 +111,12 @@ class LlamaCppEngine:
     def generate(self, messages: list[dict], opts: GenOptions) -> Iterator[str]:
         with self.lock:
             threads = min(opts.threads or self.n_threads, self.n_threads)
-            if threads != self.n_threads:
-                self._set_threads(threads)
+            first = min(opts.first_threads or threads, self.n_threads)
+            current = first
+            if current != self.n_threads:
+                self._set_threads(current)
+            # llama-cpp-python keeps the KV cache of the longest common token prefix with the last
+            # prompt: a stable system prompt + history is evaluated once, not every turn
             stream = self.llm.create_chat_completion(
                 messages=messages, stream=True, max_tokens=opts.max_tokens, temperature=opts.temperature,
                 top_p=opts.top_p, seed=opts.seed, repeat_penalty=1.1)
@@ -119,10 +127,13 @@ class LlamaCppEngine:
                         start = self.llm.n_tokens - 1
                     delta = chunk["choices"][0]["delta"].get("content")
                     if delta:
+                        if current != threads and CLAUSE_END.search(delta):
+                            current = threads  # the first clause goes to TTS now: leave it a core
+                            self._set_threads(current)
                         yield delta
             finally:
                 stream.close()  # stops llama.cpp at once when the consumer leaves (cancel)
-                if threads != self.n_threads:
+                if current != self.n_threads:
                     self._set_threads(self.n_threads)
                 # true token count (a Korean syllable may take two tokens but makes one delta)
                 self.last_tokens = max(0, self.llm.n_tokens - start) if start is not None else 0

@@ -28,13 +28,14 @@ class ResponseResult:
 
 
 def build_messages(system_prompt: str, history: list[tuple[str, str]], memories: list, user_text: str) -> list[dict]:
-    system = system_prompt
-    if memories:
-        recalled = "\n".join(f"- ({'사용자' if m.role == 'user' else '비서'}) {m.text}" for m in memories)
-        system += f"\n\n이전 대화에서 기억나는 내용:\n{recalled}"
-    messages = [{"role": "system", "content": system}]
+    """System prompt and history first, unchanged from turn to turn, so the LLM reuses their KV cache;
+    recalled memories go with the new user message, as delimited facts, not as text to read out."""
+    messages = [{"role": "system", "content": system_prompt}]
     for user, assistant in history:
         messages += [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
+    if memories:
+        facts = "\n".join(f"- {'사용자가 한 말' if m.role == 'user' else '비서가 한 말'}: {m.text}" for m in memories)
+        user_text = f"<기억>\n{facts}\n</기억>\n(위 기억은 참고만 하고 읽지 마세요.)\n\n{user_text}"
     return messages + [{"role": "user", "content": user_text}]
 
 

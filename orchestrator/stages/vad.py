@@ -1,7 +1,8 @@
 """VAD stage: Silero (served by Triton) over 32 ms windows → speech start / end-of-turn events.
 
 Endpointing: speech starts after `min_speech_ms` of voiced windows (a pre-roll of audio is kept so the
-first syllable is not cut); the turn ends after `end_silence_ms` of unvoiced windows.
+first syllable is not cut); after `pause_ms` of unvoiced windows a "pause" event offers the utterance so
+far (speculative end of turn), "resume" says the user went on, and the turn ends after `end_silence_ms`.
 """
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ WINDOW_MS = WINDOW * 1000 // 16000
 
 @dataclass
 class VadEvent:
-    kind: str                  # "start" | "end"
-    audio: np.ndarray | None = None  # the utterance (int16), on "end"
+    kind: str                  # "start" | "pause" | "resume" | "end"
+    audio: np.ndarray | None = None  # the utterance (int16), on "pause" and "end"
     speech_ms: int = 0
 
 
@@ -27,6 +28,7 @@ class VadSegmenter:
     threshold: float = 0.5
     min_speech_ms: int = 200
     end_silence_ms: int = 600
+    pause_ms: int = 250             # speculative end of turn; 0 = never
     preroll_ms: int = 300
     max_utterance_s: float = 30.0
     state: np.ndarray = field(default_factory=lambda: np.zeros((2, 1, 128), np.float32))
@@ -38,6 +40,9 @@ class VadSegmenter:
     utterance: list = field(default_factory=list)
     preroll: list = field(default_factory=list)
     last_prob: float = 0.0
+    paused: bool = False            # a "pause" was offered for the current silence
+    fallback_rms: float = 0.02      # while the VAD model fails, windows louder than this count as voiced
+    last_error: Exception | None = None  # the latest VAD model failure (cleared by a good call)
 
     @property
     def utterance_audio(self) -> np.ndarray:
@@ -49,7 +54,7 @@ class VadSegmenter:
 
     def reset(self) -> None:
         """Drop the turn in progress (input_audio.clear / after commit); keep the recurrent state."""
-        self.speaking, self.voiced_ms, self.silence_ms = False, 0, 0
+        self.speaking, self.voiced_ms, self.silence_ms, self.paused = False, 0, 0, False
         self.utterance, self.preroll = [], []
 
     def force_end(self) -> VadEvent | None:
@@ -71,7 +76,12 @@ class VadSegmenter:
 
     async def _window(self, window: np.ndarray) -> list[VadEvent]:
         audio = window.astype(np.float32) / 32768.0
-        prob, self.state = await self.gateway.vad(self.model, np.concatenate([self.context, audio]), self.state)
+        try:
+            prob, self.state = await self.gateway.vad(self.model, np.concatenate([self.context, audio]), self.state)
+            self.last_error = None
+        except Exception as exc:  # noqa: BLE001 - a failing VAD model must not leave the session deaf
+            self.last_error = exc
+            prob = 1.0 if float(np.sqrt(np.mean(audio ** 2))) >= self.fallback_rms else 0.0
         self.context = audio[-CONTEXT:]
         self.last_prob = prob
         voiced = prob >= self.threshold
@@ -86,7 +96,16 @@ class VadSegmenter:
             return []
         self.utterance.append(window)
         # hysteresis: once speaking, a lower threshold keeps weak syllables in the turn
-        self.silence_ms = 0 if prob >= self.threshold - 0.15 else self.silence_ms + WINDOW_MS
+        if prob >= self.threshold - 0.15:
+            self.silence_ms = 0
+            if self.paused:
+                self.paused = False
+                return [VadEvent("resume")]
+            return []
+        self.silence_ms += WINDOW_MS
         if self.silence_ms >= self.end_silence_ms or self.speech_ms >= self.max_utterance_s * 1000:
             return [self.force_end()]
+        if self.pause_ms and not self.paused and self.silence_ms >= self.pause_ms:
+            self.paused = True
+            return [VadEvent("pause", self.utterance_audio, self.speech_ms)]
         return []

@@ -1,0 +1,231 @@
+"""One user turn as a unit: STT → recall → respond (LLM → TTS) → store, behind a cancellable handle.
+
+A turn may start *speculatively* (the user has paused but the endpoint is not confirmed): it runs
+the models at once, but everything it would send waits in its `Outbox` until `commit()`. If the user
+speaks on, the listener cancels it and nothing of it ever reaches the client or the database.
+
+Every way a turn can end is reported: `response.done {status: completed|interrupted|empty|failed}`,
+with an `error` event first on failure. `TurnHandle.cancel()` waits a bounded time, so a stuck stage
+cannot freeze the listener (the task is abandoned, its outbox closed, and it dies on its own).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Awaitable, Callable
+
+import numpy as np
+
+from orchestrator import protocol as P
+from orchestrator.metrics import ERRORS, TURNS, TurnClock
+from orchestrator.stages.respond import ResponseResult, build_messages, respond
+from orchestrator.storage.db import utcnow
+from orchestrator.storage.turns import TurnRecord
+from orchestrator.triton_client import TritonCallError
+
+log = logging.getLogger("orchestrator.turn")
+
+Emit = Callable[[dict | bytes], Awaitable[None]]
+
+
+class Outbox:
+    """Holds a turn's output until the turn is committed; after `close()` everything is dropped."""
+
+    def __init__(self, send: Emit):
+        self._send, self._held, self.committed, self.closed = send, [], False, False
+
+    async def put(self, item: dict | bytes) -> None:
+        if self.closed:
+            return
+        if self.committed:
+            await self._send(item)
+        else:
+            self._held.append(item)
+
+    async def commit(self) -> None:
+        # items put while the held ones are flushed join the queue, so the order is kept
+        while self._held and not self.closed:
+            await self._send(self._held.pop(0))
+        self.committed = True
+
+    def close(self) -> None:
+        self.closed, self._held = True, []
+
+
+@dataclass
+class TurnContext:
+    """What a turn needs from its session (a snapshot; the session may move on while it runs)."""
+    session_id: str
+    user_id: str
+    voice: str
+    output_rate: int
+    history: list[tuple[str, str]]
+    store: Callable[[TurnRecord], None]                      # stores a finished turn in the background
+    remember: Callable[[str, str], None]                     # appends (user, assistant) to the history
+    next_turn_index: Callable[[], int]
+
+
+@dataclass
+class Turn:
+    turn_id: int
+    audio: np.ndarray
+    clock: TurnClock
+    ctx: TurnContext
+    svc: object                      # the session's Services: settings, gateway, db, memory
+    outbox: Outbox
+    result: ResponseResult = field(default_factory=ResponseResult)
+    status: str = "failed"
+    user_text: str = ""
+    hits: list = field(default_factory=list)
+    versions: dict = field(default_factory=dict)
+    audio_seq: int = 0
+    on_commit: list = field(default_factory=list)  # effects of a finished speculative turn, run at commit
+
+    def after_commit(self, action: Callable[[], None]) -> None:
+        """History and storage only for committed turns: now, or when (if ever) the turn is committed."""
+        if self.outbox.committed:
+            action()
+        elif not self.outbox.closed:
+            self.on_commit.append(action)
+
+    # ------------------------------------------------------------ output (always through the outbox)
+    async def send(self, type_: str, **fields) -> None:
+        await self.outbox.put(P.server_event(type_, turn_id=self.turn_id, **fields))
+
+    async def error(self, code: str, message: str) -> None:
+        ERRORS.labels(code).inc()
+        log.warning("[session %s] turn %d: %s: %s", self.ctx.session_id, self.turn_id, code, message)
+        await self.outbox.put(P.error_event(code, message, self.turn_id))
+
+    async def _audio_out(self, pcm: bytes, rate: int) -> None:
+        if self.audio_seq == 0:
+            await self.send("response.audio.started", sample_rate=rate)
+        await self.outbox.put(P.pack_audio(self.turn_id, self.audio_seq, rate, pcm))
+        self.audio_seq += 1
+
+    # ------------------------------------------------------------ the turn
+    async def run(self) -> None:
+        cfg = self.svc.settings
+        self.result.sample_rate = self.ctx.output_rate
+        started = utcnow()
+        try:
+            await self._run(cfg)
+        except asyncio.CancelledError:
+            self.status = "interrupted"
+            if self.user_text:
+                self.after_commit(lambda: self.ctx.remember(self.user_text, self.result.text))
+            await self.send("response.done", status="interrupted", text=self.result.text, timings=self.clock.ms())
+            raise
+        except TritonCallError as exc:
+            await self._fail(P.ErrorCode.STAGE_FAILED, str(exc))
+        except Exception as exc:  # noqa: BLE001 - any stage failure ends as events, never a dead task
+            log.exception("[session %s] turn %d failed", self.ctx.session_id, self.turn_id)
+            await self._fail(P.ErrorCode.STAGE_FAILED, f"{type(exc).__name__}: {exc}")
+        finally:
+            TURNS.labels("speculation_dropped" if self.outbox.closed and not self.outbox.committed
+                         else self.status).inc()
+            if self.user_text and self.status in ("completed", "interrupted"):
+                self.after_commit(lambda: self._store(started))
+
+    def _store(self, started) -> None:
+        cfg = self.svc.settings
+        record = TurnRecord(
+            self.ctx.session_id, self.ctx.user_id, self.ctx.next_turn_index(), self.status, self.user_text,
+            self.result.text, started, utcnow(), len(self.audio) * 1000 // 16000,
+            self.result.audio_samples * 1000 // max(self.result.sample_rate, 1),
+            {**self.clock.ms(), "endpoint_silence_ms": cfg.vad_end_silence_ms, "llm": self.result.llm},
+            {**self.versions, **self.result.versions}, len(self.hits))
+        self.ctx.store(record)
+
+    async def _fail(self, code: str, message: str) -> None:
+        self.status = "failed"
+        await self.error(code, message)
+        await self.send("response.done", status="failed", text=self.result.text, timings=self.clock.ms())
+
+    async def _run(self, cfg) -> None:
+        gateway = self.svc.gateway
+        if not cfg.stt_enabled:
+            self.status = "empty"
+            return await self.send("response.done", status="empty", timings=self.clock.ms())
+        transcript = await gateway.transcribe(cfg.stt_model, self.audio, window_s=cfg.stt_window_s)
+        self.clock.mark("stt_done")
+        self.versions["stt"] = transcript.model_version
+        self.user_text = transcript.text
+        await self.send("transcript.final", text=self.user_text, stt_ms=self.clock.ms()["stt_done"])
+        if not self.user_text:  # silence / noise: no text, no answer, nothing stored
+            self.status = "empty"
+            return await self.send("response.done", status="empty", timings=self.clock.ms())
+        if not cfg.llm_enabled:
+            self.status = "completed"
+            return await self.send("response.done", status="completed", text="", timings=self.clock.ms())
+        self.hits = await self._recall(self.user_text)
+        self.clock.mark("recall_done")
+        await self.send("response.started", memory_hits=len(self.hits))
+
+        async def text_out(delta: str) -> None:
+            await self.send("response.text.delta", delta=delta)
+
+        await respond(
+            gateway, llm_model=cfg.llm_model, tts_model=cfg.tts_model if cfg.tts_enabled else None,
+            messages=build_messages(cfg.system_prompt, self.ctx.history[-cfg.history_turns:], self.hits,
+                                    self.user_text),
+            llm_options={"max_tokens": cfg.llm_max_tokens, "temperature": cfg.llm_temperature,
+                         "threads": cfg.llm_threads or None, "first_threads": cfg.llm_first_sentence_threads or None},
+            tts_options={"voice": self.ctx.voice, "sample_rate": self.ctx.output_rate}, clock=self.clock,
+            request_id=f"{self.ctx.session_id}-{self.turn_id}", on_text=text_out, on_audio=self._audio_out,
+            result=self.result)
+        self.status = "completed"
+        self.after_commit(lambda: self.ctx.remember(self.user_text, self.result.text))
+        await self.send("response.done", status="completed", text=self.result.text, timings=self.clock.ms(),
+                        llm=self.result.llm, model_versions={**self.versions, **self.result.versions})
+
+    async def _recall(self, text: str) -> list:
+        cfg = self.svc.settings
+        vector = (await self.svc.gateway.embed(cfg.embedder_model, [text], kind="query"))[0]
+        return await self.svc.memory.recall(self.ctx.user_id, vector, cfg.memory_top_k, cfg.memory_min_score,
+                                            exclude_session=self.ctx.session_id)
+
+
+class TurnHandle:
+    """The running turn: commit it (its output flows), or cancel it with a bounded wait."""
+
+    def __init__(self, turn: Turn, speculative: bool):
+        self.turn, self.speculative = turn, speculative
+        self.task = asyncio.create_task(turn.run(), name=f"turn-{turn.ctx.session_id}-{turn.turn_id}")
+
+    @property
+    def turn_id(self) -> int:
+        return self.turn.turn_id
+
+    @property
+    def committed(self) -> bool:
+        return self.turn.outbox.committed
+
+    @property
+    def done(self) -> bool:
+        return self.task.done()
+
+    async def commit(self) -> None:
+        self.speculative = False
+        await self.turn.outbox.commit()
+        actions, self.turn.on_commit = self.turn.on_commit, []
+        for action in actions:
+            action()
+
+    async def cancel(self, timeout_s: float) -> bool:
+        """Cancel and wait at most `timeout_s`; an uncommitted turn leaves no trace. True if it ended."""
+        if not self.committed:
+            self.turn.outbox.close()  # a speculative turn never speaks, not even its response.done
+        if self.task.done():
+            return True
+        self.task.cancel()
+        done, _ = await asyncio.wait({self.task}, timeout=timeout_s)
+        if not done:
+            log.error("[session %s] turn %d did not stop within %.1f s; abandoned", self.turn.ctx.session_id,
+                      self.turn_id, timeout_s)
+            self.turn.outbox.close()
+        return bool(done)
+
+    async def wait(self, timeout_s: float) -> None:
+        await asyncio.wait({self.task}, timeout=timeout_s)

@@ -1,0 +1,209 @@
+"""Fast unit layer: listener, turn, speculation, barge-in and failures against a scripted fake gateway.
+
+Milliseconds per test; the same behaviour is tested for real (Triton, MariaDB, Milvus) in
+test_e2e_voice.py. Assertions wait on events, never on sleeps.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+
+import numpy as np
+import pytest
+
+from orchestrator.session import Services, VoiceSession
+from orchestrator.settings import Settings
+from tests.fakes.gateway import FakeDb, FakeGateway, FakeMemory
+
+FRAME = 512  # one VAD window (32 ms)
+LOUD, QUIET = np.full(FRAME, 8000, np.int16).tobytes(), np.zeros(FRAME, np.int16).tobytes()
+
+
+class Harness:
+    def __init__(self, gateway: FakeGateway, memory: FakeMemory | None = None, **settings):
+        cfg = Settings(_env_file=None, **{"partial_interval_ms": 100000, **settings})
+        self.gw, self.db, self.memory = gateway, FakeDb(), memory or FakeMemory()
+        self.events: list[dict] = []
+        self.audio: list[bytes] = []
+        self.changed = asyncio.Event()
+        self.session = VoiceSession("s1", Services(cfg, gateway, self.db, self.memory), self._json, self._bytes)
+
+    async def _json(self, event: dict) -> None:
+        self.events.append(json.loads(json.dumps(event)))
+        self.changed.set()
+
+    async def _bytes(self, data: bytes) -> None:
+        self.audio.append(data)
+        self.events.append({"type": "<audio>"})
+        self.changed.set()
+
+    async def start(self) -> None:
+        await self.session.handle_text(json.dumps({"type": "session.start", "user_id": "u1"}))
+
+    async def frames(self, frame: bytes, n: int) -> None:
+        for _ in range(n):
+            await self.session.handle_audio(frame)
+        await self.drain()
+
+    async def drain(self) -> None:
+        """Wait until the listener has consumed every queued frame."""
+        while not self.session.listener.audio_in.empty():
+            await asyncio.sleep(0)
+        for _ in range(5):
+            await asyncio.sleep(0)
+
+    async def wait_for(self, type_: str, timeout: float = 5.0, **match) -> dict:
+        async def find():
+            while True:
+                for e in self.events:
+                    if e["type"] == type_ and all(e.get(k) == v for k, v in match.items()):
+                        return e
+                self.changed.clear()
+                await self.changed.wait()
+        return await asyncio.wait_for(find(), timeout)
+
+    async def wait_until(self, predicate, timeout: float = 5.0) -> None:
+        async def poll():
+            while not predicate():
+                await asyncio.sleep(0.001)
+        await asyncio.wait_for(poll(), timeout)
+
+    def types(self) -> list[str]:
+        return [e["type"] for e in self.events]
+
+
+async def test_speculative_turn_is_held_until_the_endpoint_then_flows():
+    h = Harness(FakeGateway(), speculative_pause_ms=250, vad_end_silence_ms=600)
+    await h.start()
+    await h.frames(LOUD, 20)
+    await h.frames(QUIET, 9)          # 288 ms: pause → speculative turn runs
+    handle = h.session.speculative
+    assert handle is not None and not handle.committed
+    await asyncio.wait({handle.task}, timeout=5)  # the whole answer is computed...
+    assert "transcript.final" not in h.types() and "<audio>" not in h.types()  # ...but nothing is sent
+    await h.frames(QUIET, 10)         # endpoint confirmed → commit
+    done = await h.wait_for("response.done")
+    assert done["status"] == "completed" and done["turn_id"] == 1
+    types = h.types()
+    assert types.index("speech.stopped") < types.index("transcript.final") < types.index("<audio>")
+    stopped = next(e for e in h.events if e["type"] == "speech.stopped")
+    assert stopped["speculative"] is True
+    assert h.gw.calls.count("stt") == 1  # the speculative STT was the final one
+    await h.session.close()
+    assert len(h.db.stored) == 1 and len(h.memory.rows) == 2
+
+
+async def test_user_speaking_on_cancels_the_speculation_without_a_trace():
+    h = Harness(FakeGateway(llm_delay_s=0.05), speculative_pause_ms=250, vad_end_silence_ms=600)
+    await h.start()
+    await h.frames(LOUD, 20)
+    await h.frames(QUIET, 9)
+    first = h.session.speculative
+    assert first is not None
+    await h.wait_until(lambda: "llm" in h.gw.calls)
+    await h.frames(LOUD, 10)          # the user goes on
+    assert h.session.speculative is None and first.done
+    await h.frames(QUIET, 20)
+    done = await h.wait_for("response.done")
+    assert done["turn_id"] == 1 and done["status"] == "completed"
+    assert not any(e.get("turn_id") == 1 and e["type"] == "response.done" and e is not done for e in h.events)
+    assert sum(1 for t in h.types() if t == "response.done") == 1
+    assert "llm" in h.gw.cancelled or "stt" in h.gw.cancelled
+    await h.session.close()
+    assert len(h.db.stored) == 1
+
+
+async def test_no_speculation_when_disabled_and_empty_text_gives_no_answer():
+    h = Harness(FakeGateway(transcript=""), speculative_pause_ms=0)
+    await h.start()
+    await h.frames(LOUD, 20)
+    await h.frames(QUIET, 9)
+    assert h.session.speculative is None
+    await h.frames(QUIET, 12)
+    done = await h.wait_for("response.done")
+    assert done["status"] == "empty" and "llm" not in h.gw.calls
+    await h.session.close()
+    assert h.db.stored == []
+
+
+@pytest.mark.parametrize("stage", ["stt", "embed", "llm", "tts"])
+async def test_a_failing_stage_ends_as_error_and_failed_done(stage):
+    h = Harness(FakeGateway(fail={stage: "boom"}))
+    await h.start()
+    await h.frames(LOUD, 20)
+    await h.frames(QUIET, 25)
+    done = await h.wait_for("response.done")
+    assert done["status"] == "failed"
+    error = await h.wait_for("error", code="stage_failed")
+    assert error["turn_id"] == done["turn_id"] and "boom" in error["message"]
+    h.gw.fail.clear()                  # the next turn works
+    await h.frames(LOUD, 20)
+    await h.frames(QUIET, 25)
+    assert (await h.wait_for("response.done", turn_id=2))["status"] == "completed"
+    await h.session.close()
+
+
+async def test_milvus_failure_in_recall_ends_the_turn_cleanly():
+    h = Harness(FakeGateway(), memory=FakeMemory(fail=True))
+    await h.start()
+    await h.frames(LOUD, 20)
+    await h.frames(QUIET, 25)
+    assert (await h.wait_for("response.done"))["status"] == "failed"
+    assert "milvus down" in (await h.wait_for("error"))["message"]
+    await h.session.close()
+    assert h.db.stored == []
+
+
+async def test_failing_vad_falls_back_to_energy_and_reports_once():
+    h = Harness(FakeGateway(fail={"vad": "stub died"}))
+    await h.start()
+    await h.frames(LOUD, 20)
+    await h.frames(QUIET, 25)
+    assert (await h.wait_for("response.done"))["status"] == "completed"  # not deaf
+    assert sum(1 for e in h.events if e["type"] == "error") == 1     # one report, not one per window
+    await h.session.close()
+
+
+async def test_barge_in_cancels_the_answer_and_stores_it_interrupted():
+    h = Harness(FakeGateway(llm_delay_s=0.2, reply=["하나, "] * 30))
+    await h.start()
+    await h.frames(LOUD, 20)
+    await h.frames(QUIET, 25)
+    await h.wait_for("<audio>")
+    await h.frames(LOUD, 12)          # > barge_in_min_speech_ms
+    done = await h.wait_for("response.done", turn_id=1)
+    assert done["status"] == "interrupted"
+    assert "llm" in h.gw.cancelled
+    await h.wait_for("speech.started", turn_id=2)
+    await h.session.close()
+    assert [r.status for r in h.db.stored] == ["interrupted"]
+
+
+async def test_stuck_turn_cannot_freeze_the_listener():
+    h = Harness(FakeGateway(stt_delay_s=0), turn_cancel_timeout_s=0.2, speculative_pause_ms=0)
+    await h.start()
+    await h.frames(LOUD, 20)
+    await h.frames(QUIET, 25)
+    handle = h.session.current
+
+    release = asyncio.Event()
+
+    async def never_ends():
+        while not release.is_set():
+            try:
+                await release.wait()
+            except asyncio.CancelledError:
+                continue  # swallows cancellation: a stuck stage
+
+    await handle.task
+    stuck = asyncio.create_task(never_ends())
+    handle.task = stuck
+    await asyncio.sleep(0)            # it is running (and will swallow the cancel)
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    ok = await handle.cancel(0.2)
+    assert not ok and loop.time() - t0 < 1.0
+    await h.frames(LOUD, 20)          # the listener still hears the user
+    await h.wait_for("speech.started", turn_id=2)
+    release.set()
+    await h.session.close()
