@@ -6,9 +6,10 @@ STT final, recall (response.started), first LLM text, first reply audio, turn do
 them, plus the server's own marks (the models' work behind a speculative turn starts before the
 endpoint). Configurations run in one process, one after the other, on the same Triton:
 
-  before  no speculation, Whisper encoder window 30 s, LLM decoding 1 thread from the first token
-  after   the defaults: speculative end of turn at 250 ms, 10 s encoder window, 2 threads until the
-          first clause
+  before  no speculation, Whisper encoder window 30 s, LLM decoding 1 thread from the first token,
+          the first TTS piece waits for a comma or the sentence's end
+  after   the defaults: speculative end of turn at 250 ms, 15 s encoder window, 2 threads until the
+          first clause, an unpunctuated first sentence goes to TTS at the first space past 10 chars
 
 and the same models called in-process along the critical path (STT → LLM first sentence → TTS first
 chunk) give the share of a turn spent outside the models.
@@ -34,7 +35,8 @@ MODELS = ["vad", "stt", "embedder", "llm", "tts"]
 STAGES = ["endpoint", "stt", "recall", "first_token", "first_audio", "turn_done"]
 SERVER_STAGES = ["stt_done", "recall_done", "llm_first_token", "first_sentence", "first_audio"]
 CONFIGS = {
-    "before": {"speculative_pause_ms": 0, "stt_window_s": 30, "llm_first_sentence_threads": 1},
+    "before": {"speculative_pause_ms": 0, "stt_window_s": 30, "llm_first_sentence_threads": 1,
+               "first_chunk_chars": 0},
     "after": {},
 }
 

@@ -9,8 +9,9 @@ Client → server
   {"type": "response.cancel"}        stop the bot's answer (client-side barge-in)
   {"type": "session.end"}
 Server → client
-  session.started, voice.enrolled, speech.started, speech.stopped, transcript.partial,
-  transcript.final, response.started, response.text.delta, response.audio.started, response.done, error
+  session.started, voice.enrolled, speech.started, speech.stopped {speculative}, transcript.partial,
+  transcript.final, response.started, response.text.delta, response.audio.started,
+  response.done {status: completed|interrupted|empty|failed}, error
   binary frame: AUDIO_HEADER (magic b"VAUD", turn_id u32, seq u32, sample_rate u32) + PCM16 mono
 """
 from __future__ import annotations

@@ -73,6 +73,7 @@ class Settings(BaseSettings):
     history_turns: int = 6
 
     # TTS out
+    first_chunk_chars: int = 10   # an unpunctuated first sentence goes to TTS at the first space past this
     tts_voice: str = "default"
     output_sample_rate: int = Field(24000, description="24000 or 16000")
 

@@ -173,7 +173,8 @@ class Turn:
             llm_options={"max_tokens": cfg.llm_max_tokens, "temperature": cfg.llm_temperature,
                          "threads": cfg.llm_threads or None, "first_threads": cfg.llm_first_sentence_threads or None},
             tts_options={"voice": self.ctx.voice, "sample_rate": self.ctx.output_rate}, clock=self.clock,
-            request_id=f"{self.ctx.session_id}-{self.turn_id}", on_text=text_out, on_audio=self._audio_out,
+            request_id=f"{self.ctx.session_id}-{self.turn_id}", first_chunk_chars=cfg.first_chunk_chars,
+            on_text=text_out, on_audio=self._audio_out,
             result=self.result)
         self.status = "completed"
         self.after_commit(lambda: self.ctx.remember(self.user_text, self.result.text))

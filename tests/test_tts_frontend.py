@@ -113,6 +113,19 @@ def test_streaming_split_matches_whole_and_emits_early():
     assert "".join(sentences).replace(" ", "") == text.replace(" ", "")
 
 
+def test_long_unpunctuated_first_sentence_leaves_early_at_a_word_boundary():
+    text = "오늘 서울은 하루 종일 맑고 기온은 이십 도 정도로 산책하기 좋은 날이에요. 내일도 맑아요."
+    splitter = SentenceSplitter(first_chunk_max=10)
+    emitted = []
+    for i, ch in enumerate(text):
+        emitted += [(i, s) for s in splitter.push(ch)]
+    sentences = [s for _, s in emitted] + splitter.flush()
+    assert sentences[0] == "오늘 서울은 하루 종일"  # first space past 10 chars, long before the period
+    assert emitted[0][0] < 15
+    assert sentences[1:] == ["맑고 기온은 이십 도 정도로 산책하기 좋은 날이에요.", "내일도 맑아요."]
+    assert split_sentences(text) == ["오늘 서울은 하루 종일 맑고 기온은 이십 도 정도로 산책하기 좋은 날이에요.", "내일도 맑아요."]
+
+
 def test_unpunctuated_llm_output_is_cut_at_korean_endings():
     text = "네 알겠습니다 오늘은 정말 좋은 날이네요 내일도 좋은 날이 되기를 바랍니다 그럼 안녕히 계세요 다음에 또 만나요"
     parts = split_sentences(text)

@@ -23,6 +23,8 @@ FIRST_CHUNK_COMMA = ",，、"
 @dataclass
 class SentenceSplitter:
     first_chunk_min: int = 8     # chars before a comma may end the first chunk
+    first_chunk_max: int = 0     # streaming replies: an unpunctuated first chunk ends at the first space
+                                 # past this many chars (0 = off), so TTS need not wait for a long sentence
     soft_max: int = 60           # unpunctuated text is cut at a Korean ending past this length
     hard_max: int = 160          # ... or at any space past this one
     buffer: str = ""
@@ -69,6 +71,10 @@ class SentenceSplitter:
                   and i + 1 < len(buf) and not depth_stack and not (buf[i - 1].isdigit() and buf[i + 1].isdigit())):
                 return i + 1
             i += 1
+        if self.first_chunk_max and self.emitted == 0 and not depth_stack and not in_ascii_quote:
+            space = buf.find(" ", self.first_chunk_max)
+            if space > 0:
+                return space
         if len(buf) > self.soft_max:
             endings = [m.end() for m in KOREAN_ENDING.finditer(buf) if m.end() >= self.soft_max // 2]
             if endings:

@@ -40,14 +40,14 @@ def build_messages(system_prompt: str, history: list[tuple[str, str]], memories:
 
 
 async def respond(gateway, *, llm_model: str, tts_model: str | None, messages: list[dict], llm_options: dict,
-                  tts_options: dict, clock: TurnClock, request_id: str,
+                  tts_options: dict, clock: TurnClock, request_id: str, first_chunk_chars: int = 0,
                   on_text: Callable[[str], Awaitable[None]], on_audio: Callable[[bytes, int], Awaitable[None]],
                   result: ResponseResult) -> ResponseResult:
     """Run one answer; `result` is filled as it goes, so an interrupted answer keeps what was said."""
     sentences: asyncio.Queue[str | None] = asyncio.Queue()
 
     async def llm_stage() -> None:
-        splitter = SentenceSplitter()
+        splitter = SentenceSplitter(first_chunk_max=first_chunk_chars)
         try:
             async for item in gateway.llm_stream(llm_model, messages, llm_options, request_id=f"{request_id}-llm"):
                 result.versions["llm"] = item.model_version
