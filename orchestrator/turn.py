@@ -174,6 +174,7 @@ class Turn:
                          "threads": cfg.llm_threads or None, "first_threads": cfg.llm_first_sentence_threads or None},
             tts_options={"voice": self.ctx.voice, "sample_rate": self.ctx.output_rate}, clock=self.clock,
             request_id=f"{self.ctx.session_id}-{self.turn_id}", first_chunk_chars=cfg.first_chunk_chars,
+            max_sentences=cfg.max_reply_sentences,
             on_text=text_out, on_audio=self._audio_out,
             result=self.result)
         self.status = "completed"

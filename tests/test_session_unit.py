@@ -207,3 +207,15 @@ async def test_stuck_turn_cannot_freeze_the_listener():
     await h.wait_for("speech.started", turn_id=2)
     release.set()
     await h.session.close()
+
+
+async def test_reply_stops_after_two_sentences_and_the_llm_is_cancelled():
+    gw = FakeGateway(reply=["첫 문장이에요. ", "둘째 문장이에요. ", "셋째 문장이에요. ", "넷째요."])
+    h = Harness(gw)
+    await h.start()
+    await h.frames(LOUD, 20)
+    await h.frames(QUIET, 25)
+    done = await h.wait_for("response.done")
+    assert done["text"] == "첫 문장이에요. 둘째 문장이에요."
+    assert "llm" in gw.cancelled and gw.calls.count("tts") == 2
+    await h.session.close()

@@ -92,6 +92,8 @@ class TritonServer:
         libs = Path(home).parent.parent / "nvidia_pytriton.libs"
         env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in [str(libs), env.get("LD_LIBRARY_PATH", "")] if p)
         env["VOICE_PYTHONPATH"] = model_pythonpath()
+        # the models of this server share one critical-path folder (triton_models/priority.py)
+        env.setdefault("VOICE_PRIORITY_DIR", f"/dev/shm/voice-priority-{os.getuid()}-{self.grpc_port}")
         log.info("starting tritonserver grpc=%s http=%s repo=%s", self.grpc_port, self.http_port, self.model_repository)
         self._log_file = open(self.log_path, "wb")
         self.proc = subprocess.Popen(cmd, stdout=self._log_file, stderr=subprocess.STDOUT, env=env,

@@ -21,6 +21,7 @@ from typing import Iterator
 import numpy as np
 
 from triton_models.common import json_array, model_params, request_json
+from triton_models.priority import CriticalPath
 
 ROLES = {"system", "user", "assistant"}
 CLAUSE_END = re.compile(r"[.!?,。？！…\n]")
@@ -44,6 +45,7 @@ class GenOptions:
     seed: int | None = None
     threads: int | None = None  # decode threads for this request (voice turns: 1, so TTS keeps a core)
     first_threads: int | None = None  # decode threads until the first clause is out (TTS idle until then)
+    first_clause_chars: int = 0  # the first clause also ends at a space past this many chars (0 = punctuation only)
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "GenOptions":
@@ -51,7 +53,8 @@ class GenOptions:
         o = cls(int(d.get("max_tokens", 128)), float(d.get("temperature", 0.6)), float(d.get("top_p", 0.9)),
                 None if d.get("seed") is None else int(d["seed"]),
                 None if d.get("threads") is None else int(d["threads"]),
-                None if d.get("first_threads") is None else int(d["first_threads"]))
+                None if d.get("first_threads") is None else int(d["first_threads"]),
+                int(d.get("first_clause_chars", 0)))
         if any(t is not None and not 1 <= t <= 64 for t in (o.threads, o.first_threads)):
             raise ValueError("threads and first_threads must be in 1..64")
         if not 1 <= o.max_tokens <= 2048:
@@ -59,6 +62,11 @@ class GenOptions:
         if not 0.0 <= o.temperature <= 2.0 or not 0.0 < o.top_p <= 1.0:
             raise ValueError("temperature must be in 0..2 and top_p in (0, 1]")
         return o
+
+
+def first_clause_done(text: str, chars: int) -> bool:
+    """Has the reply's first clause (what the orchestrator sends to TTS first) been generated?"""
+    return bool(CLAUSE_END.search(text)) or (chars > 0 and " " in text[chars:])
 
 
 def validate_messages(messages) -> list[dict]:
@@ -87,6 +95,7 @@ class LlamaCppEngine:
         self.llm = Llama(model_path=str(gguf), n_threads=n_threads, n_threads_batch=n_threads, n_ctx=n_ctx,
                          n_batch=256, flash_attn=True, verbose=False)
         self.n_ctx, self.n_threads = n_ctx, n_threads
+        self.priority = CriticalPath(enabled=False)  # the Triton model sets the shared one
         self._formatter = None
         self.lock = threading.Lock()  # one context: generations take turns
 
@@ -109,29 +118,41 @@ class LlamaCppEngine:
         llama_cpp.llama_set_n_threads(self.llm.ctx, n, max(n, self.n_threads))
 
     def generate(self, messages: list[dict], opts: GenOptions) -> Iterator[str]:
+        """Critical-path work until the first clause is out (both cores by default); after it, one
+        thread, and each token first yields to critical work of any stage (triton_models/priority.py)."""
         with self.lock:
             threads = min(opts.threads or self.n_threads, self.n_threads)
-            first = min(opts.first_threads or threads, self.n_threads)
-            current = first
+            current = min(opts.first_threads or threads, self.n_threads)
             if current != self.n_threads:
                 self._set_threads(current)
+            critical = self.priority.critical("llm")
+            critical.__enter__()
             # llama-cpp-python keeps the KV cache of the longest common token prefix with the last
             # prompt: a stable system prompt + history is evaluated once, not every turn
             stream = self.llm.create_chat_completion(
                 messages=messages, stream=True, max_tokens=opts.max_tokens, temperature=opts.temperature,
                 top_p=opts.top_p, seed=opts.seed, repeat_penalty=1.1)
-            start = None
+            start, text, in_first_clause = None, "", True
             try:
                 for chunk in stream:
                     if start is None:  # the prompt is in the context now
                         start = self.llm.n_tokens - 1
+                    if not in_first_clause:
+                        self.priority.yield_to_critical()
                     delta = chunk["choices"][0]["delta"].get("content")
-                    if delta:
-                        if current != threads and CLAUSE_END.search(delta):
+                    if not delta:
+                        continue
+                    text += delta
+                    if in_first_clause and first_clause_done(text, opts.first_clause_chars):
+                        in_first_clause = False
+                        critical.__exit__(None, None, None)
+                        if current != threads:
                             current = threads  # the first clause goes to TTS now: leave it a core
                             self._set_threads(current)
-                        yield delta
+                    yield delta
             finally:
+                if in_first_clause:
+                    critical.__exit__(None, None, None)
                 stream.close()  # stops llama.cpp at once when the consumer leaves (cancel)
                 if current != self.n_threads:
                     self._set_threads(self.n_threads)
@@ -255,6 +276,7 @@ class TritonPythonModel:
         weights = Path(args["model_repository"]) / args["model_version"] / params["weights"]
         self.engine = load_llm(params.get("engine", "llama_cpp"), weights, int(params.get("n_threads", "2")),
                                int(params.get("n_ctx", "2048")))
+        self.engine.priority = CriticalPath()
         self.variant = params.get("variant", params["weights"])
         self.coalesce_s = float(params.get("coalesce_ms", "60")) / 1000
 

@@ -89,19 +89,30 @@ def short_window_model(model_dir: str, **kwargs):
 
 class WhisperTranscriber:
     def __init__(self, model_dir: str | Path, device: str = "auto", compute_type: str = "auto",
-                 cpu_threads: int = 2, min_rms: float = 0.004):
+                 cpu_threads: int = 2, min_rms: float = 0.004, priority=None):
         import ctranslate2
+
+        from triton_models.priority import CriticalPath
 
         if device == "auto":
             device = "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
         if compute_type == "auto":
             compute_type = "int8_float16" if device == "cuda" else "int8"
         self.device, self.min_rms = device, min_rms
+        self.priority = priority or CriticalPath(enabled=False)
         self.model = short_window_model(str(model_dir), device=device, compute_type=compute_type,
                                   cpu_threads=cpu_threads, num_workers=1)
 
     def transcribe(self, audio: np.ndarray, options: SttOptions | None = None) -> dict:
+        """A final is critical-path work; a partial first waits for critical work to finish."""
         opts = options or SttOptions()
+        if opts.partial:
+            self.priority.yield_to_critical()
+            return self._transcribe(audio, opts)
+        with self.priority.critical("stt"):
+            return self._transcribe(audio, opts)
+
+    def _transcribe(self, audio: np.ndarray, opts: SttOptions) -> dict:
         t0 = time.perf_counter()
         duration = len(audio) / SAMPLE_RATE
         result = {"text": "", "language": opts.language, "audio_s": round(duration, 3), "segments": 0}
@@ -132,8 +143,10 @@ class TritonPythonModel:
     def initialize(self, args):
         params = model_params(args)
         model_dir = Path(args["model_repository"]) / args["model_version"] / params.get("weights", "whisper")
+        from triton_models.priority import CriticalPath
+
         self.engine = WhisperTranscriber(model_dir, params.get("device", "auto"), params.get("compute_type", "auto"),
-                                         int(params.get("cpu_threads", "2")))
+                                         int(params.get("cpu_threads", "2")), priority=CriticalPath())
 
     def execute(self, requests):
         import triton_python_backend_utils as pb_utils

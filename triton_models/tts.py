@@ -8,6 +8,7 @@ one final response whose INFO holds the fitted voice (similarity, speed, pitch, 
 """
 from __future__ import annotations
 
+import itertools
 import time
 from pathlib import Path
 
@@ -22,9 +23,13 @@ RATES = (24000, 16000)
 class TtsService:
     """What the Triton model does, usable in-process (benchmarks) with the same code."""
 
-    def __init__(self, engine_name: str, weights_dir: Path | None, voice_dir: Path | None, threads: int = 2):
+    def __init__(self, engine_name: str, weights_dir: Path | None, voice_dir: Path | None, threads: int = 2,
+                 priority=None):
         from RealTime_zeroshot_TTS_ko import load_engine
 
+        from triton_models.priority import CriticalPath
+
+        self.priority = priority or CriticalPath(enabled=False)
         kwargs = {"threads": threads, "voice_dir": voice_dir} if engine_name == "kokoro" else {}
         self.engine = load_engine(engine_name, weights_dir, **kwargs)
         self.engine.synthesize("준비.")  # warm the front end and the ONNX session
@@ -43,14 +48,25 @@ class TtsService:
         return text, rate
 
     def chunks(self, text: str, options: dict):
-        """Yield (pcm16, info) per audio chunk."""
+        """Yield (pcm16, info) per audio chunk. With OPTIONS {"first": true} (a reply's first sentence)
+        the first chunk is critical-path work; every other chunk first yields to critical work."""
         from RealTime_zeroshot_TTS_ko import split_sentences
         from RealTime_zeroshot_TTS_ko.engines.base import resample
 
         text, rate = self.validate(text, options)
         voice, speed = str(options.get("voice", "default")), options.get("speed")
+        first = bool(options.get("first", False))
         for s_idx, sentence in enumerate(split_sentences(text)):
-            for c_idx, chunk in enumerate(self.engine.stream(sentence, voice, speed)):
+            pieces = self.engine.stream(sentence, voice, speed)
+            for c_idx in itertools.count():
+                if first and s_idx == 0 and c_idx == 0:
+                    with self.priority.critical("tts"):
+                        chunk = next(pieces, None)
+                else:
+                    self.priority.yield_to_critical()
+                    chunk = next(pieces, None)
+                if chunk is None:
+                    break
                 audio = resample(chunk.audio, self.engine.sample_rate, rate)
                 yield float_to_pcm16(audio), {"sentence": s_idx, "chunk": c_idx, "text": sentence,
                                               "sample_rate": rate, "last_in_sentence": chunk.last}
@@ -69,7 +85,10 @@ class TritonPythonModel:
         weights = Path(args["model_repository"]) / args["model_version"] / params.get("weights", "kokoro")
         voice_dir = Path(os.environ.get("VOICE_DIR") or Path(args["model_repository"]) / "voices")
         self.last_cancelled_chunks = 0  # chunks the last cancelled request synthesised (reported)
-        self.service = TtsService(params.get("engine", "kokoro"), weights, voice_dir, int(params.get("threads", "2")))
+        from triton_models.priority import CriticalPath
+
+        self.service = TtsService(params.get("engine", "kokoro"), weights, voice_dir, int(params.get("threads", "2")),
+                                  priority=CriticalPath())
 
     def execute(self, requests):
         import triton_python_backend_utils as pb_utils

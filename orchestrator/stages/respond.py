@@ -7,6 +7,7 @@ stages and, through the gateway, both Triton requests.
 from __future__ import annotations
 
 import asyncio
+from contextlib import aclosing
 import logging
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable
@@ -15,6 +16,7 @@ from RealTime_zeroshot_TTS_ko.text.splitter import SentenceSplitter
 from orchestrator.metrics import TurnClock
 
 log = logging.getLogger("orchestrator.respond")
+ENDS = ".?!。？！…\"'”’)]}」』》〉"  # a piece ending with one of these completes a sentence
 
 
 @dataclass
@@ -41,6 +43,7 @@ def build_messages(system_prompt: str, history: list[tuple[str, str]], memories:
 
 async def respond(gateway, *, llm_model: str, tts_model: str | None, messages: list[dict], llm_options: dict,
                   tts_options: dict, clock: TurnClock, request_id: str, first_chunk_chars: int = 0,
+                  max_sentences: int = 0,
                   on_text: Callable[[str], Awaitable[None]], on_audio: Callable[[bytes, int], Awaitable[None]],
                   result: ResponseResult) -> ResponseResult:
     """Run one answer; `result` is filled as it goes, so an interrupted answer keeps what was said."""
@@ -48,19 +51,29 @@ async def respond(gateway, *, llm_model: str, tts_model: str | None, messages: l
 
     async def llm_stage() -> None:
         splitter = SentenceSplitter(first_chunk_max=first_chunk_chars)
+        finished = 0  # complete sentences sent to TTS; generation stops (cancelled in Triton) at max_sentences
+        options = {**llm_options, "first_clause_chars": first_chunk_chars}
         try:
-            async for item in gateway.llm_stream(llm_model, messages, llm_options, request_id=f"{request_id}-llm"):
-                result.versions["llm"] = item.model_version
-                if item.final:
-                    result.llm = item.info
-                    break
-                delta = item.data.reshape(-1)[0].decode("utf-8")
-                clock.mark("llm_first_token")
-                result.text += delta
-                await on_text(delta)
-                for sentence in splitter.push(delta):
-                    clock.mark("first_sentence")
-                    await sentences.put(sentence)
+            llm = gateway.llm_stream(llm_model, messages, options, request_id=f"{request_id}-llm")
+            async with aclosing(llm):  # leaving early closes the stream, which cancels it in Triton
+                async for item in llm:
+                    result.versions["llm"] = item.model_version
+                    if item.final:
+                        result.llm = item.info
+                        break
+                    delta = item.data.reshape(-1)[0].decode("utf-8")
+                    clock.mark("llm_first_token")
+                    result.text += delta
+                    await on_text(delta)
+                    for sentence in splitter.push(delta):
+                        clock.mark("first_sentence")
+                        await sentences.put(sentence)
+                        finished += sentence[-1] in ENDS
+                    if max_sentences and finished >= max_sentences:
+                        result.text = result.text[:len(result.text) - len(splitter.buffer)].rstrip()
+                        splitter.buffer = ""
+                        result.llm = {"status": "stopped", "sentences": finished}
+                        break
             for sentence in splitter.flush():
                 clock.mark("first_sentence")
                 await sentences.put(sentence)
@@ -73,7 +86,8 @@ async def respond(gateway, *, llm_model: str, tts_model: str | None, messages: l
             result.sentences.append(sentence)
             if tts_model is None:
                 continue
-            async for item in gateway.tts_stream(tts_model, sentence, tts_options, request_id=f"{request_id}-tts"):
+            options = {**tts_options, "first": len(result.sentences) == 1}  # critical path (priority.py)
+            async for item in gateway.tts_stream(tts_model, sentence, options, request_id=f"{request_id}-tts"):
                 result.versions["tts"] = item.model_version
                 if item.final:
                     break
