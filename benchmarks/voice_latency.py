@@ -88,7 +88,7 @@ def summarise(rows: list[dict]) -> dict:
 
 def in_process_critical_path(clips: list) -> dict:
     """The models alone, back to back in this process: STT, LLM until its first sentence, TTS first chunk."""
-    from orchestrator.settings import DEFAULT_SYSTEM_PROMPT
+    from orchestrator.settings import DEFAULT_SYSTEM_PROMPT, Settings
     from RealTime_zeroshot_TTS_ko import load_engine
     from RealTime_zeroshot_TTS_ko.text.splitter import SentenceSplitter
     from triton_models.llm import GenOptions, load_llm, stream_chat
@@ -98,15 +98,18 @@ def in_process_critical_path(clips: list) -> dict:
     stt = WhisperTranscriber(next((repo / "stt").glob("*/whisper")))
     llm = load_llm("llama_cpp", next((repo / "llm").glob("*/*.gguf")))
     tts = load_engine("kokoro", next((repo / "tts").glob("*/kokoro")))
+    cfg = Settings(_env_file=None)  # the pipeline's own first-chunk and thread settings
     stt.transcribe(clips[0][0])
     runs = []
     for audio, _text, _name in clips[:4]:
         t0 = time.perf_counter()
         text = stt.transcribe(audio, SttOptions())["text"] or "안녕하세요"
         t_stt = time.perf_counter()
-        splitter, first_sentence, t_tok = SentenceSplitter(), None, None
+        splitter, first_sentence, t_tok = SentenceSplitter(first_chunk_max=cfg.first_chunk_chars), None, None
         messages = [{"role": "system", "content": DEFAULT_SYSTEM_PROMPT}, {"role": "user", "content": text}]
-        for delta in stream_chat(llm, messages, GenOptions(max_tokens=96, threads=1, first_threads=2), {}):
+        opts = GenOptions(max_tokens=cfg.llm_max_tokens, threads=cfg.llm_threads,
+                          first_threads=cfg.llm_first_sentence_threads, first_clause_chars=cfg.first_chunk_chars)
+        for delta in stream_chat(llm, messages, opts, {}):
             t_tok = t_tok or time.perf_counter()
             if sentences := splitter.push(delta):
                 first_sentence = sentences[0]

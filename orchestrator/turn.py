@@ -19,7 +19,7 @@ import numpy as np
 
 from orchestrator import protocol as P
 from orchestrator.metrics import ERRORS, TURNS, TurnClock
-from orchestrator.stages.respond import ResponseResult, build_messages, respond
+from orchestrator.stages.respond import ResponseResult, build_messages, respond, visible_history
 from orchestrator.storage.db import utcnow
 from orchestrator.storage.turns import TurnRecord
 from orchestrator.triton_client import TritonCallError
@@ -168,7 +168,7 @@ class Turn:
 
         await respond(
             gateway, llm_model=cfg.llm_model, tts_model=cfg.tts_model if cfg.tts_enabled else None,
-            messages=build_messages(cfg.system_prompt, self.ctx.history[-cfg.history_turns:], self.hits,
+            messages=build_messages(cfg.system_prompt, visible_history(self.ctx.history, cfg.history_turns), self.hits,
                                     self.user_text),
             llm_options={"max_tokens": cfg.llm_max_tokens, "temperature": cfg.llm_temperature,
                          "threads": cfg.llm_threads or None, "first_threads": cfg.llm_first_sentence_threads or None},

@@ -219,3 +219,14 @@ async def test_reply_stops_after_two_sentences_and_the_llm_is_cancelled():
     assert done["text"] == "첫 문장이에요. 둘째 문장이에요."
     assert "llm" in gw.cancelled and gw.calls.count("tts") == 2
     await h.session.close()
+
+
+def test_history_window_keeps_a_stable_prefix():
+    from orchestrator.stages.respond import visible_history
+
+    history = list(range(20))
+    windows = [visible_history(history[:n], 6) for n in range(1, 21)]
+    assert all(len(w) <= 6 for w in windows) and windows[-1][-1] == 19
+    starts = [w[0] for w in windows]
+    assert sum(a != b for a, b in zip(starts, starts[1:])) <= 20 // 3 + 1  # the start moves in blocks
+    assert visible_history(history, 0) == []

@@ -26,6 +26,7 @@ SAMPLE_RATE = 16000
 # 2 cores): 30 s window 1040 ms p50 / CER 0.087, 20 s 565 ms / 0.089, 15 s 530 ms / 0.093,
 # 10 s 430 ms / 0.104; padding to the exact length makes Whisper loop. 15 s keeps accuracy.
 SHORT_WINDOW_S = 15
+PARTIAL_WINDOW_S = 10  # partials trade a little accuracy for speed (they are replaced by the final)
 TOKENS_PER_S, TOKENS_MIN = 12, 16   # decoding bound: Korean read speech is ~4-7 tokens per second
 # Phrases Whisper invents on silence/noise (YouTube subtitle credits): dropped when decoding was weak.
 SUBTITLE_CREDITS = re.compile(
@@ -118,7 +119,7 @@ class WhisperTranscriber:
         result = {"text": "", "language": opts.language, "audio_s": round(duration, 3), "segments": 0}
         if len(audio) < SAMPLE_RATE // 10 or float(np.sqrt(np.mean(audio ** 2))) < self.min_rms:
             return {**result, "reason": "silence", "infer_ms": 0.0}
-        window = encoder_window_s(duration, opts.window_s)
+        window = encoder_window_s(duration, opts.window_s or (PARTIAL_WINDOW_S if opts.partial else 0))
         self.model.window_frames = window * 100 if window < 30 else 0
         segments, _info = self.model.transcribe(
             audio, language=opts.language, task="transcribe", beam_size=opts.beam_size,

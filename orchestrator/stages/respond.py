@@ -29,6 +29,17 @@ class ResponseResult:
     versions: dict = field(default_factory=dict)   # model -> version that served this answer
 
 
+def visible_history(history: list, max_turns: int) -> list:
+    """The last turns the LLM sees, dropped in blocks of half the window rather than one per turn,
+    so the prompt prefix (and its KV cache) stays the same for several turns in a row."""
+    if max_turns <= 0:
+        return []
+    step = max(1, max_turns // 2)
+    start = max(0, len(history) - max_turns)
+    start = -(-start // step) * step  # round up to a block boundary
+    return history[start:]
+
+
 def build_messages(system_prompt: str, history: list[tuple[str, str]], memories: list, user_text: str) -> list[dict]:
     """System prompt and history first, unchanged from turn to turn, so the LLM reuses their KV cache;
     recalled memories go with the new user message, as delimited facts, not as text to read out."""
