@@ -57,7 +57,8 @@ class TtsService:
         voice, speed = str(options.get("voice", "default")), options.get("speed")
         first = bool(options.get("first", False))
         for s_idx, sentence in enumerate(split_sentences(text)):
-            pieces = self.engine.stream(sentence, voice, speed)
+            windowed = first and s_idx == 0 and getattr(self.engine, "windowed_first_chunk", False)
+            pieces = self.engine.stream(sentence, voice, speed, **({"windowed_first": True} if windowed else {}))
             for c_idx in itertools.count():
                 if first and s_idx == 0 and c_idx == 0:
                     with self.priority.critical("tts"):
