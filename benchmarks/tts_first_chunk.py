@@ -1,6 +1,10 @@
 """Where the Kokoro first-chunk latency goes, and what a smaller first chunk costs in intelligibility.
 
-    .venv/bin/python -m benchmarks.tts_first_chunk [--sizes 6 10 14 18 24] [--sentences 32]
+    .venv/bin/python -m benchmarks.tts_first_chunk [--sizes 6 10 14 18 24 24w] [--sentences 32]
+
+A size with a "w" suffix decodes the first phrase in two windows (KokoroEngine.decode_windowed:
+lead-in + 20 frames first, then the rest with a crossfade), as the `tts` model does for a reply's
+first sentence.
 
 1. Cost model of one Kokoro call on this CPU: wall time against the raw audio it decodes (a linear
    fit: fixed ms + ms per audio second), and how much of that audio is the lead-in/tail silence the
@@ -48,18 +52,19 @@ def call_cost(engine, repeats: int = 3) -> dict:
             "silent_share": round(float(sum(r["lead_silence_s"] + r["tail_silence_s"] for r in rows) / secs.sum()), 3)}
 
 
-def sweep(engine, stt, sizes: list[int], sentences: list[str]) -> list[dict]:
+def sweep(engine, stt, sizes: list[str], sentences: list[str]) -> list[dict]:
     """Every size on every sentence, interleaved, so drift in the machine's load hits all sizes alike."""
     from RealTime_zeroshot_TTS_ko.engines.base import resample
     from triton_models.stt import SttOptions
 
-    ttfc: dict[int, list[float]] = {n: [] for n in sizes}
-    hyps: dict[int, list[str]] = {n: [] for n in sizes}
+    ttfc: dict[str, list[float]] = {n: [] for n in sizes}
+    hyps: dict[str, list[str]] = {n: [] for n in sizes}
     for text in sentences:
         for size in sizes:
             t0 = time.perf_counter()
             first, chunks = None, []
-            for chunk in engine.stream(text, first_chunk_phonemes=size):
+            for chunk in engine.stream(text, first_chunk_phonemes=int(size.rstrip("w")),
+                                       windowed_first=size.endswith("w")):
                 first = first or time.perf_counter()
                 chunks.append(chunk.audio)
             ttfc[size].append((first - t0) * 1000)
@@ -94,7 +99,7 @@ def plot(rows: list[dict], path):
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--sizes", type=int, nargs="+", default=[6, 10, 14, 18, 24])
+    parser.add_argument("--sizes", nargs="+", default=["6", "10", "14", "18", "24", "24w"])
     parser.add_argument("--sentences", type=int, default=len(TTS_SENTENCES))
     args = parser.parse_args()
     from RealTime_zeroshot_TTS_ko.engines.kokoro import KokoroEngine

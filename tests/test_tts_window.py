@@ -32,21 +32,29 @@ def test_split_graph_reproduces_the_one_call_audio(engine):
     assert np.allclose(whole, engine.decode(tokens), atol=1e-4)
 
 
-def test_windowed_first_phrase_comes_in_two_parts_without_a_click(engine):
+def test_windowed_first_phrase_comes_in_two_parts_with_a_coherent_seam(engine):
+    joined = 0
     for text in SENTENCES:
         chunks = list(engine.stream(text, windowed_first=True))
-        first, second = chunks[0].audio, chunks[1].audio
-        assert 0.3 * 24000 < len(first) < 0.8 * 24000  # lead-in trimmed + 20 frames of speech
-        audio, seam = np.concatenate([first, second]), len(first)
-        plain = np.concatenate([c.audio for c in engine.stream(text)])
-        # no jump at the seam beyond what the one-call audio has at the same place (±20 ms)
-        jump = np.abs(np.diff(audio))[seam - 240: seam + 240].max()
-        assert jump <= 1.25 * np.abs(np.diff(plain))[seam - 480: seam + 480].max() + 0.01, text
-        # a click is a broadband spike: 5 ms second-difference energy at the seam vs the 200 ms around it
-        curve = np.abs(np.diff(audio, 2))
-        energy = np.array([np.mean(curve[i:i + 120] ** 2) for i in range(0, len(curve) - 120, 120)])
-        k = seam // 120
-        assert energy[k - 1:k + 2].max() <= 4 * np.median(energy[max(0, k - 20):k + 20]), f"click in {text!r}"
+        assert 0.3 * 24000 < len(chunks[0].audio) < 0.9 * 24000  # lead-in trimmed + the first window's speech
+        # the two decodes must agree where they are crossfaded: uncorrelated signals (another sine
+        # phase, a window edge) joined there are heard as a click or a hollow blip
+        piece = chunks[0].text
+        tokens = engine.tokens(piece)
+        parts = [audio for audio, _ in engine.decode_windowed(tokens)]
+        if len(parts) == 1:
+            continue
+        first_len, fade = len(parts[0]), engine.crossfade
+        seam_region = parts[1][:fade]
+        window_tail = first_len + fade  # the first window's own samples over the crossfade
+        one_call = engine.decode(tokens)[first_len: window_tail]
+        if np.sqrt(np.mean(one_call ** 2)) < 0.02:
+            continue  # a quiet seam cannot click
+        corr = np.dot(seam_region, one_call) / np.sqrt(np.dot(seam_region, seam_region) * np.dot(one_call, one_call))
+        assert corr > 0.8, f"incoherent seam in {text!r}: {corr:.2f}"
+        assert len(parts[0]) + len(parts[1]) == len(engine.decode(tokens))  # nothing lost or doubled
+        joined += 1
+    assert joined >= 2  # the seam was checked on voiced audio
 
 
 def test_windowed_audio_is_as_intelligible(engine):

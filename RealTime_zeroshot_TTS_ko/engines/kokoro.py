@@ -64,9 +64,10 @@ class KokoroEngine(TtsEngine):
     sample_rate = SAMPLE_RATE
     windowed_first_chunk = True  # stream(windowed_first=True): a reply's first audio before the phrase is done
 
-    # first window: speech frames after the lead-in, frames of right context decoded with it (fewer
-    # lost intelligibility: CER 0.19 at 14), and the left context + crossfade of the second window
-    first_window_frames, right_context_frames, left_context_frames, crossfade = 20, 28, 8, 480
+    # first window: speech frames after the lead-in and frames of right context decoded with it; the
+    # crossfade into the rest. Smaller first windows lose the first syllables' clarity (the decoder's
+    # instance norms see only the window): measured in benchmarks/tts_first_chunk.py.
+    first_window_frames, right_context_frames, crossfade = 24, 36, 480
 
     def __init__(self, model: Path, vocab: Path, voices: Path, threads: int = 2, voice_dir: Path | None = None):
         import onnxruntime as ort
@@ -107,9 +108,9 @@ class KokoroEngine(TtsEngine):
                         speed: float | None = None) -> Iterator[tuple[np.ndarray, bool]]:
         """The same call as `decode`, in two parts (audio, is_last): the lead-in and the first
         `first_window_frames` of speech (with `right_context_frames` more decoded and dropped) come
-        first, the rest after, joined by a crossfade. The decoder's instance norms see a window, not
-        the utterance, so the first part is close to, not equal to, the one-call audio (CER and seam:
-        tests/test_tts_window.py, benchmarks/tts_first_chunk.py)."""
+        first; the rest is the one-call decode, joined by a crossfade. The decoder's instance norms see
+        a window, not the utterance, so the first part is close to, not equal to, the one-call audio
+        (CER and seam: tests/test_tts_window.py, benchmarks/tts_first_chunk.py)."""
         profile = self.voices.get(voice)
         style = profile.style[min(len(tokens), len(profile.style)) - 1].reshape(1, 256).astype(np.float32)
         feeds = {"tokens": np.array([[0, *tokens, 0]], np.int64), "style": style,
@@ -127,12 +128,13 @@ class KokoroEngine(TtsEngine):
         with self._lock:
             first = self.split.decode(feats, style, 0, cut + self.right_context_frames)
         yield first[: cut * FRAME - fade], False
-        start = cut - self.left_context_frames
+        # the rest is the one-call decode: a window starting later carries another sine-source phase
+        # (correlation 0.1-0.2 with the one-call audio at the seam on voiced frames), audible when joined
         with self._lock:
-            rest = self.split.decode(feats, style, start, total)
-        offset = self.left_context_frames * FRAME
+            rest = self.split.decode(feats, style, 0, total)
+        offset = cut * FRAME
         ramp = np.linspace(0.0, 1.0, fade, dtype=np.float32)
-        seam = first[cut * FRAME - fade: cut * FRAME] * (1 - ramp) + rest[offset - fade: offset] * ramp
+        seam = first[offset - fade: offset] * (1 - ramp) + rest[offset - fade: offset] * ramp
         yield np.concatenate([seam, rest[offset:]]), True
 
     def phrase(self, phonemes: str, voice: str = "default", speed: float | None = None,
