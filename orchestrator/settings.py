@@ -33,7 +33,7 @@ class Settings(BaseSettings):
     llm_model: str = "llm"
     tts_model: str = "tts"
     embedder_model: str = "embedder"
-    stt_window_s: int = 0   # Whisper's encoder window for finals: 0 = 10 s when the utterance fits, else 30
+    stt_window_s: int = 0   # Whisper's encoder window for finals: 0 = 15 s when the utterance fits, else 30
     triton_timeout_s: float = 60.0
 
     # HTTP

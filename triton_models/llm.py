@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import threading
+from contextlib import ExitStack
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,8 +126,8 @@ class LlamaCppEngine:
             current = min(opts.first_threads or threads, self.n_threads)
             if current != self.n_threads:
                 self._set_threads(current)
-            critical = self.priority.critical("llm")
-            critical.__enter__()
+            critical = ExitStack()  # closed when the first clause is out (or the generation ends)
+            critical.enter_context(self.priority.critical("llm"))
             # llama-cpp-python keeps the KV cache of the longest common token prefix with the last
             # prompt: a stable system prompt + history is evaluated once, not every turn
             stream = self.llm.create_chat_completion(
@@ -145,14 +146,13 @@ class LlamaCppEngine:
                     text += delta
                     if in_first_clause and first_clause_done(text, opts.first_clause_chars):
                         in_first_clause = False
-                        critical.__exit__(None, None, None)
+                        critical.close()
                         if current != threads:
                             current = threads  # the first clause goes to TTS now: leave it a core
                             self._set_threads(current)
                     yield delta
             finally:
-                if in_first_clause:
-                    critical.__exit__(None, None, None)
+                critical.close()
                 stream.close()  # stops llama.cpp at once when the consumer leaves (cancel)
                 if current != self.n_threads:
                     self._set_threads(self.n_threads)

@@ -57,10 +57,10 @@ class TtsService:
         voice, speed = str(options.get("voice", "default")), options.get("speed")
         first = bool(options.get("first", False))
         for s_idx, sentence in enumerate(split_sentences(text)):
-            windowed = first and s_idx == 0 and getattr(self.engine, "windowed_first_chunk", False)
-            pieces = self.engine.stream(sentence, voice, speed, **({"windowed_first": True} if windowed else {}))
+            critical = first and s_idx == 0  # the reply's first audio
+            pieces = self.engine.stream(sentence, voice, speed, windowed_first=critical)
             for c_idx in itertools.count():
-                if first and s_idx == 0 and c_idx == 0:
+                if critical and c_idx == 0:
                     with self.priority.critical("tts"):
                         chunk = next(pieces, None)
                 else:

@@ -44,8 +44,10 @@ class TtsEngine(ABC):
         raise ValueError("this TTS engine has no zero-shot voices")
 
     @abstractmethod
-    def stream(self, text: str, voice: str = "default", speed: float | None = None) -> Iterator[SynthChunk]:
-        """Audio for one sentence, in chunks, as soon as each is ready."""
+    def stream(self, text: str, voice: str = "default", speed: float | None = None,
+               windowed_first: bool = False) -> Iterator[SynthChunk]:
+        """Audio for one sentence, in chunks, as soon as each is ready. `windowed_first`: the first
+        audio as early as the engine can make it (a reply's first sentence); others may ignore it."""
 
     def synthesize(self, text: str, voice: str = "default", speed: float | None = None) -> np.ndarray:
         chunks = [c.audio for c in self.stream(text, voice, speed)]

@@ -21,7 +21,8 @@ class EspeakEngine(TtsEngine):
         if not self.binary:
             raise RuntimeError("espeak-ng is not installed (apt-get install espeak-ng)")
 
-    def stream(self, text: str, voice: str = "default", speed: float | None = None) -> Iterator[SynthChunk]:
+    def stream(self, text: str, voice: str = "default", speed: float | None = None,
+               windowed_first: bool = False) -> Iterator[SynthChunk]:
         wpm = str(int(170 * (speed or 1.0)))
         wav = subprocess.run([self.binary, "-v", "ko", "-s", wpm, "--stdout", normalize(text)],
                              capture_output=True, check=True, timeout=30).stdout

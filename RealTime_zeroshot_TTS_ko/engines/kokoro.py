@@ -26,9 +26,10 @@ DECODER_INPUTS = ("/encoder/MatMul_1_output_0", "/encoder/Reshape_output_0", "/e
 
 class SplitKokoro:
     """Kokoro's ONNX graph cut in two at the decoder's inputs (onnx.utils.Extractor, in memory), so a
-    phrase's first frames can be decoded before the rest (`KokoroEngine.decode_windowed`)."""
+    phrase's first frames can be decoded before the rest (`KokoroEngine.decode_windowed`); front +
+    whole decode is the one-call model, bit for bit."""
 
-    def __init__(self, model: Path, opts):
+    def __init__(self, model: Path, opts, providers: list[str]):
         import onnx
         import onnxruntime as ort
         from onnx.utils import Extractor
@@ -36,8 +37,8 @@ class SplitKokoro:
         extractor = Extractor(onnx.load(str(model)))
         front = extractor.extract_model(["tokens", "style", "speed"], list(DECODER_INPUTS))
         decoder = extractor.extract_model([*DECODER_INPUTS, "style"], ["audio"])
-        self.front = ort.InferenceSession(front.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-        self.decoder = ort.InferenceSession(decoder.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+        self.front = ort.InferenceSession(front.SerializeToString(), opts, providers=providers)
+        self.decoder = ort.InferenceSession(decoder.SerializeToString(), opts, providers=providers)
 
     def features(self, feeds: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return tuple(self.front.run(None, feeds))
@@ -62,7 +63,6 @@ def package_weights() -> dict[str, Path]:
 
 class KokoroEngine(TtsEngine):
     sample_rate = SAMPLE_RATE
-    windowed_first_chunk = True  # stream(windowed_first=True): a reply's first audio before the phrase is done
 
     # first window: speech frames after the lead-in and frames of right context decoded with it; the
     # crossfade into the rest. Smaller first windows lose the first syllables' clarity (the decoder's
@@ -76,8 +76,7 @@ class KokoroEngine(TtsEngine):
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
         providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()]
-        self.session = ort.InferenceSession(str(model), opts, providers=providers)
-        self.split = SplitKokoro(model, opts)
+        self.split = SplitKokoro(model, opts, providers)
         self.vocab: dict[str, int] = json.loads(Path(vocab).read_text(encoding="utf-8"))["vocab"]
         self.voices = VoiceBank.from_npz(voices, voice_dir)
         self._lock = threading.Lock()
@@ -94,15 +93,20 @@ class KokoroEngine(TtsEngine):
     def tokens(self, phonemes: str) -> list[int]:
         return [self.vocab[c] for c in phonemes if c in self.vocab]
 
-    def decode(self, tokens: list[int], voice: str = "default", speed: float | None = None) -> np.ndarray:
-        """One model call: the raw 24 kHz audio, lead-in and tail silence included."""
+    def _features(self, tokens: list[int], voice: str, speed: float | None):
+        """The text side of one call: (decoder input features, style)."""
         profile = self.voices.get(voice)
         style = profile.style[min(len(tokens), len(profile.style)) - 1].reshape(1, 256).astype(np.float32)
-        rate = np.array([speed or profile.speed], dtype=np.float32)
-        with self._lock:  # one ORT session, serialised
-            audio = self.session.run(None, {"tokens": np.array([[0, *tokens, 0]], np.int64),
-                                            "style": style, "speed": rate})[0]
-        return np.asarray(audio, np.float32).reshape(-1)
+        feeds = {"tokens": np.array([[0, *tokens, 0]], np.int64), "style": style,
+                 "speed": np.array([speed or profile.speed], dtype=np.float32)}
+        with self._lock:  # one ORT session pair, serialised
+            return self.split.features(feeds), style
+
+    def decode(self, tokens: list[int], voice: str = "default", speed: float | None = None) -> np.ndarray:
+        """One model call: the raw 24 kHz audio, lead-in and tail silence included."""
+        feats, style = self._features(tokens, voice, speed)
+        with self._lock:
+            return self.split.decode(feats, style, 0, feats[0].shape[-1])
 
     def decode_windowed(self, tokens: list[int], voice: str = "default",
                         speed: float | None = None) -> Iterator[tuple[np.ndarray, bool]]:
@@ -111,12 +115,7 @@ class KokoroEngine(TtsEngine):
         first; the rest is the one-call decode, joined by a crossfade. The decoder's instance norms see
         a window, not the utterance, so the first part is close to, not equal to, the one-call audio
         (CER and seam: tests/test_tts_window.py, benchmarks/tts_first_chunk.py)."""
-        profile = self.voices.get(voice)
-        style = profile.style[min(len(tokens), len(profile.style)) - 1].reshape(1, 256).astype(np.float32)
-        feeds = {"tokens": np.array([[0, *tokens, 0]], np.int64), "style": style,
-                 "speed": np.array([speed or profile.speed], dtype=np.float32)}
-        with self._lock:
-            feats = self.split.features(feeds)
+        feats, style = self._features(tokens, voice, speed)
         energy = feats[2].reshape(-1)[::2]  # N, the predicted energy per frame: speech starts where it rises
         total = len(energy)
         cut = int(np.argmax(energy > energy.max() - 3.0)) + self.first_window_frames

@@ -181,7 +181,8 @@ class MeloOpenVoiceEngine(TtsEngine):
                                               sid_src=self.source_se, sid_tgt=target_se, tau=self.tau)[0]
         return resample(out[0, 0].float().cpu().numpy(), conv_rate, self.sample_rate)
 
-    def stream(self, text: str, voice: str = "default", speed: float | None = None) -> Iterator[SynthChunk]:
+    def stream(self, text: str, voice: str = "default", speed: float | None = None,
+               windowed_first: bool = False) -> Iterator[SynthChunk]:
         target = self.voices.get(voice)
         with self._lock:
             audio = self._melo(text, speed or 1.0)

@@ -7,16 +7,16 @@ stages and, through the gateway, both Triton requests.
 from __future__ import annotations
 
 import asyncio
-from contextlib import aclosing
 import logging
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable
 
-from RealTime_zeroshot_TTS_ko.text.splitter import SentenceSplitter
+from RealTime_zeroshot_TTS_ko.text.splitter import CLOSERS, TERMINATORS, SentenceSplitter
 from orchestrator.metrics import TurnClock
 
 log = logging.getLogger("orchestrator.respond")
-ENDS = ".?!。？！…\"'”’)]}」』》〉"  # a piece ending with one of these completes a sentence
+ENDS = TERMINATORS + CLOSERS  # a piece ending with one of these completes a sentence
 
 
 @dataclass
