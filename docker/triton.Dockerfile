@@ -5,7 +5,7 @@ RUN apt-get update && apt-get install -y --no-install-recommends espeak-ng curl 
 COPY requirements.txt /tmp/requirements.txt
 RUN pip install --no-cache-dir torch==2.5.1 \
  && CMAKE_ARGS="-DGGML_CUDA=on" pip install --no-cache-dir llama-cpp-python==0.3.36 \
- && grep -vE '^(nvidia-pytriton|onnxruntime|llama-cpp-python|pytest|matplotlib)' /tmp/requirements.txt > /tmp/req-gpu.txt \
+ && grep -vE '^(nvidia-pytriton|onnxruntime|llama-cpp-python|pytest|matplotlib|openai|playwright)' /tmp/requirements.txt > /tmp/req-gpu.txt \
  && pip install --no-cache-dir -r /tmp/req-gpu.txt onnxruntime-gpu==1.31.1
 COPY triton_models /app/triton_models
 COPY RealTime_zeroshot_TTS_ko /app/RealTime_zeroshot_TTS_ko

@@ -7,11 +7,14 @@ import re
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, HTTPException, WebSocket
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from orchestrator import protocol as P
+from orchestrator.auth import KeyRing, presented_key
+from orchestrator.realtime.adapter import RealtimeConnection
+from orchestrator.realtime.page import PAGE_DIR
 from orchestrator.session import Services, VoiceSession
 from orchestrator.settings import Settings, get_settings
 from orchestrator.storage.db import Database
@@ -49,6 +52,55 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             memory.close()
 
     app = FastAPI(title="Korean real-time voice chat", lifespan=lifespan)
+    keys = KeyRing(settings.api_keys, settings.api_keys_file)
+
+    @app.websocket("/v1/realtime")
+    async def realtime(ws: WebSocket):
+        """OpenAI Realtime (GA, or beta with `OpenAI-Beta: realtime=v1`) over the same session as /ws/voice."""
+        offered = [p.strip() for p in ws.headers.get("sec-websocket-protocol", "").split(",") if p.strip()]
+        key = presented_key(ws.headers, ws.query_params, offered)
+        user_id = keys.user_for(key) if keys.enabled else "local"
+        if user_id is None:
+            await ws.close(code=4401)  # before accept: the handshake is refused (HTTP 403)
+            return
+        await ws.accept(subprotocol="realtime" if "realtime" in offered else None)
+        beta = "realtime=v1" in ws.headers.get("openai-beta", "") or "openai-beta.realtime-v1" in offered
+        send_lock = asyncio.Lock()
+
+        async def send_text(text: str) -> None:
+            async with send_lock:
+                if ws.application_state == WebSocketState.CONNECTED:
+                    try:
+                        await ws.send_text(text)
+                    except (WebSocketDisconnect, RuntimeError):
+                        pass
+
+        connection = RealtimeConnection(app.state.services, send_text, beta=beta, user_id=user_id,
+                                        model=ws.query_params.get("model") or settings.realtime_model_name)
+        await connection.open()
+        try:
+            while True:
+                message = await ws.receive()
+                if message["type"] == "websocket.disconnect":
+                    break
+                if message.get("text") is not None:
+                    await connection.handle_text(message["text"])
+                elif message.get("bytes") is not None:
+                    await connection.handle_bytes(message["bytes"])
+        except WebSocketDisconnect:
+            pass
+        finally:
+            await connection.close()
+
+    @app.get("/")
+    async def page():
+        return FileResponse(PAGE_DIR / "index.html")
+
+    @app.get("/static/{name}")
+    async def static(name: str):
+        if name not in {"app.js", "capture-worklet.js"}:
+            raise HTTPException(404, "not found")
+        return FileResponse(PAGE_DIR / name, media_type="text/javascript")
 
     @app.websocket("/ws/voice/{session_id}")
     async def voice(ws: WebSocket, session_id: str):

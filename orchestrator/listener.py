@@ -40,10 +40,18 @@ class Listener:
         self.partial_task: asyncio.Task | None = None
         self.last_partial = 0.0
         self.last_vad_error = -1e9
+        self.manual = False          # no turn detection: audio only collects until force_end (commit)
+        self.manual_audio: list[np.ndarray] = []
         self.task = asyncio.create_task(self._loop(), name=f"listener-{session_id}")
 
     def push(self, pcm: np.ndarray) -> bool:
-        """Queue audio; False when the queue is full (audio faster than real time)."""
+        """Queue audio; False when the queue is full (audio faster than real time) or, without turn
+        detection, when the uncommitted audio exceeds max_utterance_s."""
+        if self.manual:  # no VAD to wait for: the audio is ready for a commit at once
+            if sum(map(len, self.manual_audio)) + len(pcm) > self.cfg.max_utterance_s * 16000:
+                return False
+            self.manual_audio.append(pcm)
+            return True
         try:
             self.audio_in.put_nowait(pcm)
             return True
@@ -53,11 +61,28 @@ class Listener:
     def force_end(self) -> np.ndarray | None:
         """input_audio.commit: the utterance so far, or None."""
         self.cancel_partial()
+        if self.manual:
+            audio, self.manual_audio = self.manual_audio, []
+            return np.concatenate(audio) if audio else None
         event = self.vad.force_end()
         return None if event is None else event.audio
 
+    def set_manual(self, manual: bool) -> None:
+        """Switch turn detection off (the client commits) or back on; the turn in progress is dropped."""
+        if manual != self.manual:
+            self.clear()
+            self.manual = manual
+
+    def tune(self, threshold: float, end_silence_ms: int, prefix_ms: int) -> None:
+        """Per-session turn detection (a client's session.update); the speculative pause stays shorter
+        than the endpoint."""
+        self.vad.threshold, self.vad.end_silence_ms, self.vad.preroll_ms = threshold, end_silence_ms, prefix_ms
+        if self.cfg.speculative_pause_ms:
+            self.vad.pause_ms = max(WINDOW_MS, min(self.cfg.speculative_pause_ms, end_silence_ms - 2 * WINDOW_MS))
+
     def clear(self) -> None:
         self.cancel_partial()
+        self.manual_audio = []
         self.vad.reset()
 
     def cancel_partial(self) -> None:
@@ -101,7 +126,7 @@ class Listener:
                 await self.events.on_resume()
             elif event.kind == "end":
                 self.cancel_partial()
-                await self.events.on_end(event.audio, now() - self.cfg.vad_end_silence_ms / 1000)
+                await self.events.on_end(event.audio, now() - self.vad.end_silence_ms / 1000)
         if self.vad.speaking and self.vad.silence_ms == 0:
             self._maybe_partial()
 

@@ -77,6 +77,8 @@ class ErrorCode:
     STAGE_FAILED = "stage_failed"
     VOICE_ENROLL_FAILED = "voice_enroll_failed"
     STORAGE_FAILED = "storage_failed"
+    RESPONSE_ACTIVE = "conversation_already_has_active_response"
+    NO_INPUT = "no_user_input"
 
 
 def error_event(code: str, message: str, turn_id: int | None = None) -> dict:

@@ -37,6 +37,15 @@ class Services:
     memory: object
 
 
+@dataclass
+class ConversationOptions:
+    """What a client may change per session (the realtime endpoint's session.update)."""
+    instructions: str
+    auto_respond: bool = True         # answer when the user's turn ends; else on request_response()
+    interrupt_on_speech: bool = True  # the user speaking stops the answer in flight (barge-in)
+    speak: bool = True                # False: text replies only
+
+
 class SessionLog(logging.LoggerAdapter):
     def process(self, msg, kwargs):
         return f"[session {self.extra['session']}] {msg}", kwargs
@@ -54,8 +63,11 @@ class VoiceSession:
         self.turn_id = 0
         self.turn_index = 0
         self.history: list[tuple[str, str]] = []
+        self.options = ConversationOptions(self.cfg.system_prompt)
+        self.unanswered: list[str] = []                # user words not answered yet (auto_respond off, typed text)
         self.current: TurnHandle | None = None       # the committed turn (answering, or done)
         self.speculative: TurnHandle | None = None   # started at a pause, not committed yet
+        self.transcribing: TurnHandle | None = None  # a transcription whose answer waits (auto_respond off)
         self.background: set[asyncio.Task] = set()
         self.listener = Listener(session_id, services.gateway, self.cfg, self, lambda: self.responding)
 
@@ -76,7 +88,7 @@ class VoiceSession:
 
     @property
     def responding(self) -> bool:
-        return self.current is not None and not self.current.done
+        return self.current is not None and not self.current.done and self.current.turn.answer
 
     # ---------------------------------------------------------------- inbound
     async def handle_text(self, raw: str) -> None:
@@ -95,12 +107,9 @@ class VoiceSession:
         if self.user_id is None:
             return await self.error(P.ErrorCode.NOT_STARTED, "send session.start first")
         if isinstance(event, P.InputAudioCommit):
-            audio = self.listener.force_end()
-            if audio is not None:
-                await self.on_end(audio, time.monotonic())
+            await self.commit_input()
         elif isinstance(event, P.InputAudioClear):
-            self.listener.clear()
-            await self._drop_speculation()
+            await self.clear_input()
         elif isinstance(event, P.ResponseCancel):
             await self.interrupt("client")
         elif isinstance(event, P.SessionEnd):
@@ -116,6 +125,18 @@ class VoiceSession:
             return await self.error(P.ErrorCode.BAD_AUDIO_FRAME, "audio frames are PCM16: an even, non-zero length")
         if not self.listener.push(np.frombuffer(data, dtype=np.int16).copy()):
             await self.error(P.ErrorCode.BAD_AUDIO_FRAME, "audio arriving faster than real time; frame dropped")
+
+    async def commit_input(self) -> bool:
+        """End the user's turn now (push-to-talk release); False when no audio is waiting."""
+        audio = self.listener.force_end()
+        if audio is None or len(audio) == 0:
+            return False
+        await self.on_end(audio, time.monotonic())
+        return True
+
+    async def clear_input(self) -> None:
+        self.listener.clear()
+        await self._drop_speculation()
 
     async def start(self, event: P.SessionStart) -> None:
         if self.user_id is not None:
@@ -156,7 +177,7 @@ class VoiceSession:
 
     # ---------------------------------------------------------------- listener events
     async def on_speech_started(self) -> None:
-        if self.responding:
+        if self.responding and self.options.interrupt_on_speech:
             await self.interrupt("speech")
         await self.send("speech.started", turn_id=self.turn_id + 1)
 
@@ -169,7 +190,7 @@ class VoiceSession:
     async def on_pause(self, audio: np.ndarray, speech_end: float) -> None:
         """Speculative end of turn: run the models now, speak only once the endpoint is confirmed."""
         await self._drop_speculation()
-        self.speculative = self._start_turn(audio, speech_end, speculative=True)
+        self.speculative = self._start_turn(audio, speech_end, speculative=True, answer=self.options.auto_respond)
 
     async def on_resume(self) -> None:
         if self.speculative is not None:
@@ -178,16 +199,19 @@ class VoiceSession:
 
     async def on_end(self, audio: np.ndarray, speech_end: float) -> None:
         handle, self.speculative = self.speculative, None
-        if self.responding:
+        if self.responding and (self.options.auto_respond or self.options.interrupt_on_speech):
             await self.interrupt("speech")
         if handle is None or handle.turn_id != self.turn_id + 1:
             if handle is not None:
                 await handle.cancel(self.cfg.turn_cancel_timeout_s)
-            handle = self._start_turn(audio, speech_end, speculative=False)
+            handle = self._start_turn(audio, speech_end, speculative=False, answer=self.options.auto_respond)
         self.turn_id = handle.turn_id
         await self.send("speech.stopped", turn_id=self.turn_id, audio_ms=len(audio) * 1000 // 16000,
                         speculative=handle.speculative)
-        self.current = handle
+        if handle.turn.answer:
+            self.current = handle
+        else:
+            self.transcribing = handle
         await handle.commit()
 
     async def _drop_speculation(self) -> None:
@@ -195,7 +219,32 @@ class VoiceSession:
         if handle is not None:
             await handle.cancel(self.cfg.turn_cancel_timeout_s)
 
-    def _start_turn(self, audio: np.ndarray, speech_end: float, *, speculative: bool) -> TurnHandle:
+    def add_user_text(self, text: str) -> None:
+        """A typed user message: answered by the next request_response() (or with the next spoken turn)."""
+        self.unanswered.append(text)
+
+    async def request_response(self, instructions: str | None = None) -> bool:
+        """Answer what the user said or typed since the last answer; False (and an error) if busy."""
+        if self.responding:
+            await self.error(P.ErrorCode.RESPONSE_ACTIVE, "a response is already in progress; cancel it first")
+            return False
+        self._spawn(self._answer_unanswered(instructions))
+        return True
+
+    async def _answer_unanswered(self, instructions: str | None) -> None:
+        if self.transcribing is not None:  # the words just committed: a bounded wait for their transcript
+            await self.transcribing.wait(self.cfg.triton_timeout_s)
+        if not self.unanswered:
+            return await self.error(P.ErrorCode.NO_INPUT, "nothing new to answer: speak, commit audio or add a "
+                                                          "user message first")
+        text, self.unanswered = " ".join(self.unanswered), []
+        handle = self._start_turn(np.zeros(0, np.int16), time.monotonic(), speculative=False, text=text,
+                                  instructions=instructions)
+        self.turn_id, self.current = handle.turn_id, handle
+        await handle.commit()
+
+    def _start_turn(self, audio: np.ndarray, speech_end: float, *, speculative: bool, answer: bool = True,
+                    text: str | None = None, instructions: str | None = None) -> TurnHandle:
         def remember(user: str, assistant: str) -> None:
             self.history.append((user, assistant))
 
@@ -204,10 +253,11 @@ class VoiceSession:
             return self.turn_index - 1
 
         ctx = TurnContext(self.id, self.user_id, self.voice, self.output_rate, list(self.history),
+                          instructions or self.options.instructions, self.options.speak,
                           lambda record: self._spawn(self._store(record)),
-                          remember, next_index)
+                          remember, next_index, heard=self.unanswered.append)
         turn = Turn(self.turn_id + 1, audio, TurnClock(speech_end=speech_end), ctx, self.svc,
-                    Outbox(self._send_any))
+                    Outbox(self._send_any), text_input=text, answer=answer)
         return TurnHandle(turn, speculative=speculative)
 
     async def _send_any(self, item: dict | bytes) -> None:
@@ -237,6 +287,8 @@ class VoiceSession:
     async def close(self) -> None:
         await self._drop_speculation()
         await self.interrupt("close")
+        if self.transcribing is not None:
+            await self.transcribing.cancel(self.cfg.turn_cancel_timeout_s)
         await self.listener.close()
         if self.current is not None:
             await self.current.wait(self.cfg.turn_cancel_timeout_s)

@@ -78,6 +78,11 @@ class Settings(BaseSettings):
     tts_voice: str = "default"
     output_sample_rate: int = Field(24000, description="24000 or 16000")
 
+    # Keys (see orchestrator/auth.py): `key:user_id` pairs; none = local development (loopback only)
+    api_keys: str = ""
+    api_keys_file: str | None = None
+    realtime_model_name: str = "voice-ko"  # the model name /v1/realtime reports (clients send their own)
+
     log_level: str = "INFO"
 
 

@@ -61,9 +61,12 @@ class TurnContext:
     voice: str
     output_rate: int
     history: list[tuple[str, str]]
+    instructions: str                                        # the system prompt of this session
+    speak: bool                                              # False: text replies only (no TTS)
     store: Callable[[TurnRecord], None]                      # stores a finished turn in the background
     remember: Callable[[str, str], None]                     # appends (user, assistant) to the history
     next_turn_index: Callable[[], int]
+    heard: Callable[[str], None] = lambda text: None        # a transcript left for a later answer
 
 
 @dataclass
@@ -81,6 +84,8 @@ class Turn:
     versions: dict = field(default_factory=dict)
     audio_seq: int = 0
     on_commit: list = field(default_factory=list)  # effects of a finished speculative turn, run at commit
+    text_input: str | None = None  # the user's words as text: no STT
+    answer: bool = True            # False: transcribe only; the answer waits for an explicit request
 
     def after_commit(self, action: Callable[[], None]) -> None:
         """History and storage only for committed turns: now, or when (if ever) the turn is committed."""
@@ -113,6 +118,8 @@ class Turn:
             await self._run(cfg)
         except asyncio.CancelledError:
             self.status = "interrupted"
+            if not self.answer:
+                raise
             if self.user_text:
                 self.after_commit(lambda: self.ctx.remember(self.user_text, self.result.text))
             await self.send("response.done", status="interrupted", text=self.result.text, timings=self.clock.ms())
@@ -125,7 +132,7 @@ class Turn:
         finally:
             TURNS.labels("speculation_dropped" if self.outbox.closed and not self.outbox.committed
                          else self.status).inc()
-            if self.user_text and self.status in ("completed", "interrupted"):
+            if self.answer and self.user_text and self.status in ("completed", "interrupted"):
                 self.after_commit(lambda: self._store(started))
 
     def _store(self, started) -> None:
@@ -141,18 +148,27 @@ class Turn:
     async def _fail(self, code: str, message: str) -> None:
         self.status = "failed"
         await self.error(code, message)
-        await self.send("response.done", status="failed", text=self.result.text, timings=self.clock.ms())
+        if self.answer:
+            await self.send("response.done", status="failed", text=self.result.text, timings=self.clock.ms())
 
     async def _run(self, cfg) -> None:
         gateway = self.svc.gateway
-        if not cfg.stt_enabled:
-            self.status = "empty"
-            return await self.send("response.done", status="empty", timings=self.clock.ms())
-        transcript = await gateway.transcribe(cfg.stt_model, self.audio, window_s=cfg.stt_window_s)
-        self.clock.mark("stt_done")
-        self.versions["stt"] = transcript.model_version
-        self.user_text = transcript.text
-        await self.send("transcript.final", text=self.user_text, stt_ms=self.clock.ms()["stt_done"])
+        if self.text_input is not None:
+            self.user_text = self.text_input
+        else:
+            if not cfg.stt_enabled:
+                self.status = "empty"
+                return await self.send("response.done", status="empty", timings=self.clock.ms())
+            transcript = await gateway.transcribe(cfg.stt_model, self.audio, window_s=cfg.stt_window_s)
+            self.clock.mark("stt_done")
+            self.versions["stt"] = transcript.model_version
+            self.user_text = transcript.text
+            await self.send("transcript.final", text=self.user_text, stt_ms=self.clock.ms()["stt_done"])
+        if not self.answer:
+            self.status = "transcribed"
+            if self.user_text:
+                self.after_commit(lambda: self.ctx.heard(self.user_text))
+            return
         if not self.user_text:  # silence / noise: no text, no answer, nothing stored
             self.status = "empty"
             return await self.send("response.done", status="empty", timings=self.clock.ms())
@@ -167,8 +183,8 @@ class Turn:
             await self.send("response.text.delta", delta=delta)
 
         await respond(
-            gateway, llm_model=cfg.llm_model, tts_model=cfg.tts_model if cfg.tts_enabled else None,
-            messages=build_messages(cfg.system_prompt, visible_history(self.ctx.history, cfg.history_turns), self.hits,
+            gateway, llm_model=cfg.llm_model, tts_model=cfg.tts_model if cfg.tts_enabled and self.ctx.speak else None,
+            messages=build_messages(self.ctx.instructions, visible_history(self.ctx.history, cfg.history_turns), self.hits,
                                     self.user_text),
             llm_options={"max_tokens": cfg.llm_max_tokens, "temperature": cfg.llm_temperature,
                          "threads": cfg.llm_threads or None, "first_threads": cfg.llm_first_sentence_threads or None},

@@ -14,28 +14,26 @@ import pytest
 from orchestrator.session import Services, VoiceSession
 from orchestrator.settings import Settings
 from tests.fakes.gateway import FakeDb, FakeGateway, FakeMemory
+from tests.fakes.recorder import EventRecorder
 
 FRAME = 512  # one VAD window (32 ms)
 LOUD, QUIET = np.full(FRAME, 8000, np.int16).tobytes(), np.zeros(FRAME, np.int16).tobytes()
 
 
-class Harness:
+class Harness(EventRecorder):
     def __init__(self, gateway: FakeGateway, memory: FakeMemory | None = None, **settings):
+        super().__init__()
         cfg = Settings(_env_file=None, **{"partial_interval_ms": 100000, **settings})
         self.gw, self.db, self.memory = gateway, FakeDb(), memory or FakeMemory()
-        self.events: list[dict] = []
         self.audio: list[bytes] = []
-        self.changed = asyncio.Event()
         self.session = VoiceSession("s1", Services(cfg, gateway, self.db, self.memory), self._json, self._bytes)
 
     async def _json(self, event: dict) -> None:
-        self.events.append(json.loads(json.dumps(event)))
-        self.changed.set()
+        self.record(json.loads(json.dumps(event)))
 
     async def _bytes(self, data: bytes) -> None:
         self.audio.append(data)
-        self.events.append({"type": "<audio>"})
-        self.changed.set()
+        self.record({"type": "<audio>"})
 
     async def start(self) -> None:
         await self.session.handle_text(json.dumps({"type": "session.start", "user_id": "u1"}))
@@ -46,30 +44,7 @@ class Harness:
         await self.drain()
 
     async def drain(self) -> None:
-        """Wait until the listener has consumed every queued frame."""
-        while not self.session.listener.audio_in.empty():
-            await asyncio.sleep(0)
-        for _ in range(5):
-            await asyncio.sleep(0)
-
-    async def wait_for(self, type_: str, timeout: float = 5.0, **match) -> dict:
-        async def find():
-            while True:
-                for e in self.events:
-                    if e["type"] == type_ and all(e.get(k) == v for k, v in match.items()):
-                        return e
-                self.changed.clear()
-                await self.changed.wait()
-        return await asyncio.wait_for(find(), timeout)
-
-    async def wait_until(self, predicate, timeout: float = 5.0) -> None:
-        async def poll():
-            while not predicate():
-                await asyncio.sleep(0.001)
-        await asyncio.wait_for(poll(), timeout)
-
-    def types(self) -> list[str]:
-        return [e["type"] for e in self.events]
+        await self.drain_listener(self.session.listener)
 
 
 async def test_speculative_turn_is_held_until_the_endpoint_then_flows():

@@ -1,0 +1,54 @@
+"""API keys → users. `API_KEYS` holds `key:user_id` pairs (comma separated) and/or `API_KEYS_FILE` one
+pair a line; without any key the server is for local development (README). Browsers cannot set
+headers on a WebSocket, so a key may also come as `?token=` or the `openai-insecure-api-key.<key>`
+subprotocol."""
+from __future__ import annotations
+
+import hmac
+import re
+
+from orchestrator.protocol import ID_PATTERN
+
+KEY_SUBPROTOCOL = "openai-insecure-api-key."
+
+
+class KeyRing:
+    def __init__(self, pairs: str = "", file: str | None = None):
+        text = pairs.replace(",", "\n")
+        if file:
+            with open(file, encoding="utf-8") as f:
+                text += "\n" + f.read()
+        self.users: dict[str, str] = {}
+        for line in text.splitlines():
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            key, sep, user = line.rpartition(":")
+            if not sep or len(key) < 16 or not re.match(ID_PATTERN, user):
+                raise ValueError("API keys are `key:user_id` with a key of ≥ 16 characters and a user id of "
+                                 "1–64 of [A-Za-z0-9_.-]")
+            self.users[key] = user
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.users)
+
+    def user_for(self, key: str | None) -> str | None:
+        """The user a key belongs to (constant-time comparison), or None."""
+        if not key:
+            return None
+        found = None
+        for known, user in self.users.items():
+            if hmac.compare_digest(known.encode(), key.encode()):
+                found = user
+        return found
+
+
+def presented_key(headers, query_params, subprotocols: list[str]) -> str | None:
+    auth = headers.get("authorization", "")
+    if auth.lower().startswith("bearer "):
+        return auth[7:].strip()
+    for protocol in subprotocols:
+        if protocol.startswith(KEY_SUBPROTOCOL):
+            return protocol[len(KEY_SUBPROTOCOL):]
+    return query_params.get("token")
