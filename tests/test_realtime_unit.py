@@ -220,3 +220,34 @@ async def test_stage_failure_ends_the_response_as_failed():
     error = rt.of("error")[0]["error"]
     assert error["type"] == "server_error" and "llm stub died" in error["message"]
     await rt.conn.close()
+
+
+@pytest.mark.parametrize("beta", [False, True])
+async def test_every_event_validates_against_the_official_sdk_types(beta):
+    """The openai SDK's own pydantic types (openai-agents rejects events that fail them)."""
+    if beta:
+        from openai.types.beta.realtime import RealtimeServerEvent
+    else:
+        from openai.types.realtime import RealtimeServerEvent
+    import typing
+
+    members = typing.get_args(typing.get_args(RealtimeServerEvent)[0])
+    by_type = {m.model_fields["type"].annotation.__args__[0]: m for m in members}
+    rt = Realtime(FakeGateway(llm_delay_s=0.05), beta=beta)
+    await rt.conn.open()
+    await rt.send("session.update", session={} if beta else {"type": "realtime"})
+    await rt.speak()
+    created = await rt.wait_for("response.created")
+    await rt.wait_for("response.done")
+    await rt.send("conversation.item.retrieve", item_id=created["response"]["id"])  # not an item: error
+    await rt.send("conversation.item.retrieve", item_id=rt.of("input_audio_buffer.committed")[0]["item_id"])
+    await rt.wait_for("conversation.item.retrieved")
+    await rt.send("conversation.item.create", item={"type": "message", "role": "user",
+                                                    "content": [{"type": "input_text", "text": "네"}]})
+    await rt.conn.close()
+    for event in rt.events:
+        if event["type"] == "conversation.item.input_audio_transcription.delta":
+            event = {k: v for k, v in event.items() if k != "transcript"}  # our documented addition
+        by_type[event["type"]].model_validate(event)
+    assert {"session.created", "session.updated", "response.done", "error", "conversation.item.retrieved"} <= \
+        set(rt.types())

@@ -67,6 +67,7 @@ class Response:
 class UserItem:
     id: str
     partial: str = ""
+    audio_ms: int = 0
     content: list = field(default_factory=lambda: [{"type": "input_audio", "transcript": None}])
 
 
@@ -83,6 +84,7 @@ class RealtimeConnection:
         self.user_items: dict[int, UserItem] = {}    # turn id → the user's item
         self.responses: dict[int, Response] = {}     # turn id → the answer
         self.last_item_id: str | None = None
+        self.items: dict[str, dict] = {}             # item id → the item as last sent (conversation.item.retrieve)
         self.own_voice = self.cfg.tts_voice          # the session's voice before any session.update
 
     # ---------------------------------------------------------------- lifecycle
@@ -205,10 +207,17 @@ class RealtimeConnection:
         await self.emit("conversation.item.truncated", item_id=item_id, content_index=event.get("content_index", 0),
                         audio_end_ms=audio_end_ms)
 
+    async def _retrieve(self, event: dict) -> None:
+        item = self.items.get(event.get("item_id"))
+        if item is None:
+            return await self.error("item_not_found", f"no item {event.get('item_id')!r}", "item_id")
+        await self.emit("conversation.item.retrieved", item=item)
+
     HANDLERS = {"session.update": _session_update, "input_audio_buffer.append": _append,
                 "input_audio_buffer.commit": _commit, "input_audio_buffer.clear": _clear,
                 "conversation.item.create": _item_create, "response.create": _response_create,
-                "response.cancel": _response_cancel, "conversation.item.truncate": _truncate}
+                "response.cancel": _response_cancel, "conversation.item.truncate": _truncate,
+                "conversation.item.retrieve": _retrieve}
 
     # ---------------------------------------------------------------- session → client
     async def _on_session_event(self, event: dict) -> None:
@@ -226,12 +235,14 @@ class RealtimeConnection:
         elif kind == "transcript.partial":
             await self._partial(self.user_items.setdefault(turn_id, UserItem(new_id("item"))), event["text"])
         elif kind == "speech.stopped":
+            self.user_items.setdefault(turn_id, UserItem(new_id("item"))).audio_ms = event["audio_ms"]
             await self._committed(turn_id)
         elif kind == "transcript.final":
             item = self.user_items.setdefault(turn_id, UserItem(new_id("item")))
             item.content = [{"type": "input_audio", "transcript": event["text"]}]
             await self.emit("conversation.item.input_audio_transcription.completed", item_id=item.id,
-                            content_index=0, transcript=event["text"])
+                            content_index=0, transcript=event["text"],
+                            usage={"type": "duration", "seconds": item.audio_ms / 1000})
             if not self.beta:
                 await self.emit("conversation.item.done", item=self._user_item(item))
         elif kind == "response.started":
@@ -276,10 +287,10 @@ class RealtimeConnection:
         if done and not self.beta:
             await self.emit("conversation.item.done", item=self._user_item(item))
 
-    @staticmethod
-    def _user_item(item: UserItem) -> dict:
-        return {"id": item.id, "object": "realtime.item", "type": "message", "role": "user", "status": "completed",
-                "content": item.content}
+    def _user_item(self, item: UserItem) -> dict:
+        self.items[item.id] = {"id": item.id, "object": "realtime.item", "type": "message", "role": "user",
+                               "status": "completed", "content": item.content}
+        return self.items[item.id]
 
     def _where(self, response: Response) -> dict:
         return {"response_id": response.id, "item_id": response.item_id, "output_index": 0, "content_index": 0}
@@ -287,8 +298,15 @@ class RealtimeConnection:
     def _assistant_item(self, response: Response, status: str) -> dict:
         part = ({"type": self.names.text_part, "text": response.text} if self.config.text_only
                 else {"type": self.names.audio_part, "transcript": response.text})
-        return {"id": response.item_id, "object": "realtime.item", "type": "message", "role": "assistant",
-                "status": status, "content": [part] if status != "in_progress" else []}
+        self.items[response.item_id] = {"id": response.item_id, "object": "realtime.item", "type": "message",
+                                        "role": "assistant", "status": status,
+                                        "content": [part] if status != "in_progress" else []}
+        return self.items[response.item_id]
+
+    def _part(self, response: Response) -> dict:
+        """A content part as response.content_part.* carry it (the same names in both dialects)."""
+        return {"type": "text", "text": response.text} if self.config.text_only else \
+            {"type": "audio", "transcript": response.text}
 
     def _response_object(self, response: Response, status: str, output: list, details: dict | None = None) -> dict:
         modalities = ["text"] if self.config.text_only else (["audio", "text"] if self.beta else ["audio"])
@@ -305,9 +323,7 @@ class RealtimeConnection:
         await self.emit("response.output_item.added", response_id=response.id, output_index=0, item=item)
         previous, self.last_item_id = self.last_item_id, response.item_id
         await self.emit(self.names.item_added, previous_item_id=previous, item=item)
-        part = {"type": self.names.text_part, "text": ""} if self.config.text_only else \
-            {"type": self.names.audio_part, "transcript": ""}
-        await self.emit("response.content_part.added", **self._where(response), part=part)
+        await self.emit("response.content_part.added", **self._where(response), part=self._part(response))
         return response
 
     async def _response_done(self, turn_id: int, status: str) -> None:
@@ -326,7 +342,7 @@ class RealtimeConnection:
                           "failed": ("failed", {"type": "failed", "error": {"type": "server_error",
                                                                            "code": "stage_failed"}})}[status]
         item = self._assistant_item(response, "completed" if final == "completed" else "incomplete")
-        await self.emit("response.content_part.done", **where, part=item["content"][0])
+        await self.emit("response.content_part.done", **where, part=self._part(response))
         await self.emit("response.output_item.done", response_id=response.id, output_index=0, item=item)
         if not self.beta:
             await self.emit("conversation.item.done", item=item)

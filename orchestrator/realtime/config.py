@@ -117,7 +117,8 @@ class RealtimeConfig:
         detection = self.turn_detection.render() if self.turn_detection else None
         common = {"id": self.session_id, "object": "realtime.session", "model": self.model,
                   "instructions": self.instructions, "tools": [], "tool_choice": "auto"}
-        if beta:
+        if beta:  # the beta types allow only OpenAI's model names here: ours is left out
+            common.pop("model")
             return {**common, "modalities": ["text"] if self.text_only else ["audio", "text"], "voice": self.voice,
                     "input_audio_format": "pcm16", "output_audio_format": "pcm16",
                     "input_audio_transcription": {"model": self.transcription_model}, "turn_detection": detection,
