@@ -202,8 +202,10 @@ class RealtimeConnection:
         response = next((r for r in self.responses.values() if r.item_id == item_id), None)
         if response is None:
             return await self.error("item_not_found", f"no assistant item {item_id!r}", "item_id")
-        if not isinstance(audio_end_ms, int) or not 0 <= audio_end_ms <= response.audio_samples * 1000 // RATE + 1:
-            return await self.error("invalid_value", "audio_end_ms must lie within the item's audio", "audio_end_ms")
+        if isinstance(audio_end_ms, bool) or not isinstance(audio_end_ms, int) or audio_end_ms < 0:
+            return await self.error("invalid_value", "audio_end_ms must be a non-negative integer", "audio_end_ms")
+        # a client's playback clock may run past what was sent: what was heard is at most all of it
+        audio_end_ms = min(audio_end_ms, response.audio_samples * 1000 // RATE)
         await self.emit("conversation.item.truncated", item_id=item_id, content_index=event.get("content_index", 0),
                         audio_end_ms=audio_end_ms)
 
