@@ -2,17 +2,18 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import re
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, HTTPException, WebSocket
+from fastapi import Depends, FastAPI, HTTPException, Request, WebSocket
 from fastapi.responses import FileResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from orchestrator import protocol as P
-from orchestrator.auth import KeyRing, presented_key
+from orchestrator.auth import KeyRing, check_exposure, presented_key
 from orchestrator.realtime.adapter import RealtimeConnection
 from orchestrator.realtime.page import PAGE_DIR
 from orchestrator.session import Services, VoiceSession
@@ -53,13 +54,38 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="Korean real-time voice chat", lifespan=lifespan)
     keys = KeyRing(settings.api_keys, settings.api_keys_file)
+    warning = check_exposure(keys, settings.host)
+    if warning:
+        log.warning(warning)
+
+    def socket_user(ws: WebSocket) -> tuple[str | None, list[str]]:
+        """(the key's user, or "" in development mode; None = refused, offered subprotocols)."""
+        offered = [p.strip() for p in ws.headers.get("sec-websocket-protocol", "").split(",") if p.strip()]
+        if not keys.enabled:
+            return "", offered
+        return keys.user_for(presented_key(ws.headers, ws.query_params, offered)), offered
+
+    def caller(request: Request) -> str | None:
+        """HTTP routes: the key's user (None in development mode), else 401."""
+        if not keys.enabled:
+            return None
+        user = keys.user_for(presented_key(request.headers, request.query_params, []))
+        if user is None:
+            raise HTTPException(401, "missing or unknown API key", headers={"WWW-Authenticate": "Bearer"})
+        return user
+
+    def admin(request: Request) -> None:
+        if not keys.enabled:
+            return
+        key = presented_key(request.headers, request.query_params, [])
+        if not settings.admin_key or not key or not hmac.compare_digest(key.encode(), settings.admin_key.encode()):
+            raise HTTPException(403, "admin routes need ADMIN_KEY")
 
     @app.websocket("/v1/realtime")
     async def realtime(ws: WebSocket):
         """OpenAI Realtime (GA, or beta with `OpenAI-Beta: realtime=v1`) over the same session as /ws/voice."""
-        offered = [p.strip() for p in ws.headers.get("sec-websocket-protocol", "").split(",") if p.strip()]
-        key = presented_key(ws.headers, ws.query_params, offered)
-        user_id = keys.user_for(key) if keys.enabled else "local"
+        user_id, offered = socket_user(ws)
+        user_id = "local" if user_id == "" else user_id
         if user_id is None:
             await ws.close(code=4401)  # before accept: the handshake is refused (HTTP 403)
             return
@@ -77,7 +103,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
         connection = RealtimeConnection(app.state.services, send_text, beta=beta, user_id=user_id,
                                         model=ws.query_params.get("model") or settings.realtime_model_name)
-        await connection.open()
+        if not await connection.open():
+            await ws.close(code=1011)
+            return
         try:
             while True:
                 message = await ws.receive()
@@ -104,7 +132,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.websocket("/ws/voice/{session_id}")
     async def voice(ws: WebSocket, session_id: str):
-        await ws.accept()
+        user_id, offered = socket_user(ws)
+        if user_id is None:
+            await ws.close(code=4401)  # before accept: the handshake is refused (HTTP 403)
+            return
+        await ws.accept(subprotocol="realtime" if "realtime" in offered else None)
         send_lock = asyncio.Lock()
 
         async def send(payload: dict | bytes) -> None:
@@ -120,7 +152,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await send(P.error_event(P.ErrorCode.BAD_SESSION_ID, "session ids are 1–64 of [A-Za-z0-9_.-]"))
             await ws.close(code=4400)
             return
-        session = VoiceSession(session_id, app.state.services, send, send)
+        session = VoiceSession(session_id, app.state.services, send, send, key_user=user_id or None)
         try:
             while True:
                 message = await ws.receive()
@@ -150,9 +182,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONResponse(body, status_code=200 if ok else 503)
 
     @app.get("/api/sessions/{session_id}/turns")
-    async def turns(session_id: str):
+    async def turns(session_id: str, user: str | None = Depends(caller)):
         svc: Services = app.state.services
-        if not re.match(P.ID_PATTERN, session_id) or await svc.db.session(session_id) is None:
+        row = await svc.db.session(session_id) if re.match(P.ID_PATTERN, session_id) else None
+        if row is None or (user is not None and row.user_id != user):  # another user's session: not found
             raise HTTPException(404, "unknown session")
         rows = await svc.db.turns(session_id)
         return [{"turn_index": t.turn_index, "status": t.status, "user_text": t.user_text,
@@ -160,7 +193,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                  "assistant_audio_ms": t.assistant_audio_ms, "timings": t.timings,
                  "model_versions": t.model_versions, "memory_hits": t.memory_hits} for t in rows]
 
-    @app.post("/api/admin/models/{name}/load")
+    @app.post("/api/admin/models/{name}/load", dependencies=[Depends(admin)])
     async def load_model(name: str):
         """Swap: after `python -m export <model> --new-version`, make Triton serve the new version."""
         if name not in enabled_models(settings):

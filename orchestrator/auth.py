@@ -5,6 +5,7 @@ subprotocol."""
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import re
 
 from orchestrator.protocol import ID_PATTERN
@@ -52,3 +53,22 @@ def presented_key(headers, query_params, subprotocols: list[str]) -> str | None:
         if protocol.startswith(KEY_SUBPROTOCOL):
             return protocol[len(KEY_SUBPROTOCOL):]
     return query_params.get("token")
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_exposure(keys: KeyRing, host: str) -> str | None:
+    """Refuse (ValueError) to serve beyond this machine without keys; a warning line for local development."""
+    if keys.enabled:
+        return None
+    if not is_loopback(host):
+        raise ValueError(f"HOST={host} without API keys: anyone on the network could use the server. Set "
+                         "API_KEYS (key:user_id pairs) or API_KEYS_FILE, or bind to 127.0.0.1")
+    return "no API keys configured: development mode, loopback only; every client is user 'local' on /v1/realtime"

@@ -11,7 +11,9 @@ import argparse
 import asyncio
 import base64
 import json
+import os
 import time
+import uuid
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -30,14 +32,15 @@ class Received:
 
 
 class VoiceClient:
-    def __init__(self, url: str, session_id: str):
+    def __init__(self, url: str, session_id: str, api_key: str | None = None):
         self.url = f"{url.rstrip('/')}/ws/voice/{session_id}"
-        self.session_id = session_id
+        self.session_id, self.api_key = session_id, api_key
         self.rx = Received()
         self._changed = asyncio.Condition()
 
     async def __aenter__(self) -> "VoiceClient":
-        self.ws = await websockets.connect(self.url, max_size=8 * 1024 * 1024)
+        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else None
+        self.ws = await websockets.connect(self.url, max_size=8 * 1024 * 1024, additional_headers=headers)
         self._reader = asyncio.create_task(self._read())
         return self
 
@@ -63,7 +66,7 @@ class VoiceClient:
     async def send_json(self, event: dict) -> None:
         await self.ws.send(json.dumps(event, ensure_ascii=False))
 
-    async def start(self, user_id: str, voice_reference: np.ndarray | None = None, **extra) -> dict:
+    async def start(self, user_id: str | None, voice_reference: np.ndarray | None = None, **extra) -> dict:
         event = {"type": "session.start", "user_id": user_id, **extra}
         if voice_reference is not None:
             event["voice_reference"] = base64.b64encode(voice_reference.astype(np.int16).tobytes()).decode()
@@ -110,7 +113,7 @@ async def _main(args) -> None:
     audio, rate = sf.read(args.wav, dtype="int16")
     if rate != 16000 or audio.ndim != 1:
         raise SystemExit("the WAV must be 16 kHz mono")
-    async with VoiceClient(args.url, args.session) as client:
+    async with VoiceClient(args.url, args.session, args.api_key) as client:
         print(await client.start(args.user))
         await client.stream(audio)
         done = await client.wait_for("response.done", timeout=120)
@@ -126,6 +129,7 @@ if __name__ == "__main__":
     parser.add_argument("--url", default="ws://127.0.0.1:8080")
     parser.add_argument("--wav", required=True)
     parser.add_argument("--user", default="demo")
-    parser.add_argument("--session", default=f"demo-{int(time.time())}")
+    parser.add_argument("--session", default=f"demo-{uuid.uuid4().hex}")  # unguessable
+    parser.add_argument("--api-key", default=os.environ.get("VOICE_API_KEY"))
     parser.add_argument("--out", default="reply.wav")
     asyncio.run(_main(parser.parse_args()))

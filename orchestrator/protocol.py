@@ -2,7 +2,7 @@
 
 Client → server
   binary frame                 PCM16 little-endian mono 16 kHz, even length, ≤ MAX_FRAME_BYTES
-  {"type": "session.start", "user_id": "u1", "voice_reference": "<base64 PCM16 16 kHz, 3–15 s>"?,
+  {"type": "session.start", "user_id": "u1"?, "voice_reference": "<base64 PCM16 16 kHz, 3–15 s>"?,
    "output_sample_rate": 24000|16000?}
   {"type": "input_audio.commit"}     end the user's turn now (push-to-talk release)
   {"type": "input_audio.clear"}      drop the audio of the turn in progress
@@ -32,7 +32,7 @@ class ClientEvent(BaseModel):
 
 class SessionStart(ClientEvent):
     type: Literal["session.start"]
-    user_id: str = Field(pattern=ID_PATTERN)
+    user_id: str | None = Field(None, pattern=ID_PATTERN)  # with API keys: the key's user (may be omitted)
     voice_reference: str | None = Field(None, max_length=1_000_000)  # base64 PCM16 16 kHz
     output_sample_rate: Literal[24000, 16000] | None = None
 

@@ -53,8 +53,9 @@ class SessionLog(logging.LoggerAdapter):
 
 class VoiceSession:
     def __init__(self, session_id: str, services: Services, send_json: Callable[[dict], Awaitable[None]],
-                 send_bytes: Callable[[bytes], Awaitable[None]]):
+                 send_bytes: Callable[[bytes], Awaitable[None]], key_user: str | None = None):
         self.id, self.svc, self.cfg = session_id, services, services.settings
+        self.key_user = key_user  # the user of the client's API key: the only user it may speak as
         self._send_json, self._send_bytes = send_json, send_bytes
         self.log = SessionLog(log, {"session": session_id})
         self.user_id: str | None = None
@@ -141,11 +142,16 @@ class VoiceSession:
     async def start(self, event: P.SessionStart) -> None:
         if self.user_id is not None:
             return await self.error(P.ErrorCode.ALREADY_STARTED, "session already started")
+        user_id = event.user_id or self.key_user
+        if user_id is None:
+            return await self.error(P.ErrorCode.INVALID_EVENT, "user_id: required without an API key")
+        if self.key_user is not None and user_id != self.key_user:
+            return await self.error(P.ErrorCode.SESSION_FORBIDDEN, "user_id differs from the API key's user")
         try:
-            user = await self.svc.db.start_session(self.id, event.user_id)
+            user = await self.svc.db.start_session(self.id, user_id)
         except PermissionError as exc:
             return await self.error(P.ErrorCode.SESSION_FORBIDDEN, str(exc))
-        self.user_id = event.user_id
+        self.user_id = user_id
         self.output_rate = event.output_sample_rate or self.output_rate
         self.voice = user.voice_id or self.voice
         self.turn_index = await self.svc.db.next_turn_index(self.id)

@@ -81,6 +81,7 @@ class Settings(BaseSettings):
     # Keys (see orchestrator/auth.py): `key:user_id` pairs; none = local development (loopback only)
     api_keys: str = ""
     api_keys_file: str | None = None
+    admin_key: str = ""                    # /api/admin/* (with keys on); empty = admin routes refused
     realtime_model_name: str = "voice-ko"  # the model name /v1/realtime reports (clients send their own)
 
     log_level: str = "INFO"

@@ -31,7 +31,10 @@ def test_services_and_wiring():
     command = triton["command"] if isinstance(triton["command"], str) else " ".join(triton["command"])
     assert "--model-control-mode=explicit" in command and "--model-repository=/models" in command
     assert any("model_repository" in str(v) and "/models" in str(v) for v in triton["volumes"])
-    assert any("8002" in str(p) for p in triton["ports"])  # Triton's own metrics exposed
+    assert any("8002" in str(p) for p in triton["ports"])  # Triton's own metrics exposed...
+    for port in triton["ports"]:  # ...on loopback only: Triton has no auth
+        assert (port.get("host_ip") if isinstance(port, dict) else str(port).split(":")[0]) == "127.0.0.1", port
+    assert "API_KEYS" in services["orchestrator"]["environment"]
     assert "nvidia" in json.dumps(triton["deploy"])
     env = services["orchestrator"]["environment"]
     assert env["TRITON_URL"] == "triton:8001" and str(env["START_TRITON"]).lower() == "false"

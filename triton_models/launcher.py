@@ -83,6 +83,8 @@ class TritonServer:
             f"--backend-directory={backends}",
             f"--http-port={self.http_port}", f"--grpc-port={self.grpc_port}",
             f"--metrics-port={self.metrics_port}",
+            # Triton has no auth: loopback only (the orchestrator is on this machine)
+            "--http-address=127.0.0.1", "--grpc-address=127.0.0.1", "--metrics-address=127.0.0.1",
             "--log-verbose=0", "--exit-on-error=false", "--strict-readiness=false",
         ]
         if self.explicit:

@@ -78,7 +78,8 @@ class RealtimeConnection:
         self.names = Names(beta)
         self._send_text = send_text
         self.config = RealtimeConfig(new_id("sess"), model, self.cfg.system_prompt)
-        self.session = VoiceSession(self.config.session_id, services, self._on_session_event, self._on_session_audio)
+        self.session = VoiceSession(self.config.session_id, services, self._on_session_event, self._on_session_audio,
+                                    key_user=user_id)
         self.resampler = soxr.ResampleStream(RATE, 16000, 1, dtype="int16")
         self.input_samples = 0                       # 24 kHz samples received (audio_start_ms / audio_end_ms)
         self.user_items: dict[int, UserItem] = {}    # turn id → the user's item
@@ -88,9 +89,11 @@ class RealtimeConnection:
         self.own_voice = self.cfg.tts_voice          # the session's voice before any session.update
 
     # ---------------------------------------------------------------- lifecycle
-    async def open(self) -> None:
+    async def open(self) -> bool:
+        """Start the session (session.created); False if it could not start (an error event says why)."""
         await self.session.start(P.SessionStart(type="session.start", user_id=self.user_id, output_sample_rate=RATE))
         self.own_voice = self.session.voice
+        return self.session.user_id is not None
 
     async def close(self) -> None:
         await self.session.close()

@@ -42,7 +42,11 @@ function play(itemId, pcm) {
   playHead = at + buffer.duration;
   state.scheduledSamples += pcm.length;
   current.samples += pcm.length;
-  src.onended = () => { state.playedSamples += pcm.length; sources = sources.filter((s) => s !== src); };
+  src.onended = () => {
+    state.playedSamples += pcm.length;
+    sources = sources.filter((s) => s !== src);
+    if (!sources.length) setStatus('듣는 중');
+  };
   sources.push(src);
   setStatus('말하는 중');
 }
