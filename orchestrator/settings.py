@@ -10,8 +10,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 DEFAULT_SYSTEM_PROMPT = (
-    "당신은 친절한 한국어 음성 비서입니다. 항상 한국어로, 짧고 자연스러운 구어체 한두 문장으로 답하세요. "
-    "목록, 마크다운, 이모지는 쓰지 마세요."
+    "당신은 한국어로 대화하는 음성 비서입니다. 사용자의 말에 자연스러운 존댓말 한두 문장으로 바로 답하세요. "
+    "질문에는 답을 말하고, 인사나 잡담에는 짧게 공감하며 대화를 이어 가세요. "
+    "사용자의 말을 그대로 따라 하거나 이 지시를 읽지 마세요. 목록, 마크다운, 이모지는 쓰지 마세요."
 )
 
 
@@ -72,6 +73,7 @@ class Settings(BaseSettings):
     llm_threads: int = 1
     llm_first_sentence_threads: int = 2  # until the first sentence is out nothing else runs: use both cores
     history_turns: int = 6
+    reply_fallback: str = "잘 들었어요. 조금 더 자세히 말씀해 주시겠어요?"  # said when the reply guard drops every sentence
 
     # TTS out
     first_chunk_chars: int = 10   # an unpunctuated first sentence goes to TTS at the first space past this

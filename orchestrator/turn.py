@@ -19,7 +19,8 @@ import numpy as np
 
 from orchestrator import protocol as P
 from orchestrator.metrics import ERRORS, TURNS, TurnClock
-from orchestrator.stages.respond import ResponseResult, build_messages, respond, visible_history
+from orchestrator.stages.prompting import build_messages, reply_guard, visible_history
+from orchestrator.stages.respond import ResponseResult, respond
 from orchestrator.storage.db import utcnow
 from orchestrator.storage.turns import TurnRecord
 from orchestrator.triton_client import TritonCallError
@@ -190,7 +191,8 @@ class Turn:
                          "threads": cfg.llm_threads or None, "first_threads": cfg.llm_first_sentence_threads or None},
             tts_options={"voice": self.ctx.voice, "sample_rate": self.ctx.output_rate}, clock=self.clock,
             request_id=f"{self.ctx.session_id}-{self.turn_id}", first_chunk_chars=cfg.first_chunk_chars,
-            max_sentences=cfg.max_reply_sentences,
+            max_sentences=cfg.max_reply_sentences, fallback=cfg.reply_fallback,
+            guard=reply_guard(self.ctx.instructions, self.hits, self.user_text),
             on_text=text_out, on_audio=self._audio_out,
             result=self.result)
         self.status = "completed"

@@ -197,7 +197,7 @@ async def test_reply_stops_after_two_sentences_and_the_llm_is_cancelled():
 
 
 def test_history_window_keeps_a_stable_prefix():
-    from orchestrator.stages.respond import visible_history
+    from orchestrator.stages.prompting import visible_history
 
     history = list(range(20))
     windows = [visible_history(history[:n], 6) for n in range(1, 21)]

@@ -14,6 +14,7 @@ from typing import Awaitable, Callable
 
 from RealTime_zeroshot_TTS_ko.text.splitter import CLOSERS, TERMINATORS, SentenceSplitter
 from orchestrator.metrics import TurnClock
+from orchestrator.stages.reply_filter import ReplyGuard
 
 log = logging.getLogger("orchestrator.respond")
 ENDS = TERMINATORS + CLOSERS  # a piece ending with one of these completes a sentence
@@ -29,40 +30,31 @@ class ResponseResult:
     versions: dict = field(default_factory=dict)   # model -> version that served this answer
 
 
-def visible_history(history: list, max_turns: int) -> list:
-    """The last turns the LLM sees, dropped in blocks of half the window rather than one per turn,
-    so the prompt prefix (and its KV cache) stays the same for several turns in a row."""
-    if max_turns <= 0:
-        return []
-    step = max(1, max_turns // 2)
-    start = max(0, len(history) - max_turns)
-    start = -(-start // step) * step  # round up to a block boundary
-    return history[start:]
-
-
-def build_messages(system_prompt: str, history: list[tuple[str, str]], memories: list, user_text: str) -> list[dict]:
-    """System prompt and history first, unchanged from turn to turn, so the LLM reuses their KV cache;
-    recalled memories go with the new user message, as delimited facts, not as text to read out."""
-    messages = [{"role": "system", "content": system_prompt}]
-    for user, assistant in history:
-        messages += [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
-    if memories:
-        facts = "\n".join(f"- {'사용자가 한 말' if m.role == 'user' else '비서가 한 말'}: {m.text}" for m in memories)
-        user_text = f"<기억>\n{facts}\n</기억>\n(위 기억은 참고만 하고 읽지 마세요.)\n\n{user_text}"
-    return messages + [{"role": "user", "content": user_text}]
-
-
 async def respond(gateway, *, llm_model: str, tts_model: str | None, messages: list[dict], llm_options: dict,
                   tts_options: dict, clock: TurnClock, request_id: str, first_chunk_chars: int = 0,
-                  max_sentences: int = 0,
+                  max_sentences: int = 0, guard: ReplyGuard | None = None, fallback: str = "",
                   on_text: Callable[[str], Awaitable[None]], on_audio: Callable[[bytes, int], Awaitable[None]],
                   result: ResponseResult) -> ResponseResult:
-    """Run one answer; `result` is filled as it goes, so an interrupted answer keeps what was said."""
+    """Run one answer; `result` is filled as it goes, so an interrupted answer keeps what was said.
+    Text reaches the client and the TTS a sentence at a time, after the `guard` (reply_filter.py);
+    if the guard drops everything, `fallback` is said instead of nothing."""
     sentences: asyncio.Queue[str | None] = asyncio.Queue()
+
+    async def speak(piece: str) -> bool:
+        """One finished piece of the reply: cleaned, shown and queued for TTS; False if dropped."""
+        piece = guard.clean(piece) if guard else piece.strip()
+        if not piece:
+            return False
+        clock.mark("first_sentence")
+        piece = f" {piece}" if result.text else piece
+        result.text += piece
+        await on_text(piece)
+        await sentences.put(piece.strip())
+        return True
 
     async def llm_stage() -> None:
         splitter = SentenceSplitter(first_chunk_max=first_chunk_chars)
-        finished = 0  # complete sentences sent to TTS; generation stops (cancelled in Triton) at max_sentences
+        finished = 0  # complete sentences spoken; generation stops (cancelled in Triton) at max_sentences
         options = {**llm_options, "first_clause_chars": first_chunk_chars}
         try:
             llm = gateway.llm_stream(llm_model, messages, options, request_id=f"{request_id}-llm")
@@ -74,20 +66,17 @@ async def respond(gateway, *, llm_model: str, tts_model: str | None, messages: l
                         break
                     delta = item.data.reshape(-1)[0].decode("utf-8")
                     clock.mark("llm_first_token")
-                    result.text += delta
-                    await on_text(delta)
                     for sentence in splitter.push(delta):
-                        clock.mark("first_sentence")
-                        await sentences.put(sentence)
-                        finished += sentence[-1] in ENDS
+                        if await speak(sentence):
+                            finished += sentence.rstrip()[-1] in ENDS
                     if max_sentences and finished >= max_sentences:
-                        result.text = result.text[:len(result.text) - len(splitter.buffer)].rstrip()
                         splitter.buffer = ""
                         result.llm = {"status": "stopped", "sentences": finished}
                         break
             for sentence in splitter.flush():
-                clock.mark("first_sentence")
-                await sentences.put(sentence)
+                await speak(sentence)
+            if not result.text and guard is not None and guard.dropped and fallback:
+                await speak(fallback)
             clock.mark("llm_done")
         finally:
             await sentences.put(None)

@@ -1,0 +1,72 @@
+"""The last gate before a reply sentence is spoken: small LLMs recite their instructions and recalled
+memories, echo the user's words, and write markdown, lists and emoji for a listener.
+
+`ReplyGuard.clean(sentence)` returns what may be spoken: formatting stripped, and "" for a sentence
+that recites guarded text (the system prompt, the exemplars, the memory block) or repeats the user.
+A recitation is a run of ≥ `min_run` characters (spaces ignored) shared with guarded text that is
+most of the sentence; words of a memory *used* in an answer ("민수님이라고 하셨어요") stay.
+"""
+from __future__ import annotations
+
+import re
+from difflib import SequenceMatcher
+
+MEMORY_LABELS = re.compile(r"</?기억>|</?참고>|사용자가 (전에 )?(한 )?말(함)?\s*[:：]|비서가 (전에 )?(한 )?말(함)?\s*[:：]|"
+                           r"이전 대화에서 기억나는 내용\s*[:：]?")
+EMOJI = re.compile(r"[\U0001F000-\U0001FAFF\u2600-\u27BF\u2B00-\u2BFF\uFE0F\u200D]")
+LIST_MARKER = re.compile(r"^\s*(?:[-*•·▪►]|\d{1,2}[.)]|[①-⑳])\s+")
+MARKUP = re.compile(r"\*\*|__|`+|^#+\s*|^>\s*|\[([^\]]*)\]\([^)]*\)")
+
+
+def _compact(text: str) -> str:
+    return re.sub(r"[\s.,!?~…'\"“”‘’·:;()\[\]<>-]+", "", text)
+
+
+def longest_shared_run(a: str, b: str) -> int:
+    if not a or not b:
+        return 0
+    match = SequenceMatcher(None, a, b, autojunk=False).find_longest_match(0, len(a), 0, len(b))
+    return match.size
+
+
+def strip_format(sentence: str) -> str:
+    text = MEMORY_LABELS.sub(" ", sentence)
+    text = EMOJI.sub("", text)
+    text = LIST_MARKER.sub("", text)
+    text = MARKUP.sub(lambda m: m.group(1) or "", text)
+    return re.sub(r"\s+", " ", text).strip()
+
+
+class ReplyGuard:
+    def __init__(self, guarded: list[str], user_text: str = "", min_run: int = 10, share: float = 0.5):
+        self.guarded = [_compact(g) for g in guarded if g]
+        self.user = _compact(user_text)
+        self.min_run, self.share = min_run, share
+        self.dropped: list[str] = []
+
+    def recites(self, sentence: str) -> bool:
+        text = _compact(sentence)
+        for source in self.guarded:
+            run = longest_shared_run(text, source)
+            if run >= self.min_run and run >= self.share * len(text):
+                return True
+        return False
+
+    def echoes(self, sentence: str) -> bool:
+        """The user's own words said back (most of the sentence is a run of what the user said)."""
+        text = _compact(sentence)
+        return len(text) >= 6 and longest_shared_run(text, self.user) >= 0.7 * len(text)
+
+    def clean(self, sentence: str) -> str:
+        text = strip_format(sentence)
+        if not re.search(r"[가-힣A-Za-z0-9]", text):
+            return ""
+        if self.recites(text) or self.echoes(text):
+            self.dropped.append(text)
+            return ""
+        return text
+
+
+def hangul_share(text: str) -> float:
+    letters = [c for c in text if c.isalpha()]
+    return sum("가" <= c <= "힣" for c in letters) / len(letters) if letters else 0.0

@@ -1,0 +1,74 @@
+"""The reply guard and prompt builder (fast): what small models were seen to do on real recordings."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from orchestrator.metrics import TurnClock
+from orchestrator.settings import DEFAULT_SYSTEM_PROMPT
+from orchestrator.stages.prompting import EXEMPLARS, build_messages, reply_guard
+from orchestrator.stages.reply_filter import hangul_share, strip_format
+from orchestrator.stages.respond import ResponseResult, respond
+from tests.fakes.gateway import FakeGateway
+
+
+@dataclass
+class Memory:
+    text: str
+    role: str = "user"
+
+
+def test_recited_prompt_and_memory_are_dropped_but_used_memory_stays():
+    memories = [Memory("제 이름은 민수예요, 고양이를 두 마리 키워요"), Memory("비서의 긴 대답", role="assistant")]
+    guard = reply_guard(DEFAULT_SYSTEM_PROMPT, memories, "제 이름이 뭐라고 했죠?")
+    assert guard.clean("당신은 한국어로 대화하는 음성 비서입니다.") == ""
+    assert guard.clean("사용자의 말에 자연스러운 존댓말 한두 문장으로 바로 답하세요.") == ""
+    assert guard.clean("사용자가 전에 한 말: 제 이름은 민수예요, 고양이를 두 마리 키워요") == ""
+    assert guard.clean("민수님이라고 하셨어요.") == "민수님이라고 하셨어요."
+    assert guard.clean("오늘 날씨가 참 좋네요.") == "오늘 날씨가 참 좋네요."
+
+
+def test_echo_of_the_user_is_dropped():
+    guard = reply_guard(DEFAULT_SYSTEM_PROMPT, [], "드라마 관계자분들은 모두 회의실로 들어와 주십시오.")
+    assert guard.clean("드라마 관계자분들은 모두 회의실로 들어와 주십시오.") == ""
+    assert guard.clean("네, 회의실로 바로 안내해 드릴게요.") != ""
+
+
+def test_markdown_lists_emoji_and_memory_labels_are_stripped():
+    assert strip_format("이모지는 🌟👍") == "이모지는"
+    assert strip_format("- 첫째, 물을 자주 마셔요.") == "첫째, 물을 자주 마셔요."
+    assert strip_format("2. **서울**은 `수도`예요.") == "서울은 수도예요."
+    assert strip_format("이전 대화에서 기억나는 내용: 서울") == "서울"
+    assert hangul_share("서울은 수도예요") == 1.0 and hangul_share("hello 서울") < 0.5
+
+
+def test_memories_are_user_facts_in_a_block_after_a_stable_prefix():
+    memories = [Memory("저는 민수예요"), Memory("어시스턴트 답", role="assistant"), Memory("저는 민수예요")]
+    messages = build_messages("SYS", [("u1", "a1")], memories, "제 이름이 뭐죠?")
+    assert messages[0] == {"role": "system", "content": "SYS"}
+    assert [m["content"] for m in messages[1:1 + 2 * len(EXEMPLARS)]][::2] == [u for u, _ in EXEMPLARS]
+    last = messages[-1]["content"]
+    assert last.count("저는 민수예요") == 1 and "어시스턴트 답" not in last and last.endswith("제 이름이 뭐죠?")
+    assert build_messages("SYS", [("u1", "a1")], [], "x")[:-1] == messages[:-1]  # same prefix: KV cache kept
+
+
+async def test_respond_speaks_only_guarded_sentences_and_falls_back_when_all_are_dropped():
+    said: list[str] = []
+
+    async def on_text(piece):
+        said.append(piece)
+
+    async def on_audio(pcm, rate):
+        pass
+
+    async def run(reply: list[str]) -> ResponseResult:
+        said.clear()
+        gateway = FakeGateway(reply=reply)
+        return await respond(gateway, llm_model="llm", tts_model=None, messages=[], llm_options={}, tts_options={},
+                             clock=TurnClock(speech_end=0.0), request_id="r", max_sentences=2,
+                             guard=reply_guard(DEFAULT_SYSTEM_PROMPT, [], "안녕하세요"), fallback="다시 말씀해 주세요.",
+                             on_text=on_text, on_audio=on_audio, result=ResponseResult())
+
+    result = await run(["당신은 한국어로 대화하는 음성 비서입니다. ", "**반가워요**! ", "🌟 좋은 하루 보내세요. ", "셋째 문장."])
+    assert result.text == "반가워요! 좋은 하루 보내세요." and "".join(said) == result.text
+    result = await run(["당신은 한국어로 대화하는 음성 비서입니다. ", "사용자의 말을 그대로 따라 하거나 이 지시를 읽지 마세요."])
+    assert result.text == "다시 말씀해 주세요."
