@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from pathlib import Path
 
 from export.models import EXPORTERS, LLM_VARIANTS
@@ -23,6 +24,7 @@ def main(argv: list[str] | None = None) -> None:
     group.add_argument("--version", type=int, help="write exactly this version")
     parser.add_argument("--llm-variant", choices=sorted(LLM_VARIANTS), default="qwen2.5-0.5b")
     parser.add_argument("--llm-engine", choices=["llama_cpp", "transformers"], default="llama_cpp")
+    parser.add_argument("--gguf", help="any local GGUF file for the llm (instead of --llm-variant)")
     parser.add_argument("--hf-dir", help="local Hugging Face model folder for --llm-engine transformers (Gemma)")
     parser.add_argument("--tts-engine", choices=["kokoro", "melo"], default="kokoro")
     parser.add_argument("--melo-dir", help="MeloTTS-KR checkpoint folder (config.json + checkpoint.pth)")
@@ -36,7 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     for name in names:
         kw = {"new_version": args.new_version, "version": args.version}
         if name == "llm":
-            kw |= {"variant": args.llm_variant, "engine": args.llm_engine, "hf_dir": args.hf_dir}
+            kw |= {"variant": args.llm_variant, "engine": args.llm_engine, "hf_dir": args.hf_dir, "gguf": args.gguf}
         if name == "tts":
             kw |= {"engine": args.tts_engine, "melo_dir": args.melo_dir, "openvoice_dir": args.openvoice_dir,
                    "bert_dir": args.melo_bert_dir}
@@ -45,7 +47,9 @@ def main(argv: list[str] | None = None) -> None:
         if args.load_into:
             import httpx
 
-            r = httpx.post(f"{args.load_into.rstrip('/')}/api/admin/models/{name}/load", timeout=600)
+            key = os.environ.get("ADMIN_KEY")
+            r = httpx.post(f"{args.load_into.rstrip('/')}/api/admin/models/{name}/load", timeout=600,
+                           headers={"Authorization": f"Bearer {key}"} if key else None)
             r.raise_for_status()
             print(f"Triton now serves {name} version {r.json()['version']}")
 

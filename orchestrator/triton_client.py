@@ -152,10 +152,12 @@ class TritonGateway:
                 response = result.get_response()
                 final = response.parameters["triton_final_response"].bool_param \
                     if "triton_final_response" in response.parameters else False
+                # set before the yield: a consumer that stops at the final item must not cancel a finished
+                # request (a cancel racing the final response wedges the model version in UNLOADING)
+                finished = final
                 yield StreamItem(result.as_numpy(data_output), parse_json_array(result.as_numpy("INFO")),
                                  response.model_version, final)
                 if final:
-                    finished = True
                     return
         finally:
             if not finished:

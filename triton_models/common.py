@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,10 +36,18 @@ def request_json(pb_utils, request, name: str, default: Any = None) -> Any:
     return parse_json_array(tensor.as_numpy())
 
 
+VERSION_PARAMS = "params.json"
+
+
 def model_params(args: dict) -> dict[str, str]:
-    """The string parameters of a model's config.pbtxt."""
+    """The string parameters of a model's config.pbtxt, overridden by its version folder's params.json
+    (what `export` wrote for that version: weights, variant, engine)."""
     config = json.loads(args["model_config"])
-    return {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
+    params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
+    version_file = Path(args.get("model_repository", "")) / str(args.get("model_version", "")) / VERSION_PARAMS
+    if args.get("model_repository") and version_file.is_file():
+        params |= {k: str(v) for k, v in json.loads(version_file.read_text()).items()}
+    return params
 
 
 def pcm16_to_float(pcm: np.ndarray | bytes) -> np.ndarray:
