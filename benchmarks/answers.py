@@ -190,8 +190,8 @@ def main() -> None:
     png = bar_plot(RESULTS / "answers.png", "Answer quality on 46 Korean prompts (share of replies)",
                    {m: {v: s[m] or 0 for v, s in table.items()}
                     for m in ("no_leak", "spoken", "korean", "factual", "memory_recall")}, "share")
-    write("answers", {"prompts": len(cases()), "recall_calibration": calibration, "table": table,
-                      "variants": results, "plot": str(png)})
+    write("answers", {"prompts": len(cases()), "temperature": Settings(_env_file=None).llm_temperature,
+                      "recall_calibration": calibration, "table": table, "variants": results, "plot": str(png)})
 
 
 if __name__ == "__main__":

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from orchestrator.stages.reply_filter import ReplyGuard
 
-# Spoken, short, polite; one greeting, one fact, one feeling, one memory use (in the memory format).
+# Spoken, short, polite: a greeting, a fact, a feeling, a memory used (in the memory format) and
+# memories left alone. Their topics are far from everyday questions, so an answer has nothing to copy.
 EXEMPLARS: list[tuple[str, str]] = [
     ("안녕하세요!", "안녕하세요! 오늘 하루는 어떠셨어요?"),
-    ("일 년은 며칠이에요?", "일 년은 보통 삼백육십오 일이에요."),
+    ("고래는 물고기예요?", "아니요, 고래는 물고기가 아니라 포유류예요."),
     ("요즘 일이 많아서 너무 피곤해요.", "많이 지치셨겠어요. 오늘은 일찍 푹 쉬시면 좋겠어요."),
-    ("[기억]\n- 사용자가 전에 한 말: 저는 부산에 살아요\n[/기억]\n제가 어디 산다고 했죠?", "부산에 사신다고 하셨어요."),
+    ("[기억]\n- 사용자가 전에 한 말: 제 취미는 뜨개질이에요\n[/기억]\n제 취미가 뭐라고 했죠?", "뜨개질이 취미라고 하셨어요."),
+    ("[기억]\n- 사용자가 전에 한 말: 저는 아침에 산책해요\n[/기억]\n문어는 다리가 몇 개예요?", "문어는 다리가 여덟 개예요."),
 ]
 MEMORY_OPEN, MEMORY_CLOSE = "[기억]", "[/기억]"
 
@@ -55,5 +57,7 @@ def build_messages(system_prompt: str, history: list[tuple[str, str]], memories:
 
 def reply_guard(system_prompt: str, memories: list, user_text: str,
                 exemplars: list[tuple[str, str]] = EXEMPLARS) -> ReplyGuard:
-    """Everything the reply must not read out: the instructions, the exemplars' user lines, the memories."""
-    return ReplyGuard([system_prompt, *(u for u, _ in exemplars), *memory_facts(memories)], user_text)
+    """Everything the reply must not read out: the instructions, the exemplars (the first answer, a
+    greeting, fits any greeting) and the memories."""
+    return ReplyGuard([system_prompt, *(u for u, _ in exemplars), *(a for _, a in exemplars[1:])], user_text,
+                      memory_facts(memories))

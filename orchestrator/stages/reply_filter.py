@@ -38,24 +38,33 @@ def strip_format(sentence: str) -> str:
 
 
 class ReplyGuard:
-    def __init__(self, guarded: list[str], user_text: str = "", min_run: int = 10, share: float = 0.5):
+    def __init__(self, guarded: list[str], user_text: str = "", memories: list[str] = (), min_run: int = 10,
+                 share: float = 0.5):
         self.guarded = [_compact(g) for g in guarded if g]
         self.user = _compact(user_text)
+        # a recalled fact that shares no word (2+ characters) with what the user just said is not the
+        # answer: reading it out is a leak. A short one that does may be said back ("고양이를 두 마리
+        # 키워요"); a long one read out whole is the memory block again.
+        self.guarded += [m for m in map(_compact, memories)
+                         if m and (longest_shared_run(m, self.user) < 2 or len(m) >= 15)]
         self.min_run, self.share = min_run, share
         self.dropped: list[str] = []
 
     def recites(self, sentence: str) -> bool:
+        """Most of the sentence is a run of guarded text (a short guarded text counts whole)."""
         text = _compact(sentence)
         for source in self.guarded:
             run = longest_shared_run(text, source)
-            if run >= self.min_run and run >= self.share * len(text):
+            if run >= min(self.min_run, 0.8 * len(source)) and run >= self.share * len(text):
                 return True
         return False
 
     def echoes(self, sentence: str) -> bool:
-        """The user's own words said back (most of the sentence is a run of what the user said)."""
+        """Most of what the user said, said back as most of the sentence (a short answer that reuses
+        the question's words, "사과는 과일이에요", stays)."""
         text = _compact(sentence)
-        return len(text) >= 6 and longest_shared_run(text, self.user) >= 0.7 * len(text)
+        run = longest_shared_run(text, self.user)
+        return len(text) >= 8 and run >= 0.7 * len(text) and run >= 0.75 * len(self.user)
 
     def clean(self, sentence: str) -> str:
         text = strip_format(sentence)
