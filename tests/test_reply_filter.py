@@ -79,3 +79,10 @@ def test_a_memory_unrelated_to_the_question_is_never_read_out_but_a_related_one_
     assert reply_guard(DEFAULT_SYSTEM_PROMPT, memories, "방금 점심 먹었어요.").clean("주말마다 등산을 가요.") == ""
     guard = reply_guard(DEFAULT_SYSTEM_PROMPT, memories, "제가 고양이를 몇 마리 키운다고 했죠?")
     assert guard.clean("고양이를 두 마리 키워요.") == "고양이를 두 마리 키워요."
+
+
+def test_a_recitation_split_by_the_first_chunk_is_caught_in_its_second_piece():
+    guard = reply_guard(DEFAULT_SYSTEM_PROMPT, [Memory("아침마다 커피를 마셔요")], "물은 몇 도에서 끓어요?")
+    assert guard.clean("물은 아침마다") == "물은 아침마다"
+    assert guard.clean("커피를 마셔요.") == ""
+    assert guard.clean("물은 백 도에서 끓어요.") == "물은 백 도에서 끓어요."

@@ -49,10 +49,11 @@ class ReplyGuard:
                          if m and (longest_shared_run(m, self.user) < 2 or len(m) >= 15)]
         self.min_run, self.share = min_run, share
         self.dropped: list[str] = []
+        self.sentence = ""  # the kept pieces of the sentence in progress (a first chunk ends mid-sentence)
 
     def recites(self, sentence: str) -> bool:
         """Most of the sentence is a run of guarded text (a short guarded text counts whole)."""
-        text = _compact(sentence)
+        text = self.sentence + _compact(sentence)
         for source in self.guarded:
             run = longest_shared_run(text, source)
             if run >= min(self.min_run, 0.8 * len(source)) and run >= self.share * len(text):
@@ -72,7 +73,9 @@ class ReplyGuard:
             return ""
         if self.recites(text) or self.echoes(text):
             self.dropped.append(text)
+            self.sentence = "" if text[-1] in ".!?。？！" else self.sentence
             return ""
+        self.sentence = "" if text[-1] in ".!?。？！" else self.sentence + _compact(text)
         return text
 
 
