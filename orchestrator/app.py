@@ -13,7 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from orchestrator import protocol as P
-from orchestrator.auth import KeyRing, check_exposure, presented_key
+from orchestrator.auth import KeyRing, check_exposure, origin_allowed, presented_key
 from orchestrator.realtime.adapter import RealtimeConnection
 from orchestrator.realtime.page import PAGE_DIR
 from orchestrator.session import Services, VoiceSession
@@ -54,6 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="Korean real-time voice chat", lifespan=lifespan)
     keys = KeyRing(settings.api_keys, settings.api_keys_file)
+    live_sessions: set[str] = set()
     warning = check_exposure(keys, settings.host)
     if warning:
         log.warning(warning)
@@ -61,6 +62,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def socket_user(ws: WebSocket) -> tuple[str | None, list[str]]:
         """(the key's user, or "" in development mode; None = refused, offered subprotocols)."""
         offered = [p.strip() for p in ws.headers.get("sec-websocket-protocol", "").split(",") if p.strip()]
+        if not origin_allowed(ws.headers, settings.allowed_origins):
+            return None, offered
         if not keys.enabled:
             return "", offered
         return keys.user_for(presented_key(ws.headers, ws.query_params, offered)), offered
@@ -152,6 +155,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await send(P.error_event(P.ErrorCode.BAD_SESSION_ID, "session ids are 1–64 of [A-Za-z0-9_.-]"))
             await ws.close(code=4400)
             return
+        if session_id in live_sessions:  # one socket per session: two would interleave turns and rows
+            await send(P.error_event(P.ErrorCode.SESSION_BUSY, "this session is open on another socket"))
+            await ws.close(code=4409)
+            return
+        live_sessions.add(session_id)
         session = VoiceSession(session_id, app.state.services, send, send, key_user=user_id or None)
         try:
             while True:
@@ -166,6 +174,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             pass
         finally:
             await session.close()
+            live_sessions.discard(session_id)
 
     @app.get("/api/health/")
     async def health():

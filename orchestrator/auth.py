@@ -7,6 +7,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import re
+from urllib.parse import urlsplit
 
 from orchestrator.protocol import ID_PATTERN
 
@@ -72,3 +73,13 @@ def check_exposure(keys: KeyRing, host: str) -> str | None:
         raise ValueError(f"HOST={host} without API keys: anyone on the network could use the server. Set "
                          "API_KEYS (key:user_id pairs) or API_KEYS_FILE, or bind to 127.0.0.1")
     return "no API keys configured: development mode, loopback only; every client is user 'local' on /v1/realtime"
+
+
+def origin_allowed(headers, allowed: str) -> bool:
+    """Browsers send Origin: a socket from a page of another site is refused unless listed;
+    clients that are not browsers send none."""
+    origin = headers.get("origin")
+    if not origin:
+        return True
+    listed = {o.strip().rstrip("/") for o in allowed.split(",") if o.strip()}
+    return origin.rstrip("/") in listed or urlsplit(origin).netloc == headers.get("host", "")

@@ -73,6 +73,7 @@ class ErrorCode:
     ALREADY_STARTED = "session_already_started"
     BAD_SESSION_ID = "bad_session_id"
     SESSION_FORBIDDEN = "session_forbidden"
+    SESSION_BUSY = "session_busy"
     UTTERANCE_TOO_LONG = "utterance_too_long"
     STAGE_FAILED = "stage_failed"
     VOICE_ENROLL_FAILED = "voice_enroll_failed"

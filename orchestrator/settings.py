@@ -84,6 +84,7 @@ class Settings(BaseSettings):
     api_keys: str = ""
     api_keys_file: str | None = None
     admin_key: str = ""                    # /api/admin/* (with keys on); empty = admin routes refused
+    allowed_origins: str = ""              # browser origins besides the server's own (comma separated)
     realtime_model_name: str = "voice-ko"  # the model name /v1/realtime reports (clients send their own)
 
     log_level: str = "INFO"

@@ -65,3 +65,23 @@ async def test_http_routes_check_keys_and_owners(app):
         assert (await http.post(load, headers={"Authorization": f"Bearer {ADMIN}"})).status_code == 200
         assert (await http.get(f"{app.http}/api/health/")).status_code in (200, 503)  # open: probes have no key
         assert (await http.get(f"{app.http}/")).status_code == 200
+
+
+async def test_foreign_browser_origins_are_refused(app):
+    headers = {"Authorization": f"Bearer {ALICE}"}
+    with pytest.raises(websockets.InvalidStatus):
+        async with websockets.connect(f"{app.ws}/v1/realtime", additional_headers=headers,
+                                      origin="http://evil.example"):
+            pass
+    async with websockets.connect(f"{app.ws}/v1/realtime", additional_headers=headers,
+                                  origin=app.http) as ws:  # the server's own page
+        assert '"session.created"' in await ws.recv()
+
+
+async def test_one_socket_per_session(app):
+    session_id = f"k-{uuid.uuid4().hex}"
+    async with VoiceClient(app.ws, session_id, api_key=ALICE) as first:
+        await first.start(None)
+        async with VoiceClient(app.ws, session_id, api_key=ALICE) as second:
+            assert (await second.wait_for("error", timeout=10))["code"] == "session_busy"
+        await first.send_json({"type": "session.end"})

@@ -149,6 +149,10 @@ class TritonServer:
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
+        try:  # a model stub that outlived tritonserver (same process group) goes with it
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
         self._log_file.close()
 
     def __enter__(self) -> "TritonServer":
