@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,9 +41,22 @@ class MemoryHit:
     turn_id: int
 
 
+def _pymilvus():
+    """pymilvus parses a MILVUS_URI environment variable when first imported and rejects a Milvus Lite
+    file path; our setting of that name may be one (MILVUS_URI=/srv/voice/milvus.db), so it is hidden
+    while pymilvus loads."""
+    saved = os.environ.pop("MILVUS_URI", None)
+    try:
+        import pymilvus
+    finally:
+        if saved is not None:
+            os.environ["MILVUS_URI"] = saved
+    return pymilvus
+
+
 class VectorMemory:
     def __init__(self, uri: str, collection: str = "turns", dim: int = DIM):
-        from pymilvus import MilvusClient
+        MilvusClient = _pymilvus().MilvusClient  # noqa: N806
 
         if "://" not in uri:  # Milvus Lite: a local .db file whose folder must exist
             Path(uri).parent.mkdir(parents=True, exist_ok=True)
@@ -52,7 +66,7 @@ class VectorMemory:
         self._ensure_collection()
 
     def _ensure_collection(self) -> None:
-        from pymilvus import DataType
+        DataType = _pymilvus().DataType  # noqa: N806
 
         if self.client.has_collection(self.collection):
             self.client.load_collection(self.collection)
