@@ -34,7 +34,7 @@ class AppServer:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=settings.port,
-                                                    log_level="warning", ws_max_size=2 * 1024 * 1024))
+                                                    log_level="warning", ws_max_size=settings.ws_max_bytes))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     @property

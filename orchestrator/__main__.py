@@ -34,7 +34,7 @@ def main() -> None:
                                   load_models=[] if settings.lazy_load else enabled_models(settings))
             server.start(timeout=600)
         uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
-                    ws_max_size=2 * 1024 * 1024)
+                    ws_max_size=settings.ws_max_bytes)
     finally:
         if server:
             server.stop()

@@ -5,6 +5,8 @@ import asyncio
 import hmac
 import logging
 import re
+import uuid
+from collections import Counter
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI, HTTPException, Request, WebSocket
@@ -33,6 +35,36 @@ def enabled_models(s: Settings) -> list[str]:
     return models
 
 
+def socket_sender(ws: WebSocket):
+    """Serialised sends from a session's tasks (str, JSON dict or bytes); a closed socket drops them."""
+    lock = asyncio.Lock()
+
+    async def send(payload: str | dict | bytes) -> None:
+        async with lock:
+            if ws.application_state == WebSocketState.CONNECTED:
+                try:
+                    if isinstance(payload, bytes):
+                        await ws.send_bytes(payload)
+                    else:
+                        await (ws.send_text(payload) if isinstance(payload, str) else ws.send_json(payload))
+                except (WebSocketDisconnect, RuntimeError):
+                    pass
+
+    return send
+
+
+async def receive_loop(ws: WebSocket, on_text, on_bytes) -> None:
+    """Hand every frame to the session until the client leaves."""
+    try:
+        while (message := await ws.receive())["type"] != "websocket.disconnect":
+            if message.get("text") is not None:
+                await on_text(message["text"])
+            elif message.get("bytes") is not None:
+                await on_bytes(message["bytes"])
+    except WebSocketDisconnect:
+        pass
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
 
@@ -55,6 +87,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="Korean real-time voice chat", lifespan=lifespan)
     keys = KeyRing(settings.api_keys, settings.api_keys_file)
     live_sessions: set[str] = set()
+    open_sockets: Counter[str] = Counter()  # per key's user ("" = development mode)
+
+    async def admit(user: str, refuse) -> bool:
+        """The session caps: on the server and per key's user; a refused socket hears why."""
+        if sum(open_sockets.values()) >= settings.max_sessions:
+            await refuse(f"the server has {settings.max_sessions} open sessions; try again later")
+            return False
+        if user and open_sockets[user] >= settings.max_sessions_per_user:
+            await refuse(f"this key has {settings.max_sessions_per_user} open sessions")
+            return False
+        open_sockets[user] += 1
+        return True
+
+    def release(user: str) -> None:
+        open_sockets[user] -= 1
+        if open_sockets[user] <= 0:
+            del open_sockets[user]
     warning = check_exposure(keys, settings.host)
     if warning:
         log.warning(warning)
@@ -94,34 +143,28 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return
         await ws.accept(subprotocol="realtime" if "realtime" in offered else None)
         beta = "realtime=v1" in ws.headers.get("openai-beta", "") or "openai-beta.realtime-v1" in offered
-        send_lock = asyncio.Lock()
+        send = socket_sender(ws)
 
-        async def send_text(text: str) -> None:
-            async with send_lock:
-                if ws.application_state == WebSocketState.CONNECTED:
-                    try:
-                        await ws.send_text(text)
-                    except (WebSocketDisconnect, RuntimeError):
-                        pass
+        async def refuse(message: str) -> None:
+            await send({"type": "error", "event_id": f"event_{uuid.uuid4().hex[:22]}", "error": {
+                "type": "server_error", "code": P.ErrorCode.SERVER_BUSY, "message": message, "param": None,
+                "event_id": None}})
+            await ws.close(code=1013)
 
-        connection = RealtimeConnection(app.state.services, send_text, beta=beta, user_id=user_id,
-                                        model=ws.query_params.get("model") or settings.realtime_model_name)
-        if not await connection.open():
-            await ws.close(code=1011)
+        if not await admit(user_id, refuse):
             return
         try:
-            while True:
-                message = await ws.receive()
-                if message["type"] == "websocket.disconnect":
-                    break
-                if message.get("text") is not None:
-                    await connection.handle_text(message["text"])
-                elif message.get("bytes") is not None:
-                    await connection.handle_bytes(message["bytes"])
-        except WebSocketDisconnect:
-            pass
+            connection = RealtimeConnection(app.state.services, send, beta=beta, user_id=user_id,
+                                            model=ws.query_params.get("model") or settings.realtime_model_name)
+            if not await connection.open():
+                await ws.close(code=1011)
+                return
+            try:
+                await receive_loop(ws, connection.handle_text, connection.handle_bytes)
+            finally:
+                await connection.close()
         finally:
-            await connection.close()
+            release(user_id)
 
     @app.get("/")
     async def page():
@@ -140,17 +183,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await ws.close(code=4401)  # before accept: the handshake is refused (HTTP 403)
             return
         await ws.accept(subprotocol="realtime" if "realtime" in offered else None)
-        send_lock = asyncio.Lock()
-
-        async def send(payload: dict | bytes) -> None:
-            """Serialised sends from the session's tasks; a closed socket drops them quietly."""
-            async with send_lock:
-                if ws.application_state == WebSocketState.CONNECTED:
-                    try:
-                        await (ws.send_bytes(payload) if isinstance(payload, bytes) else ws.send_json(payload))
-                    except (WebSocketDisconnect, RuntimeError):
-                        pass
-
+        send = socket_sender(ws)
         if not re.match(P.ID_PATTERN, session_id):
             await send(P.error_event(P.ErrorCode.BAD_SESSION_ID, "session ids are 1–64 of [A-Za-z0-9_.-]"))
             await ws.close(code=4400)
@@ -159,22 +192,32 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await send(P.error_event(P.ErrorCode.SESSION_BUSY, "this session is open on another socket"))
             await ws.close(code=4409)
             return
+
+
+        async def refuse(message: str) -> None:
+            await send(P.error_event(P.ErrorCode.SERVER_BUSY, message))
+            await ws.close(code=1013)
+
+        if not await admit(user_id, refuse):
+            return
         live_sessions.add(session_id)
         session = VoiceSession(session_id, app.state.services, send, send, key_user=user_id or None)
+
+        async def start_deadline() -> None:  # a socket that never starts a session does not stay open
+            await asyncio.sleep(settings.start_timeout_s)
+            if session.user_id is None:
+                await send(P.error_event(P.ErrorCode.START_TIMEOUT,
+                                         f"no session.start within {settings.start_timeout_s:g} s"))
+                await ws.close(code=4408)
+
+        deadline = asyncio.create_task(start_deadline())
         try:
-            while True:
-                message = await ws.receive()
-                if message["type"] == "websocket.disconnect":
-                    break
-                if message.get("bytes") is not None:
-                    await session.handle_audio(message["bytes"])
-                elif message.get("text") is not None:
-                    await session.handle_text(message["text"])
-        except WebSocketDisconnect:
-            pass
+            await receive_loop(ws, session.handle_text, session.handle_audio)
         finally:
+            deadline.cancel()
             await session.close()
             live_sessions.discard(session_id)
+            release(user_id)
 
     @app.get("/api/health/")
     async def health():

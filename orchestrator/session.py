@@ -70,6 +70,8 @@ class VoiceSession:
         self.speculative: TurnHandle | None = None   # started at a pause, not committed yet
         self.transcribing: TurnHandle | None = None  # a transcription whose answer waits (auto_respond off)
         self.background: set[asyncio.Task] = set()
+        self.closed = False
+        self._error_window, self._errors_sent, self._errors_dropped = 0.0, 0, 0
         self.listener = Listener(session_id, services.gateway, self.cfg, self, lambda: self.responding)
 
     # ---------------------------------------------------------------- transport helpers
@@ -77,7 +79,18 @@ class VoiceSession:
         await self._send_json(P.server_event(type_, **fields))
 
     async def error(self, code: str, message: str, turn_id: int | None = None) -> None:
+        """An error event; past `max_errors_per_s` in one second the rest are counted, and the next
+        error after that second says how many were left out (a flood never floods the client or log)."""
         ERRORS.labels(code).inc()
+        now = time.monotonic()
+        if now - self._error_window >= 1.0:
+            self._error_window, self._errors_sent = now, 0
+        if self._errors_sent >= self.cfg.max_errors_per_s:
+            self._errors_dropped += 1
+            if self._errors_dropped == 1:  # one summary at the end of this second
+                self._spawn(self._error_summary(self._error_window + 1.0 - now))
+            return
+        self._errors_sent += 1
         self.log.warning("error %s: %s", code, message)
         await self._send_json(P.error_event(code, message, turn_id))
 
@@ -92,7 +105,19 @@ class VoiceSession:
         return self.current is not None and not self.current.done and self.current.turn.answer
 
     # ---------------------------------------------------------------- inbound
+    async def _error_summary(self, delay_s: float) -> None:
+        await asyncio.sleep(delay_s)
+        dropped, self._errors_dropped = self._errors_dropped, 0
+        self.log.warning("%d error events not sent (more than %d a second)", dropped, self.cfg.max_errors_per_s)
+        await self._send_json(P.error_event(P.ErrorCode.TOO_MANY_ERRORS,
+                                            f"{dropped} more errors in that second were not sent"))
+
     async def handle_text(self, raw: str) -> None:
+        if self.closed:
+            return await self.error(P.ErrorCode.SESSION_ENDED, "the session has ended")
+        if len(raw) > self.cfg.max_text_bytes:
+            return await self.error(P.ErrorCode.FRAME_TOO_LARGE,
+                                    f"text frame of {len(raw)} characters > {self.cfg.max_text_bytes}")
         try:
             event = P.client_message.validate_json(raw)
         except ValidationError as exc:
@@ -117,6 +142,8 @@ class VoiceSession:
             await self.close()
 
     async def handle_audio(self, data: bytes) -> None:
+        if self.closed:
+            return await self.error(P.ErrorCode.SESSION_ENDED, "the session has ended: audio is not taken")
         if self.user_id is None:
             return await self.error(P.ErrorCode.NOT_STARTED, "send session.start before audio")
         if len(data) > self.cfg.max_frame_bytes:
@@ -291,6 +318,9 @@ class VoiceSession:
 
     # ---------------------------------------------------------------- shutdown
     async def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
         await self._drop_speculation()
         await self.interrupt("close")
         if self.transcribing is not None:

@@ -48,6 +48,14 @@ class Settings(BaseSettings):
     memory_top_k: int = 3
     memory_min_score: float = 0.846  # calibrated on e5 scores of labelled pairs (benchmarks/answers.py)
 
+    # Limits (every socket and session is bounded)
+    max_sessions: int = 64                # open sockets on the server; past it: error server_busy + close 1013
+    max_sessions_per_user: int = 4        # open sockets per API key's user
+    start_timeout_s: float = 10.0         # a /ws/voice socket that sends no session.start is closed
+    max_text_bytes: int = 1_500_000       # one JSON event (a voice reference is ≤ 1 MB of base64)
+    ws_max_bytes: int = 8 * 1024 * 1024   # a bigger frame closes the socket (1009); up to it: an error event
+    max_errors_per_s: int = 5             # error events per session per second; the rest are summarised
+
     # Audio in: PCM16 mono 16 kHz
     input_sample_rate: int = 16000
     max_frame_bytes: int = 32000          # 1 s per binary frame at most

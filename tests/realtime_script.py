@@ -69,13 +69,13 @@ async def turn_barge_in_cancel(driver: Driver, speech: list[bytes]) -> dict:
     assert reply.strip() and driver.audio_of(first["response"]["id"]) > 24000 * 2 * 0.5
     await driver.say(speech[1])
     await driver.nth("response.created", 2)
-    await driver.wait_until(lambda: driver.of(driver.audio_delta)[-1]["response_id"] != first["response"]["id"])
+    await driver.wait_until(lambda: driver.of(driver.audio_delta)[-1]["response_id"] != first["response"]["id"], 120)
     await driver.say(speech[2])  # barge-in: speaks over the second answer
     second = (await driver.nth("response.done", 2))["response"]
     assert second["status"] == "cancelled" and second["status_details"]["reason"] == "turn_detected", second
     third_created = await driver.nth("response.created", 3)
     third_id = third_created["response"]["id"]
-    await driver.wait_until(lambda: driver.audio_of(third_id) > 0)
+    await driver.wait_until(lambda: driver.audio_of(third_id) > 0, 120)
     await driver.cancel()
     third = (await driver.nth("response.done", 3, timeout=30))["response"]
     assert third["id"] == third_id and third["status"] == "cancelled", third

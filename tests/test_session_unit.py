@@ -205,3 +205,17 @@ def test_history_window_keeps_a_stable_prefix():
     starts = [w[0] for w in windows]
     assert sum(a != b for a, b in zip(starts, starts[1:])) <= 20 // 3 + 1  # the start moves in blocks
     assert visible_history(history, 0) == []
+
+
+async def test_an_error_flood_is_summarised_and_audio_after_end_is_refused():
+    h = Harness(FakeGateway(), max_errors_per_s=5)
+    await h.start()
+    for _ in range(200):
+        await h.session.handle_audio(b"\x00")  # odd length: one error each
+    summary = await h.wait_for("error", code="too_many_errors", timeout=3)
+    assert "195 more errors" in summary["message"]
+    assert len(h.of("error")) == 6
+    await h.session.handle_text(json.dumps({"type": "session.end"}))
+    await h.session.handle_audio(QUIET)
+    assert (await h.wait_for("error", code="session_ended"))["message"]
+    await h.session.handle_text("x" * 2_000_000)  # still one clear error, never a dropped socket

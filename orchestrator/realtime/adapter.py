@@ -107,6 +107,8 @@ class RealtimeConnection:
 
     # ---------------------------------------------------------------- client → server
     async def handle_text(self, raw: str) -> None:
+        if len(raw) > self.cfg.max_text_bytes:
+            return await self.error("event_too_large", f"an event of {len(raw)} characters > {self.cfg.max_text_bytes}")
         try:
             event = json.loads(raw)
         except ValueError:

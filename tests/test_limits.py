@@ -1,0 +1,65 @@
+"""Bounded resources on a real app: session caps (server and per key), sockets that never start a
+session, oversized events. Each limit refuses with an error event the client can read."""
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+import websockets
+
+from benchmarks.stack import AppServer, make_settings
+from orchestrator.client import VoiceClient
+
+ALICE, BOB = "limits-alice-key-0123456789", "limits-bob-key-0123456789"
+
+
+@pytest.fixture(scope="module")
+def app(triton, tmp_path_factory):
+    settings = make_settings(triton, tmp_path_factory.mktemp("limits"), api_keys=f"{ALICE}:alice,{BOB}:bob",
+                             max_sessions=2, max_sessions_per_user=1, start_timeout_s=1.0)
+    with AppServer(settings) as server:
+        yield server
+
+
+def sid() -> str:
+    return f"lim-{uuid.uuid4().hex}"
+
+
+async def refused(app, key: str) -> dict:
+    async with VoiceClient(app.ws, sid(), api_key=key) as client:
+        error = await client.wait_for("error", timeout=10)
+        await asyncio.wait_for(client.ws.wait_closed(), 10)
+        assert client.ws.close_code == 1013
+        return error
+
+
+async def test_session_caps_per_key_and_per_server(app):
+    async with VoiceClient(app.ws, sid(), api_key=ALICE) as alice:
+        await alice.start(None)
+        assert (await refused(app, ALICE))["code"] == "server_busy"  # one per key
+        async with VoiceClient(app.ws, sid(), api_key=BOB) as bob:
+            await bob.start(None)
+            error = await refused(app, BOB)  # the server's two are taken
+            assert error["code"] == "server_busy" and "server" in error["message"]
+    async with VoiceClient(app.ws, sid(), api_key=ALICE) as again:  # closed sessions free their places
+        await again.start(None)
+
+
+async def test_a_socket_that_never_starts_is_closed(app):
+    async with VoiceClient(app.ws, sid(), api_key=ALICE) as idle:
+        assert (await idle.wait_for("error", timeout=5))["code"] == "start_timeout"
+        await asyncio.wait_for(idle.ws.wait_closed(), 5)
+        assert idle.ws.close_code == 4408
+
+
+async def test_an_oversized_event_gets_an_error_and_the_session_goes_on(app):
+    async with VoiceClient(app.ws, sid(), api_key=ALICE) as client:
+        await client.ws.send("{" + "x" * 3_000_000 + "}")
+        assert (await client.wait_for("error", timeout=10))["code"] == "frame_too_large"
+        assert (await client.start(None))["user_id"] == "alice"
+    headers = {"Authorization": f"Bearer {BOB}"}
+    async with websockets.connect(f"{app.ws}/v1/realtime", additional_headers=headers, max_size=None) as ws:
+        await ws.recv()  # session.created
+        await ws.send("{" + "x" * 3_000_000 + "}")
+        assert '"event_too_large"' in await asyncio.wait_for(ws.recv(), 10)
