@@ -54,7 +54,7 @@ class Settings(BaseSettings):
     start_timeout_s: float = 10.0         # a /ws/voice socket that sends no session.start is closed
     max_text_bytes: int = 1_500_000       # one JSON event (a voice reference is ≤ 1 MB of base64)
     ws_max_bytes: int = 8 * 1024 * 1024   # a bigger frame closes the socket (1009); up to it: an error event
-    max_errors_per_s: int = 5             # error events per session per second; the rest are summarised
+    max_errors_per_s: int = 20            # error events per session per second; the rest are summarised
 
     # Audio in: PCM16 mono 16 kHz
     input_sample_rate: int = 16000
