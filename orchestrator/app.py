@@ -73,7 +73,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         db = Database(settings.database_url)
         await db.init()
         memory = await asyncio.to_thread(VectorMemory, settings.milvus_uri, settings.milvus_collection)
-        gateway = TritonGateway(settings.triton_url, lazy_load=settings.lazy_load, timeout_s=settings.triton_timeout_s)
+        gateway = TritonGateway(settings.triton_url, lazy_load=settings.lazy_load, timeout_s=settings.triton_timeout_s,
+                                stream_gap_s=settings.triton_stream_gap_s)
         app.state.services = Services(settings, gateway, db, memory)
         log.info("orchestrator up: triton=%s db=%s milvus=%s", settings.triton_url,
                  db.engine.url.render_as_string(hide_password=True), settings.milvus_uri)
@@ -225,6 +226,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         db_ok, vec_ok, triton_ok = await asyncio.gather(svc.db.ping(), svc.memory.ping(), svc.gateway.server_ready())
         names = enabled_models(settings)
         models = await svc.gateway.model_status(names) if triton_ok else {n: {"ready": False} for n in names}
+        for name in svc.gateway.broken & set(models):  # its process died: Triton still says READY
+            models[name] |= {"ready": False, "state": "RELOADING"}
         for status in models.values():  # LAZY_LOAD: present in the repository but not loaded yet is fine
             status["ok"] = status["ready"] or (settings.lazy_load and status.get("state") in ("UNAVAILABLE", "UNKNOWN")
                                                and "unloaded" in status.get("reason", "unloaded"))

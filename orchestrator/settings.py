@@ -36,6 +36,7 @@ class Settings(BaseSettings):
     embedder_model: str = "embedder"
     stt_window_s: int = 0   # Whisper's encoder window for finals: 0 = 15 s when the utterance fits, else 30
     triton_timeout_s: float = 60.0
+    triton_stream_gap_s: float = 20.0   # a stream silent this long fails (and its model is reloaded)
 
     # HTTP
     host: str = "127.0.0.1"

@@ -53,13 +53,55 @@ def _input(name: str, array: np.ndarray) -> InferInput:
     return tensor
 
 
+BROKEN_STUB = ("is not healthy", "Stub process")  # Triton's words for a model whose process died
+
+
 class TritonGateway:
-    def __init__(self, url: str, *, lazy_load: bool = False, timeout_s: float = 60.0):
-        self.url, self.lazy_load, self.timeout_s = url, lazy_load, timeout_s
+    def __init__(self, url: str, *, lazy_load: bool = False, timeout_s: float = 60.0, stream_gap_s: float = 20.0):
+        self.url, self.lazy_load, self.timeout_s, self.stream_gap_s = url, lazy_load, timeout_s, stream_gap_s
         self.client = grpcaio.InferenceServerClient(url)
         self._load_locks: dict[str, asyncio.Lock] = {}
+        self.broken: set[str] = set()          # models being healed (reloaded): not ready for health
+        self._healing: dict[str, asyncio.Task] = {}
+
+    def _heal(self, model: str, why: str) -> None:
+        """A model whose process died (or went silent mid-stream) is reloaded in the background;
+        Triton itself keeps calling it READY."""
+        if model in self._healing:
+            return
+        log.error("model %s is broken (%s): reloading it", model, why)
+        self.broken.add(model)
+
+        async def reload() -> None:
+            try:  # load_model alone keeps a loaded model whose process died as it is: unload first
+                await asyncio.wait_for(self._unload_and_load(model), 300)
+                self.broken.discard(model)
+                log.info("model %s reloaded", model)
+            except (InferenceServerException, asyncio.TimeoutError) as exc:
+                log.error("reloading %s failed: %s", model, exc)
+            finally:
+                self._healing.pop(model, None)
+
+        self._healing[model] = asyncio.create_task(reload())
+
+    async def _unload_and_load(self, model: str) -> None:
+        # the dead instance stays UNLOADING for good (its in-flight request never ends); a load after the
+        # unload starts a fresh instance at once (Triton 2.51)
+        await self.client.unload_model(model)
+        for _ in range(10):
+            if (await self.model_status([model]))[model]["state"] != "READY":
+                break
+            await asyncio.sleep(0.2)
+        await self.client.load_model(model)
+
+    def _error(self, model: str, message: str) -> TritonCallError:
+        if any(marker in message for marker in BROKEN_STUB):
+            self._heal(model, message)
+        return TritonCallError(model, message)
 
     async def close(self) -> None:
+        for task in list(self._healing.values()):
+            task.cancel()
         await self.client.close()
 
     # ------------------------------------------------------------ readiness and model control
@@ -111,7 +153,7 @@ class TritonGateway:
         try:
             result = await self.client.infer(model, inputs, client_timeout=self.timeout_s)
         except InferenceServerException as exc:
-            raise TritonCallError(model, exc.message() or str(exc)) from None
+            raise self._error(model, exc.message() or str(exc)) from None
         return result, {name: result.as_numpy(name) for name in outputs}
 
     async def vad(self, model: str, window: np.ndarray, state: np.ndarray) -> tuple[float, np.ndarray]:
@@ -145,10 +187,17 @@ class TritonGateway:
         responses = self.client.stream_infer(requests())
         finished = False
         try:
-            async for result, error in responses:
+            while True:
+                try:  # a stream that goes silent (a dead or stalled model process) fails, never hangs
+                    result, error = await asyncio.wait_for(anext(responses), self.stream_gap_s)
+                except StopAsyncIteration:
+                    return
+                except asyncio.TimeoutError:
+                    self._heal(model, f"no response for {self.stream_gap_s:g} s")
+                    raise TritonCallError(model, f"no response for {self.stream_gap_s:g} s") from None
                 if error is not None:
                     finished = True
-                    raise TritonCallError(model, error.message() if hasattr(error, "message") else str(error))
+                    raise self._error(model, error.message() if hasattr(error, "message") else str(error))
                 response = result.get_response()
                 final = response.parameters["triton_final_response"].bool_param \
                     if "triton_final_response" in response.parameters else False

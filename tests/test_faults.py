@@ -1,0 +1,74 @@
+"""Faults injected for real: the `llm` model process is SIGKILLed mid-answer. The client gets an
+`error` and `response.done {status: failed}` within the stream gap timeout, health reports the model
+as not ready while the orchestrator has Triton reload it, and the next turn is answered."""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import websockets
+
+from benchmarks.stack import AppServer, make_settings
+from tests.test_shutdown import processes
+from triton_models.launcher import TritonServer
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    with TritonServer(ROOT / "model_repository", http_port=18700, grpc_port=18701, metrics_port=18702,
+                      load_models=["vad", "embedder", "llm"]) as triton:
+        settings = make_settings(triton, tmp_path_factory.mktemp("faults"), stt_enabled=False, tts_enabled=False,
+                                 llm_max_tokens=200, max_reply_sentences=0, triton_stream_gap_s=5.0)
+        with AppServer(settings) as app:
+            yield triton, app
+
+
+async def ask(ws, text: str) -> None:
+    await ws.send(json.dumps({"type": "conversation.item.create", "item": {
+        "type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}}))
+    await ws.send(json.dumps({"type": "response.create"}))
+
+
+async def next_of(ws, *types: str, timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        event = json.loads(await asyncio.wait_for(ws.recv(), max(0.1, deadline - time.monotonic())))
+        if event["type"] in types:
+            return event
+
+
+async def test_killed_llm_process_fails_the_turn_cleanly_and_is_reloaded(stack):
+    triton, app = stack
+    async with websockets.connect(f"{app.ws}/v1/realtime") as ws:
+        await next_of(ws, "session.created")
+        await ask(ws, "한국의 역사에 대해 아주 길고 자세하게 이야기해 주세요.")
+        await next_of(ws, "response.output_audio_transcript.delta", timeout=120)
+        stubs = [pid for pid, (ppid, cmd) in processes().items()
+                 if ppid == triton.proc.pid and "backend_stub" in cmd and "/llm/" in cmd]
+        assert len(stubs) == 1
+        killed_at = time.monotonic()
+        os.kill(stubs[0], signal.SIGKILL)
+        error = await next_of(ws, "error", timeout=30)
+        done = await next_of(ws, "response.done", timeout=30)
+        print(f"\nfailed {time.monotonic() - killed_at:.1f} s after the kill: {error['error']['message']}")
+        assert done["response"]["status"] == "failed" and error["error"]["type"] == "server_error"
+        async with httpx.AsyncClient() as http:
+            states = []
+            for _ in range(300):  # health says so while the model is reloaded, then recovers
+                r = await http.get(f"{app.http}/api/health/")
+                states.append((r.status_code, r.json()["models"]["llm"]["ready"]))
+                if r.status_code == 200 and (503, False) in states:
+                    break
+                await asyncio.sleep(0.5)
+        assert (503, False) in states and states[-1] == (200, True), states[-5:]
+        await ask(ws, "안녕하세요!")
+        again = await next_of(ws, "response.done", timeout=120)
+        assert again["response"]["status"] == "completed", again
