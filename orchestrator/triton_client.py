@@ -177,8 +177,10 @@ class TritonGateway:
 
     # ------------------------------------------------------------ streaming models
     async def stream(self, model: str, inputs: list[InferInput], data_output: str,
-                     request_id: str = "") -> AsyncIterator[StreamItem]:
-        """Yield responses of one decoupled request; cancels the request if the consumer stops early."""
+                     request_id: str = "", gap_s: float | None = None) -> AsyncIterator[StreamItem]:
+        """Yield responses of one decoupled request; cancels the request if the consumer stops early.
+        `gap_s` (default: the gateway's) bounds the silence between two responses."""
+        gap_s = gap_s or self.stream_gap_s
         await self.ensure_loaded(model)
 
         async def requests():
@@ -189,12 +191,12 @@ class TritonGateway:
         try:
             while True:
                 try:  # a stream that goes silent (a dead or stalled model process) fails, never hangs
-                    result, error = await asyncio.wait_for(anext(responses), self.stream_gap_s)
+                    result, error = await asyncio.wait_for(anext(responses), gap_s)
                 except StopAsyncIteration:
                     return
                 except asyncio.TimeoutError:
-                    self._heal(model, f"no response for {self.stream_gap_s:g} s")
-                    raise TritonCallError(model, f"no response for {self.stream_gap_s:g} s") from None
+                    self._heal(model, f"no response for {gap_s:g} s")
+                    raise TritonCallError(model, f"no response for {gap_s:g} s") from None
                 if error is not None:
                     finished = True
                     raise self._error(model, error.message() if hasattr(error, "message") else str(error))
@@ -226,7 +228,8 @@ class TritonGateway:
         inputs = [_input("REFERENCE", pcm.astype(np.int16).reshape(-1)),
                   _input("OPTIONS", json_array({"enroll": voice_id, "reference_rate": rate}))]
         info: dict = {}
-        async for item in self.stream(model, inputs, "AUDIO"):
+        # a voice fit answers once, at the end (tens of seconds on a CPU): only a generous bound
+        async for item in self.stream(model, inputs, "AUDIO", gap_s=max(self.timeout_s, 600.0)):
             if "voice" in item.info:
                 info = {**item.info, "model_version": item.model_version}
         return info
