@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.triton_client import TritonGateway
+from tests.test_shutdown import processes
 from triton_models.launcher import TritonServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -21,15 +22,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def llm_stubs(repo: Path) -> list[str]:
     """Command lines of this repository's live llm stub processes."""
-    out = []
-    for proc in Path("/proc").iterdir():
-        try:
-            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if "triton_python_backend_stub" in cmd and f"{repo}/llm/" in cmd:
-            out.append(cmd)
-    return out
+    return [cmd for _ppid, cmd in processes().values()
+            if "triton_python_backend_stub" in cmd and f"{repo}/llm/" in cmd]
 
 
 async def settle(repo: Path, timeout: float = 90) -> list[str]:

@@ -34,24 +34,26 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:22]}"
 
 
+DIALECT_NAMES = {  # name -> (GA, beta)
+    "audio_delta": ("response.output_audio.delta", "response.audio.delta"),
+    "audio_done": ("response.output_audio.done", "response.audio.done"),
+    "transcript_delta": ("response.output_audio_transcript.delta", "response.audio_transcript.delta"),
+    "transcript_done": ("response.output_audio_transcript.done", "response.audio_transcript.done"),
+    "text_delta": ("response.output_text.delta", "response.text.delta"),
+    "text_done": ("response.output_text.done", "response.text.done"),
+    "item_added": ("conversation.item.added", "conversation.item.created"),
+    "audio_part": ("output_audio", "audio"),
+    "text_part": ("output_text", "text"),
+}
+
+
 @dataclass
 class Names:
     """Event and content names that differ between the dialects."""
     beta: bool
 
     def __getattr__(self, name: str) -> str:
-        ga, beta = {
-            "audio_delta": ("response.output_audio.delta", "response.audio.delta"),
-            "audio_done": ("response.output_audio.done", "response.audio.done"),
-            "transcript_delta": ("response.output_audio_transcript.delta", "response.audio_transcript.delta"),
-            "transcript_done": ("response.output_audio_transcript.done", "response.audio_transcript.done"),
-            "text_delta": ("response.output_text.delta", "response.text.delta"),
-            "text_done": ("response.output_text.done", "response.text.done"),
-            "item_added": ("conversation.item.added", "conversation.item.created"),
-            "audio_part": ("output_audio", "audio"),
-            "text_part": ("output_text", "text"),
-        }[name]
-        return beta if self.beta else ga
+        return DIALECT_NAMES[name][self.beta]
 
 
 @dataclass

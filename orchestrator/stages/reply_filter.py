@@ -11,6 +11,10 @@ from __future__ import annotations
 import re
 from difflib import SequenceMatcher
 
+from RealTime_zeroshot_TTS_ko.text.splitter import CLOSERS, TERMINATORS
+
+SENTENCE_ENDS = TERMINATORS + CLOSERS  # a piece ending with one of these completes a sentence
+
 MEMORY_LABELS = re.compile(r"</?기억>|</?참고>|사용자가 (전에 )?(한 )?말(함)?\s*[:：]|비서가 (전에 )?(한 )?말(함)?\s*[:：]|"
                            r"이전 대화에서 기억나는 내용\s*[:：]?")
 EMOJI = re.compile(r"[\U0001F000-\U0001FAFF\u2600-\u27BF\u2B00-\u2BFF\uFE0F\u200D]")
@@ -73,9 +77,9 @@ class ReplyGuard:
             return ""
         if self.recites(text) or self.echoes(text):
             self.dropped.append(text)
-            self.sentence = "" if text[-1] in ".!?。？！" else self.sentence
+            self.sentence = "" if text[-1] in SENTENCE_ENDS else self.sentence
             return ""
-        self.sentence = "" if text[-1] in ".!?。？！" else self.sentence + _compact(text)
+        self.sentence = "" if text[-1] in SENTENCE_ENDS else self.sentence + _compact(text)
         return text
 
 

@@ -12,12 +12,11 @@ from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable
 
-from RealTime_zeroshot_TTS_ko.text.splitter import CLOSERS, TERMINATORS, SentenceSplitter
+from RealTime_zeroshot_TTS_ko.text.splitter import SentenceSplitter
 from orchestrator.metrics import TurnClock
-from orchestrator.stages.reply_filter import ReplyGuard
+from orchestrator.stages.reply_filter import SENTENCE_ENDS, ReplyGuard
 
 log = logging.getLogger("orchestrator.respond")
-ENDS = TERMINATORS + CLOSERS  # a piece ending with one of these completes a sentence
 
 
 @dataclass
@@ -68,7 +67,7 @@ async def respond(gateway, *, llm_model: str, tts_model: str | None, messages: l
                     clock.mark("llm_first_token")
                     for sentence in splitter.push(delta):
                         if await speak(sentence):
-                            finished += sentence.rstrip()[-1] in ENDS
+                            finished += sentence.rstrip()[-1] in SENTENCE_ENDS
                     if max_sentences and finished >= max_sentences:
                         splitter.buffer = ""
                         result.llm = {"status": "stopped", "sentences": finished}
