@@ -32,7 +32,7 @@ def reference_voice() -> np.ndarray:
 
 async def run_triton(url: str, sentences: list[str], ref24: np.ndarray) -> dict:
     from orchestrator.triton_client import TritonGateway
-    from RealTime_zeroshot_TTS_ko.voices import similarity, speaker_embedding
+    from RealTime_zeroshot_TTS_ko.voice_fit import similarity, speaker_embedding
 
     gw = TritonGateway(url)
     rows = []

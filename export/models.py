@@ -114,10 +114,13 @@ def export_tts(repo: Path, engine: str = "kokoro", melo_dir: str | None = None, 
             | ({"bert": Path(bert_dir)} if bert_dir else {})
         spec = replace(TTS, params={**TTS.params, "engine": "melo", "weights": ".", "sample_rate": "44100"})
         return write_model(repo, spec, files, **kw)
-    from RealTime_zeroshot_TTS_ko.engines.kokoro import package_weights
+    from RealTime_zeroshot_TTS_ko.engines.kokoro import KokoroEngine, package_weights
 
     w = package_weights()
-    files = {"kokoro/kokoro.onnx": w["model"], "kokoro/vocab.json": w["vocab"], "kokoro/voices.npz": w["voices"]}
+    # the voice space zero-shot fits search (voice_fit.py): a few minutes once, cached per recipe
+    space = KokoroEngine.from_packages().voice_space_file()
+    files = {"kokoro/kokoro.onnx": w["model"], "kokoro/vocab.json": w["vocab"], "kokoro/voices.npz": w["voices"],
+             "kokoro/voice_space.npz": space}
     return write_model(repo, TTS, files, **kw)
 
 

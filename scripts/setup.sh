@@ -67,6 +67,9 @@ $PIP uninstall -y typing >/dev/null 2>&1 || true
 # ---------------------------------------------------------------- model repository
 missing=()
 for m in stt vad embedder tts llm; do [ -f "model_repository/$m/config.pbtxt" ] || missing+=("$m"); done
+# a Kokoro tts exported before zero-shot fits had their voice space gets it now
+if [ -f model_repository/tts/config.pbtxt ] && ls model_repository/tts/*/kokoro/voices.npz >/dev/null 2>&1 \
+   && ! ls model_repository/tts/*/kokoro/voice_space.npz >/dev/null 2>&1; then missing+=(tts); fi
 if [ ${#missing[@]} -gt 0 ]; then
   log "exporting ${missing[*]} into model_repository/"
   "$VENV/bin/python" -m export "${missing[@]}"

@@ -74,7 +74,8 @@ class TtsService:
 
     def enroll(self, voice_id: str, reference: np.ndarray, rate: int) -> dict:
         t0 = time.perf_counter()
-        info = self.engine.enroll(voice_id, reference.astype(np.float32) / 32768.0, rate)
+        info = self.engine.enroll(voice_id, reference.astype(np.float32) / 32768.0, rate,
+                                  pause=self.priority.yield_to_critical)  # background work
         return {**info, "enroll_ms": round((time.perf_counter() - t0) * 1000, 1)}
 
 

@@ -39,7 +39,7 @@ class TtsEngine(ABC):
         except KeyError as exc:
             raise ValueError(str(exc)) from None
 
-    def enroll(self, voice_id: str, reference: np.ndarray, sr: int) -> dict:
+    def enroll(self, voice_id: str, reference: np.ndarray, sr: int, pause=None) -> dict:
         """Zero-shot voice from a reference clip; engines that can, override this."""
         raise ValueError("this TTS engine has no zero-shot voices")
 

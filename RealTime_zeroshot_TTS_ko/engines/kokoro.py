@@ -6,6 +6,7 @@ model repository and this engine loads them from there (or from the packages whe
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from pathlib import Path
 from typing import Iterator
@@ -14,8 +15,10 @@ import numpy as np
 
 from RealTime_zeroshot_TTS_ko.engines.base import SynthChunk, TtsEngine
 from RealTime_zeroshot_TTS_ko.frontend import to_phonemes
-from RealTime_zeroshot_TTS_ko.voices import VoiceBank
+from RealTime_zeroshot_TTS_ko.voice_dsp import VoicePost
+from RealTime_zeroshot_TTS_ko.voices import VoiceBank, VoiceProfile
 
+log = logging.getLogger("tts.kokoro")
 SAMPLE_RATE = 24000
 MAX_TOKENS = 500
 FRAME = 600  # audio samples per aligned text frame (25 ms)
@@ -43,9 +46,12 @@ class SplitKokoro:
     def features(self, feeds: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return tuple(self.front.run(None, feeds))
 
-    def decode(self, feats, style: np.ndarray, start: int, end: int) -> np.ndarray:
+    def decode(self, feats, style: np.ndarray, start: int, end: int, f0_scale: float = 1.0) -> np.ndarray:
+        """Audio of frames [start, end). f0_scale moves the predicted pitch curve before the decoder's
+        harmonic source and F0 features see it: a pitch change without a phase vocoder's artefacts."""
         asr, f0, n = feats
-        out = self.decoder.run(None, {DECODER_INPUTS[0]: asr[:, :, start:end], DECODER_INPUTS[1]: f0[:, 2 * start:2 * end],
+        f0 = f0[:, 2 * start:2 * end] * np.float32(f0_scale)
+        out = self.decoder.run(None, {DECODER_INPUTS[0]: asr[:, :, start:end], DECODER_INPUTS[1]: f0,
                                       DECODER_INPUTS[2]: n[:, 2 * start:2 * end], "style": style})[0]
         return np.asarray(out, np.float32).reshape(-1)
 
@@ -79,7 +85,9 @@ class KokoroEngine(TtsEngine):
         self.split = SplitKokoro(model, opts, providers)
         self.vocab: dict[str, int] = json.loads(Path(vocab).read_text(encoding="utf-8"))["vocab"]
         self.voices = VoiceBank.from_npz(voices, voice_dir)
+        self.weights_dir = Path(model).parent if Path(model).parent.joinpath("voices.npz").exists() else None
         self._lock = threading.Lock()
+        self._space, self._space_lock = None, threading.Lock()
 
     @classmethod
     def from_dir(cls, weights_dir: Path, **kwargs) -> "KokoroEngine":
@@ -93,79 +101,104 @@ class KokoroEngine(TtsEngine):
     def tokens(self, phonemes: str) -> list[int]:
         return [self.vocab[c] for c in phonemes if c in self.vocab]
 
-    def _features(self, tokens: list[int], voice: str, speed: float | None):
-        """The text side of one call: (decoder input features, style)."""
-        profile = self.voices.get(voice)
+    def profile(self, voice: str | VoiceProfile) -> VoiceProfile:
+        """A voice by name, or a profile given as it is (a fit's candidates: never entered in the bank)."""
+        return voice if isinstance(voice, VoiceProfile) else self.voices.get(voice)
+
+    def _features(self, tokens: list[int], voice: str | VoiceProfile, speed: float | None):
+        """The text side of one call: (decoder input features, style, the profile's F0 scale)."""
+        profile = self.profile(voice)
         style = profile.style[min(len(tokens), len(profile.style)) - 1].reshape(1, 256).astype(np.float32)
         feeds = {"tokens": np.array([[0, *tokens, 0]], np.int64), "style": style,
-                 "speed": np.array([speed or profile.speed], dtype=np.float32)}
+                 "speed": np.array([(speed or profile.speed) / profile.formant], dtype=np.float32)}
         with self._lock:  # one ORT session pair, serialised
-            return self.split.features(feeds), style
+            return self.split.features(feeds), style, profile.f0_scale
 
-    def decode(self, tokens: list[int], voice: str = "default", speed: float | None = None) -> np.ndarray:
+    def decode(self, tokens: list[int], voice: str | VoiceProfile = "default", speed: float | None = None) -> np.ndarray:
         """One model call: the raw 24 kHz audio, lead-in and tail silence included."""
-        feats, style = self._features(tokens, voice, speed)
+        feats, style, f0_scale = self._features(tokens, voice, speed)
         with self._lock:
-            return self.split.decode(feats, style, 0, feats[0].shape[-1])
+            return self.split.decode(feats, style, 0, feats[0].shape[-1], f0_scale)
 
-    def decode_windowed(self, tokens: list[int], voice: str = "default",
+    def decode_windowed(self, tokens: list[int], voice: str | VoiceProfile = "default",
                         speed: float | None = None) -> Iterator[tuple[np.ndarray, bool]]:
         """The same call as `decode`, in two parts (audio, is_last): the lead-in and the first
         `first_window_frames` of speech (with `right_context_frames` more decoded and dropped) come
         first; the rest is the one-call decode, joined by a crossfade. The decoder's instance norms see
         a window, not the utterance, so the first part is close to, not equal to, the one-call audio
         (CER and seam: tests/test_tts_window.py, benchmarks/tts_first_chunk.py)."""
-        feats, style = self._features(tokens, voice, speed)
+        feats, style, f0_scale = self._features(tokens, voice, speed)
         energy = feats[2].reshape(-1)[::2]  # N, the predicted energy per frame: speech starts where it rises
         total = len(energy)
         cut = int(np.argmax(energy > energy.max() - 3.0)) + self.first_window_frames
         if total - cut < self.right_context_frames:  # a short phrase: one call is as fast
             with self._lock:
-                yield self.split.decode(feats, style, 0, total), True
+                yield self.split.decode(feats, style, 0, total, f0_scale), True
             return
         fade = self.crossfade
         with self._lock:
-            first = self.split.decode(feats, style, 0, cut + self.right_context_frames)
+            first = self.split.decode(feats, style, 0, cut + self.right_context_frames, f0_scale)
         yield first[: cut * FRAME - fade], False
         # the rest is the one-call decode: a window starting later carries another sine-source phase
         # (correlation 0.1-0.2 with the one-call audio at the seam on voiced frames), audible when joined
         with self._lock:
-            rest = self.split.decode(feats, style, 0, total)
+            rest = self.split.decode(feats, style, 0, total, f0_scale)
         offset = cut * FRAME
         ramp = np.linspace(0.0, 1.0, fade, dtype=np.float32)
         seam = first[offset - fade: offset] * (1 - ramp) + rest[offset - fade: offset] * ramp
         yield np.concatenate([seam, rest[offset:]]), True
 
-    def phrase(self, phonemes: str, voice: str = "default", speed: float | None = None,
+    def phrase(self, phonemes: str, voice: str | VoiceProfile = "default", speed: float | None = None,
                windowed: bool = False) -> Iterator[tuple[np.ndarray, bool]]:
         """Audio of one phrase, silence trimmed at its two ends: one part, or two when `windowed`."""
         tokens = self.tokens(phonemes)[:MAX_TOKENS]
         if not tokens:
             return
-        profile = self.voices.get(voice)
-        parts = self.decode_windowed(tokens, voice, speed) if windowed else iter([(self.decode(tokens, voice, speed), True)])
+        profile = self.profile(voice)
+        parts = self.decode_windowed(tokens, profile, speed) if windowed else iter([(self.decode(tokens, profile, speed), True)])
+        post = VoicePost(profile.formant, profile.eq_gains, SAMPLE_RATE)
         first = True
         for audio, last in parts:
-            audio = trim_silence(audio, start=first, end=last)
-            if abs(profile.pitch_semitones) > 0.25 and len(audio):  # fitted voices: the reference's pitch
-                import librosa
-
-                audio = librosa.effects.pitch_shift(audio, sr=SAMPLE_RATE, n_steps=profile.pitch_semitones)
-            yield audio, last
+            yield post(trim_silence(audio, start=first, end=last), last), last
             first = False
 
-    def synth_phonemes(self, phonemes: str, voice: str = "default", speed: float | None = None) -> np.ndarray:
+    def synth_phonemes(self, phonemes: str, voice: str | VoiceProfile = "default", speed: float | None = None) -> np.ndarray:
         parts = [audio for audio, _ in self.phrase(phonemes, voice, speed)]
         return parts[0] if parts else np.zeros(0, np.float32)
 
-    def enroll(self, voice_id: str, reference: np.ndarray, sr: int) -> dict:
-        """Zero-shot voice: fit a style to the reference clip (voices.fit_voice) and keep it."""
-        from RealTime_zeroshot_TTS_ko.voices import fit_voice
+    def voice_space_file(self) -> Path:
+        """The voice space fits search: beside the weights (written by `export tts`), else in the user
+        cache, else built now (minutes, once) into the cache."""
+        from RealTime_zeroshot_TTS_ko.voice_fit import VoiceSpace, space_cache_path
 
-        profile = fit_voice(self, reference, sr)
+        beside = self.weights_dir / "voice_space.npz" if self.weights_dir else None
+        if beside is not None and beside.exists():
+            return beside
+        cached = space_cache_path(self)
+        if not cached.exists():
+            log.warning("no voice space beside the weights: building one (export tts does this ahead)")
+            VoiceSpace.build(self).save(cached)
+        return cached
+
+    def voice_space(self):
+        from RealTime_zeroshot_TTS_ko.voice_fit import VoiceSpace
+
+        with self._space_lock:
+            if self._space is None:
+                self._space = VoiceSpace.load(self.voice_space_file(), self)
+            return self._space
+
+    def enroll(self, voice_id: str, reference: np.ndarray, sr: int, pause=None) -> dict:
+        """Zero-shot voice: fit a style, formant, equaliser, pitch and rate to the reference clip
+        (voice_fit) and keep it. `pause()` is called between steps (background work yields there)."""
+        from RealTime_zeroshot_TTS_ko.voice_fit import fit_voice
+
+        self.voices.check_id(voice_id)
+        profile = fit_voice(self, self.voice_space(), reference, sr, pause=pause)
         self.voices.add(voice_id, profile)
         return {"voice": voice_id, "similarity": round(profile.similarity, 4), "speed": round(profile.speed, 3),
-                "pitch_semitones": round(profile.pitch_semitones, 2),
+                "pitch_semitones": round(profile.pitch_semitones, 2), "formant": round(profile.formant, 3),
+                "equaliser": profile.eq_gains is not None,
                 "weights": {k: round(v, 3) for k, v in profile.weights.items()}}
 
     def stream(self, text: str, voice: str = "default", speed: float | None = None,

@@ -190,7 +190,7 @@ class MeloOpenVoiceEngine(TtsEngine):
                 audio = self.convert(audio, target)
         yield SynthChunk(np.clip(audio, -1, 1).astype(np.float32), text, last=True)
 
-    def enroll(self, voice_id: str, reference: np.ndarray, sr: int) -> dict:
+    def enroll(self, voice_id: str, reference: np.ndarray, sr: int, pause=None) -> dict:
         if self.converter is None:
             raise ValueError("zero-shot voices need the OpenVoice converter checkpoint")
         with self._lock:

@@ -1,0 +1,296 @@
+"""Zero-shot Kokoro voices fitted to a human reference clip.
+
+A fitted voice (VoiceProfile) is a Kokoro style table (a blend of the shipped packs, or a point near
+them in the 256-d style space), a formant factor and an equaliser (voice_dsp), a pitch offset applied to
+the decoder's F0 input, and a speaking rate. The objective is Resemblyzer (GE2E) speaker similarity;
+nothing here is tuned to a speaker:
+
+1. The reference's speech is cut into 2 s stretches that go alternately to a *fit* half and a
+   *held-out* half; each half is embedded.
+2. The voice space (`VoiceSpace`, made once per model by `export tts` and kept beside the weights):
+   styles around the packs (the packs, the stock blend, pairwise blends, and points drawn from the packs'
+   own spread), each with its audio for two sentences, so the search needs no synthesis.
+3. Search on the fit half: every style × formant factor, then an equaliser toward the fit half's
+   long-term spectrum on the best few (two strengths).
+4. The held-out half, on the other sentence, picks the winner among the best by the fit half and the
+   stock voice. Pitch and rate matching are then tried with real synthesis and kept only where they
+   raise held-out similarity.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from RealTime_zeroshot_TTS_ko.voice_dsp import band_levels, eq_gains, equalise, warp
+from RealTime_zeroshot_TTS_ko.voices import DEFAULT_BLEND, VoiceProfile
+
+log = logging.getLogger("tts.voice_fit")
+SPACE_SENTENCE = "저는 매일 아침 일곱 시에 일어나서 물을 한 잔 마십니다."   # the search's sentence
+CHECK_SENTENCE = "오늘 오후에 시장에 가서 과일과 채소를 사 왔어요."         # the held-out check's sentence
+FORMANTS = (0.84, 0.9, 0.96, 1.02, 1.1)
+EQ_STRENGTHS = (0.5, 1.0)
+SPACE_RANDOM, SPACE_SEED = 8, 0
+TIMBRE = slice(0, 128)
+REF_MIN_S, REF_MAX_S = 3.0, 30.0
+
+
+# ---------------------------------------------------------------- measures of a voice
+_encoder = None
+
+
+def speaker_encoder():
+    global _encoder
+    if _encoder is None:
+        from resemblyzer import VoiceEncoder
+
+        _encoder = VoiceEncoder(device="cpu", verbose=False)
+    return _encoder
+
+
+def speaker_embedding(audio: np.ndarray, sr: int) -> np.ndarray:
+    from resemblyzer import preprocess_wav
+
+    return speaker_encoder().embed_utterance(preprocess_wav(audio.astype(np.float32), source_sr=sr))
+
+
+def speaker_embeddings(clips16: list[np.ndarray]) -> np.ndarray:
+    """Embeddings of many 16 kHz clips of speech without long silences (our own output) in one batched
+    encoder pass: what embed_utterance gives each, without its per-call overhead."""
+    import torch
+    from resemblyzer.audio import normalize_volume, wav_to_mel_spectrogram
+
+    encoder, mels, owner = speaker_encoder(), [], []
+    for k, clip in enumerate(clips16):
+        wav = normalize_volume(clip.astype(np.float32), -30, increase_only=True)
+        wav_slices, mel_slices = encoder.compute_partial_slices(len(wav), rate=1.3, min_coverage=0.75)
+        wav = np.pad(wav, (0, max(0, wav_slices[-1].stop - len(wav))))
+        mel = wav_to_mel_spectrogram(wav)
+        mels += [mel[s] for s in mel_slices]
+        owner += [k] * len(mel_slices)
+    with torch.no_grad():
+        partial = encoder(torch.from_numpy(np.stack(mels))).numpy()
+    owner = np.array(owner)
+    out = np.stack([partial[owner == k].mean(axis=0) for k in range(len(clips16))])
+    return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+def similarity(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-9))
+
+
+def median_pitch(audio: np.ndarray, sr: int) -> float:
+    import librosa
+
+    audio = audio.astype(np.float32)
+    f0 = librosa.yin(audio, fmin=70, fmax=400, sr=sr, frame_length=1024)
+    hop = 256
+    rms = librosa.feature.rms(y=audio, frame_length=1024, hop_length=hop)[0][: len(f0)]
+    voiced = f0[(rms[: len(f0)] > 0.3 * rms.max()) & (f0 < 390)]  # loud frames only: skip unvoiced noise
+    return float(np.median(voiced)) if len(voiced) else 0.0
+
+
+def syllable_rate(audio: np.ndarray, sr: int) -> float:
+    """Energy peaks (syllable nuclei) per second of voiced audio: a rate comparable across clips."""
+    import scipy.signal as ss
+
+    hop = int(0.01 * sr)
+    frames = np.lib.stride_tricks.sliding_window_view(audio, int(0.03 * sr))[::hop]
+    env = np.sqrt((frames ** 2).mean(axis=1))
+    env = ss.savgol_filter(env, 7, 2) if len(env) > 7 else env
+    voiced = env > 0.1 * env.max()
+    peaks, _ = ss.find_peaks(env, height=0.2 * env.max(), distance=8, prominence=0.05 * env.max())
+    seconds = voiced.sum() * 0.01
+    return len(peaks) / seconds if seconds > 0.3 else 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    """One point of the search: a style of the space, a formant factor, an equaliser strength."""
+    style: int
+    formant: float = 1.0
+    eq: float = 0.0
+
+
+class VoiceSpace:
+    """Styles around the packs with their audio for SPACE_SENTENCE and CHECK_SENTENCE (24 kHz)."""
+
+    def __init__(self, names: list[str], tables: np.ndarray, weights: np.ndarray, offsets: np.ndarray,
+                 search_audio: list[np.ndarray], check_audio: list[np.ndarray]):
+        self.names, self.tables, self.weights, self.offsets = names, tables, weights, offsets
+        self.search_audio, self.check_audio = search_audio, check_audio
+
+    def profile(self, i: int) -> VoiceProfile:
+        style = np.tensordot(self.weights[i], self.tables, axes=1) + self.offsets[i][None, :]
+        return VoiceProfile(style.astype(np.float32),
+                            weights={n: round(float(w), 4) for n, w in zip(self.names, self.weights[i]) if abs(w) > 1e-3})
+
+    @staticmethod
+    def styles(names: list[str], tables: np.ndarray, seed: int = SPACE_SEED) -> tuple[np.ndarray, np.ndarray]:
+        """(weights over the packs, timbre offset) per style: the packs, the stock blend, every pair, and
+        SPACE_RANDOM points drawn around random blends (weights up to half again beyond the packs'
+        hull; offsets on the timbre half, scaled by how much the packs themselves differ there)."""
+        k = len(names)
+        weights = [np.eye(k)[i] for i in range(k)]
+        weights.append(np.array([DEFAULT_BLEND.get(n, 0.0) for n in names]))
+        weights += [(np.eye(k)[i] + np.eye(k)[j]) / 2 for i in range(k) for j in range(i + 1, k)]
+        fixed = len(weights)
+        rng = np.random.default_rng(seed)
+        for _ in range(SPACE_RANDOM):
+            w = rng.dirichlet(np.full(k, 0.5))
+            w = 1 / k + rng.uniform(1.0, 1.5) * (w - 1 / k)
+            weights.append(w / w.sum())
+        offsets = np.zeros((len(weights), tables.shape[-1]), np.float32)
+        spread = tables[:, 20:200].mean(axis=1)[:, TIMBRE].std(axis=0)
+        offsets[fixed:, TIMBRE] = rng.normal(0, 1, (SPACE_RANDOM, TIMBRE.stop)) * spread * rng.uniform(0.2, 0.6, (SPACE_RANDOM, 1))
+        return np.asarray(weights, np.float32), offsets
+
+    @classmethod
+    def build(cls, engine, progress: bool = True) -> "VoiceSpace":
+        names = sorted(engine.voices.packs)
+        tables = np.stack([engine.voices.packs[k] for k in names])
+        weights, offsets = cls.styles(names, tables)
+        space = cls(names, tables, weights, offsets, [], [])
+        search, check = engine.tokens(_phonemes(SPACE_SENTENCE)), engine.tokens(_phonemes(CHECK_SENTENCE))
+        steps = range(len(weights))
+        if progress:
+            from tqdm import tqdm
+
+            steps = tqdm(steps, desc="voice space")
+        for i in steps:
+            profile = space.profile(i)
+            space.search_audio.append(_speak(engine, search, profile))
+            space.check_audio.append(_speak(engine, check, profile))
+        return space
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp.npz")
+
+        def pack(clips):
+            return np.concatenate([(c * 32767).astype(np.int16) for c in clips]), np.array([len(c) for c in clips])
+
+        (sa, sl), (ca, cl) = pack(self.search_audio), pack(self.check_audio)
+        np.savez(tmp, names=np.array(self.names), weights=self.weights, offsets=self.offsets,
+                 search_audio=sa, search_lengths=sl, check_audio=ca, check_lengths=cl)
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path, engine) -> "VoiceSpace":
+        def unpack(audio, lengths):
+            return [a.astype(np.float32) / 32767 for a in np.split(audio, np.cumsum(lengths)[:-1])]
+
+        with np.load(str(path)) as z:
+            names = [str(n) for n in z["names"]]
+            tables = np.stack([engine.voices.packs[k] for k in names])
+            return cls(names, tables, z["weights"], z["offsets"], unpack(z["search_audio"], z["search_lengths"]),
+                       unpack(z["check_audio"], z["check_lengths"]))
+
+
+def space_cache_path(engine) -> Path:
+    """Where a built space is cached for these packs and this recipe (KOKORO_VOICE_SPACE_CACHE or ~/.cache)."""
+    import hashlib
+    import os
+
+    key = hashlib.sha256(repr((SPACE_RANDOM, SPACE_SEED, SPACE_SENTENCE, CHECK_SENTENCE)).encode())
+    for name in sorted(engine.voices.packs):
+        key.update(name.encode() + engine.voices.packs[name].tobytes())
+    root = Path(os.environ.get("KOKORO_VOICE_SPACE_CACHE") or Path.home() / ".cache" / "RealTime_zeroshot_TTS_ko")
+    return root / f"voice_space-{key.hexdigest()[:16]}.npz"
+
+
+def _phonemes(text: str) -> str:
+    from RealTime_zeroshot_TTS_ko.frontend import to_phonemes
+
+    return to_phonemes(text)
+
+
+def _speak(engine, tokens: list[int], profile: VoiceProfile) -> np.ndarray:
+    from RealTime_zeroshot_TTS_ko.engines.kokoro import trim_silence
+
+    return trim_silence(engine.decode(tokens, profile))
+
+
+def split_reference(reference: np.ndarray, sr: int) -> tuple[np.ndarray, np.ndarray]:
+    """The reference's speech (Resemblyzer's VAD) in alternate stretches of up to 2 s, at least four:
+    (fit half, held-out half)."""
+    from resemblyzer import preprocess_wav
+
+    speech = preprocess_wav(reference.astype(np.float32), source_sr=sr)  # 16 kHz, silences cut
+    if len(speech) < 2 * 16000:
+        raise ValueError("reference clip holds under 2 s of speech")
+    step = min(2 * 16000, len(speech) // 4)
+    parts = [speech[i: i + step] for i in range(0, len(speech), step)]
+    return np.concatenate(parts[0::2]), np.concatenate(parts[1::2])
+
+
+class _Scorer:
+    """Renders settings from the space's stored audio (16 kHz) and scores them, many at once."""
+
+    def __init__(self, space: VoiceSpace, fit_levels: np.ndarray):
+        self.space, self.fit_levels, self._gains = space, fit_levels, {}
+
+    def gains(self, s: Setting) -> np.ndarray | None:
+        if not s.eq:
+            return None
+        key = (s.style, s.formant, s.eq)
+        if key not in self._gains:
+            ours = band_levels(warp(self.space.search_audio[s.style], s.formant, 24000, 16000), 16000)
+            self._gains[key] = eq_gains(self.fit_levels, ours, s.eq)
+        return self._gains[key]
+
+    def scores(self, settings: list[Setting], target: np.ndarray, check: bool = False) -> dict[Setting, float]:
+        stored = self.space.check_audio if check else self.space.search_audio
+        clips = [equalise(warp(stored[s.style], s.formant, 24000, 16000), self.gains(s), 16000) for s in settings]
+        return dict(zip(settings, (speaker_embeddings(clips) @ target).tolist()))
+
+
+def fit_voice(engine, space: VoiceSpace, reference: np.ndarray, sr: int, shortlist: int = 4,
+              pause=None) -> VoiceProfile:
+    """The fitted profile; its `similarity` is to the reference's held-out half. `pause()`, when given,
+    runs before each costly step (a background fit yields to a reply's critical work there)."""
+    pause = pause or (lambda: None)
+    t0 = time.perf_counter()
+    if not REF_MIN_S <= len(reference) / sr <= REF_MAX_S:
+        raise ValueError(f"reference clip must be {REF_MIN_S:g}–{REF_MAX_S:g} s long")
+    fit_half, held_half = split_reference(reference, sr)
+    fit_target, held_target = speaker_embedding(fit_half, 16000), speaker_embedding(held_half, 16000)
+    scorer = _Scorer(space, band_levels(fit_half, 16000))
+    pause()
+    # 3. the fit half: styles × formants, then equalisers on the best few
+    fit = scorer.scores([Setting(i, f) for i in range(len(space.weights)) for f in FORMANTS], fit_target)
+    best_few = sorted(fit, key=fit.get, reverse=True)[:shortlist]
+    pause()
+    fit |= scorer.scores([dataclasses.replace(s, eq=e) for s in best_few for e in EQ_STRENGTHS], fit_target)
+    # 4. the held-out half picks among the best and the stock voice (the style after the packs)
+    stock = Setting(len(space.names))
+    held = scorer.scores([*sorted(fit, key=fit.get, reverse=True)[:shortlist], stock], held_target, check=True)
+    best = max(held, key=held.get)
+    profile = dataclasses.replace(space.profile(best.style), formant=best.formant, eq_gains=scorer.gains(best))
+
+    def held_out(p: VoiceProfile) -> tuple[float, np.ndarray]:
+        pause()
+        audio = engine.synth_phonemes(_phonemes(CHECK_SENTENCE), p)
+        return similarity(speaker_embedding(audio, engine.sample_rate), held_target), audio
+
+    sim, audio = held_out(profile)
+    ref_f0, out_f0 = median_pitch(reference, sr), median_pitch(audio, engine.sample_rate)
+    if ref_f0 and out_f0 and abs(12 * np.log2(ref_f0 / out_f0)) > 0.5:
+        pitched = dataclasses.replace(profile, pitch_semitones=float(np.clip(12 * np.log2(ref_f0 / out_f0), -12, 12)))
+        pitched_sim, pitched_audio = held_out(pitched)
+        if pitched_sim > sim:
+            sim, profile, audio = pitched_sim, pitched, pitched_audio
+    ref_rate, out_rate = syllable_rate(reference, sr), syllable_rate(audio, engine.sample_rate)
+    if ref_rate and out_rate and abs(ref_rate / out_rate - 1) > 0.05:
+        paced = dataclasses.replace(profile, speed=float(np.clip(profile.speed * ref_rate / out_rate, 0.8, 1.25)))
+        paced_sim = held_out(paced)[0]
+        if paced_sim > sim:
+            sim, profile = paced_sim, paced
+    profile.similarity = sim
+    log.info("fitted voice in %.1f s: held-out similarity %.3f (stock %.3f), style %d, formant %.2f, eq %.1f, "
+             "pitch %+.1f st, speed %.2f", time.perf_counter() - t0, sim, held[stock], best.style, best.formant,
+             best.eq, profile.pitch_semitones, profile.speed)
+    return profile
