@@ -70,7 +70,7 @@ class VoicePost:
         self.resampler = None if formant == 1.0 else soxr.ResampleStream(sr, sr / formant, 1, dtype="float32")
         self.taps = None if gains is None or not np.any(gains) else eq_taps(gains, sr)
         self.zi = np.zeros(EQ_TAPS - 1, np.float32) if self.taps is not None else None
-        self.delay = EQ_TAPS // 2 if self.taps is not None else 0  # linear phase: drop the filter's delay once
+        self.to_drop = EQ_TAPS // 2  # linear phase: the filter's delay, dropped at the start, flushed at the end
 
     def __call__(self, audio: np.ndarray, last: bool) -> np.ndarray:
         from scipy.signal import lfilter
@@ -79,9 +79,9 @@ class VoicePost:
             audio = self.resampler.resample_chunk(audio.astype(np.float32), last=last)
         if self.taps is None:
             return audio.astype(np.float32)
-        if last:  # flush the filter's tail
-            audio = np.concatenate([audio, np.zeros(self.delay, np.float32)])
+        if last:
+            audio = np.concatenate([audio, np.zeros(EQ_TAPS // 2, np.float32)])
         out, self.zi = lfilter(self.taps, [1.0], audio, zi=self.zi)
-        drop = min(self.delay, len(out))
-        self.delay -= drop
+        drop = min(self.to_drop, len(out))
+        self.to_drop -= drop
         return out[drop:].astype(np.float32)

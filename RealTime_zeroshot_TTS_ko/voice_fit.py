@@ -8,8 +8,9 @@ nothing here is tuned to a speaker:
 1. The reference's speech is cut into 2 s stretches that go alternately to a *fit* half and a
    *held-out* half; each half is embedded.
 2. The voice space (`VoiceSpace`, made once per model by `export tts` and kept beside the weights):
-   styles around the packs (the packs, the stock blend, pairwise blends, and points drawn from the packs'
-   own spread), each with its audio for two sentences, so the search needs no synthesis.
+   styles around the stock voice (moved part of the way toward each pack, and points drawn from the
+   packs' own spread), each with its audio for two sentences, so the search needs no synthesis, and
+   its CER as heard by Whisper: a style less intelligible than the stock voice is never chosen.
 3. Search on the fit half: every style × formant factor, then an equaliser toward the fit half's
    long-term spectrum on the best few (two strengths).
 4. The held-out half, on the other sentence, picks the winner among the best by the fit half and the
@@ -31,9 +32,14 @@ from RealTime_zeroshot_TTS_ko.voices import DEFAULT_BLEND, VoiceProfile
 log = logging.getLogger("tts.voice_fit")
 SPACE_SENTENCE = "저는 매일 아침 일곱 시에 일어나서 물을 한 잔 마십니다."   # the search's sentence
 CHECK_SENTENCE = "오늘 오후에 시장에 가서 과일과 채소를 사 왔어요."         # the held-out check's sentence
-FORMANTS = (0.84, 0.9, 0.96, 1.02, 1.1)
+CER_SENTENCES = ["내일은 비가 온다고 하니까 우산을 꼭 챙기세요.", "이 책은 도서관에서 빌려 온 거예요.",
+                 "우리 집 강아지는 산책을 정말 좋아합니다.", "점심으로 김치찌개를 먹을까 해요.",
+                 "다음 주 월요일에 다시 전화 드리겠습니다.", "창문을 열면 바람이 시원하게 들어와요."]
+CER_MARGIN = 0.02                     # a style may be this much less intelligible than the stock voice
+FORMANTS = (0.9, 0.95, 1.0, 1.05, 1.1)  # beyond ±10 % the CER rises (0.84: 0.21 vs 0.11)
 EQ_STRENGTHS = (0.5, 1.0)
-SPACE_RANDOM, SPACE_SEED = 8, 0
+MOVES = (0.3, 0.5)                    # how far from the stock voice toward each pack
+SPACE_RANDOM, SPACE_SEED = 4, 0
 TIMBRE = slice(0, 128)
 REF_MIN_S, REF_MAX_S = 3.0, 30.0
 
@@ -116,54 +122,64 @@ class Setting:
 
 
 class VoiceSpace:
-    """Styles around the packs with their audio for SPACE_SENTENCE and CHECK_SENTENCE (24 kHz)."""
+    """Styles around the stock voice with their audio for SPACE_SENTENCE and CHECK_SENTENCE (24 kHz)
+    and their CER on CER_SENTENCES (NaN: not measured). Style 0 is the stock voice."""
 
     def __init__(self, names: list[str], tables: np.ndarray, weights: np.ndarray, offsets: np.ndarray,
-                 search_audio: list[np.ndarray], check_audio: list[np.ndarray]):
+                 search_audio: list[np.ndarray], check_audio: list[np.ndarray], cer: np.ndarray):
         self.names, self.tables, self.weights, self.offsets = names, tables, weights, offsets
-        self.search_audio, self.check_audio = search_audio, check_audio
+        self.search_audio, self.check_audio, self.cer = search_audio, check_audio, cer
 
     def profile(self, i: int) -> VoiceProfile:
         style = np.tensordot(self.weights[i], self.tables, axes=1) + self.offsets[i][None, :]
         return VoiceProfile(style.astype(np.float32),
                             weights={n: round(float(w), 4) for n, w in zip(self.names, self.weights[i]) if abs(w) > 1e-3})
 
+    def intelligible(self) -> list[int]:
+        """The styles a fit may choose: at most CER_MARGIN less intelligible than the stock voice."""
+        if np.isnan(self.cer).any():
+            return [0]
+        return [i for i in range(len(self.weights)) if self.cer[i] <= self.cer[0] + CER_MARGIN]
+
     @staticmethod
     def styles(names: list[str], tables: np.ndarray, seed: int = SPACE_SEED) -> tuple[np.ndarray, np.ndarray]:
-        """(weights over the packs, timbre offset) per style: the packs, the stock blend, every pair, and
-        SPACE_RANDOM points drawn around random blends (weights up to half again beyond the packs'
-        hull; offsets on the timbre half, scaled by how much the packs themselves differ there)."""
+        """(weights over the packs, timbre offset) per style: the stock blend; the stock blend moved
+        MOVES of the way toward each pack; SPACE_RANDOM points around it on the timbre half, scaled by
+        how much the packs themselves differ there."""
         k = len(names)
-        weights = [np.eye(k)[i] for i in range(k)]
-        weights.append(np.array([DEFAULT_BLEND.get(n, 0.0) for n in names]))
-        weights += [(np.eye(k)[i] + np.eye(k)[j]) / 2 for i in range(k) for j in range(i + 1, k)]
-        fixed = len(weights)
+        stock = np.array([DEFAULT_BLEND.get(n, 0.0) for n in names])
+        weights = [stock] + [(1 - t) * stock + t * np.eye(k)[i] for t in MOVES for i in range(k)]
         rng = np.random.default_rng(seed)
-        for _ in range(SPACE_RANDOM):
-            w = rng.dirichlet(np.full(k, 0.5))
-            w = 1 / k + rng.uniform(1.0, 1.5) * (w - 1 / k)
-            weights.append(w / w.sum())
-        offsets = np.zeros((len(weights), tables.shape[-1]), np.float32)
+        offsets = np.zeros((len(weights) + SPACE_RANDOM, tables.shape[-1]), np.float32)
         spread = tables[:, 20:200].mean(axis=1)[:, TIMBRE].std(axis=0)
-        offsets[fixed:, TIMBRE] = rng.normal(0, 1, (SPACE_RANDOM, TIMBRE.stop)) * spread * rng.uniform(0.2, 0.6, (SPACE_RANDOM, 1))
+        offsets[len(weights):, TIMBRE] = rng.normal(0, 1, (SPACE_RANDOM, TIMBRE.stop)) * spread * 0.3
+        weights += [stock] * SPACE_RANDOM
         return np.asarray(weights, np.float32), offsets
 
     @classmethod
-    def build(cls, engine, progress: bool = True) -> "VoiceSpace":
+    def build(cls, engine, listen=None, progress: bool = True) -> "VoiceSpace":
+        """`listen(audio_16k) -> text` (Whisper) measures each style's CER; without it only the stock
+        style may be chosen."""
+        import kocer
+
         names = sorted(engine.voices.packs)
         tables = np.stack([engine.voices.packs[k] for k in names])
         weights, offsets = cls.styles(names, tables)
-        space = cls(names, tables, weights, offsets, [], [])
+        space = cls(names, tables, weights, offsets, [], [], np.full(len(weights), np.nan))
         search, check = engine.tokens(_phonemes(SPACE_SENTENCE)), engine.tokens(_phonemes(CHECK_SENTENCE))
         steps = range(len(weights))
         if progress:
             from tqdm import tqdm
 
-            steps = tqdm(steps, desc="voice space")
+            steps = tqdm(steps, desc="voice space (styles: audio, CER)")
         for i in steps:
             profile = space.profile(i)
             space.search_audio.append(_speak(engine, search, profile))
             space.check_audio.append(_speak(engine, check, profile))
+            if listen is not None:
+                heard = [listen(warp(engine.synthesize(text, profile), 1.0, engine.sample_rate, 16000))
+                         for text in CER_SENTENCES]
+                space.cer[i] = kocer.cer(CER_SENTENCES, heard)
         return space
 
     def save(self, path: Path) -> None:
@@ -174,7 +190,7 @@ class VoiceSpace:
             return np.concatenate([(c * 32767).astype(np.int16) for c in clips]), np.array([len(c) for c in clips])
 
         (sa, sl), (ca, cl) = pack(self.search_audio), pack(self.check_audio)
-        np.savez(tmp, names=np.array(self.names), weights=self.weights, offsets=self.offsets,
+        np.savez(tmp, names=np.array(self.names), weights=self.weights, offsets=self.offsets, cer=self.cer,
                  search_audio=sa, search_lengths=sl, check_audio=ca, check_lengths=cl)
         tmp.replace(path)
 
@@ -187,7 +203,7 @@ class VoiceSpace:
             names = [str(n) for n in z["names"]]
             tables = np.stack([engine.voices.packs[k] for k in names])
             return cls(names, tables, z["weights"], z["offsets"], unpack(z["search_audio"], z["search_lengths"]),
-                       unpack(z["check_audio"], z["check_lengths"]))
+                       unpack(z["check_audio"], z["check_lengths"]), z["cer"])
 
 
 def space_cache_path(engine) -> Path:
@@ -195,7 +211,7 @@ def space_cache_path(engine) -> Path:
     import hashlib
     import os
 
-    key = hashlib.sha256(repr((SPACE_RANDOM, SPACE_SEED, SPACE_SENTENCE, CHECK_SENTENCE)).encode())
+    key = hashlib.sha256(repr((MOVES, SPACE_RANDOM, SPACE_SEED, SPACE_SENTENCE, CHECK_SENTENCE, CER_SENTENCES)).encode())
     for name in sorted(engine.voices.packs):
         key.update(name.encode() + engine.voices.packs[name].tobytes())
     root = Path(os.environ.get("KOKORO_VOICE_SPACE_CACHE") or Path.home() / ".cache" / "RealTime_zeroshot_TTS_ko")
@@ -261,12 +277,12 @@ def fit_voice(engine, space: VoiceSpace, reference: np.ndarray, sr: int, shortli
     scorer = _Scorer(space, band_levels(fit_half, 16000))
     pause()
     # 3. the fit half: styles × formants, then equalisers on the best few
-    fit = scorer.scores([Setting(i, f) for i in range(len(space.weights)) for f in FORMANTS], fit_target)
+    fit = scorer.scores([Setting(i, f) for i in space.intelligible() for f in FORMANTS], fit_target)
     best_few = sorted(fit, key=fit.get, reverse=True)[:shortlist]
     pause()
     fit |= scorer.scores([dataclasses.replace(s, eq=e) for s in best_few for e in EQ_STRENGTHS], fit_target)
-    # 4. the held-out half picks among the best and the stock voice (the style after the packs)
-    stock = Setting(len(space.names))
+    # 4. the held-out half picks among the best and the stock voice
+    stock = Setting(0)
     held = scorer.scores([*sorted(fit, key=fit.get, reverse=True)[:shortlist], stock], held_target, check=True)
     best = max(held, key=held.get)
     profile = dataclasses.replace(space.profile(best.style), formant=best.formant, eq_gains=scorer.gains(best))

@@ -114,14 +114,32 @@ def export_tts(repo: Path, engine: str = "kokoro", melo_dir: str | None = None, 
             | ({"bert": Path(bert_dir)} if bert_dir else {})
         spec = replace(TTS, params={**TTS.params, "engine": "melo", "weights": ".", "sample_rate": "44100"})
         return write_model(repo, spec, files, **kw)
-    from RealTime_zeroshot_TTS_ko.engines.kokoro import KokoroEngine, package_weights
+    from RealTime_zeroshot_TTS_ko.engines.kokoro import package_weights
 
     w = package_weights()
-    # the voice space zero-shot fits search (voice_fit.py): a few minutes once, cached per recipe
-    space = KokoroEngine.from_packages().voice_space_file()
+    space = voice_space(repo)
     files = {"kokoro/kokoro.onnx": w["model"], "kokoro/vocab.json": w["vocab"], "kokoro/voices.npz": w["voices"],
              "kokoro/voice_space.npz": space}
     return write_model(repo, TTS, files, **kw)
+
+
+def voice_space(repo: Path) -> Path:
+    """The voice space zero-shot fits search (voice_fit.VoiceSpace): every style's audio and its CER as
+    heard by this repository's Whisper. Minutes, once: cached per recipe and voice packs."""
+    from RealTime_zeroshot_TTS_ko.engines.kokoro import KokoroEngine
+    from RealTime_zeroshot_TTS_ko.voice_fit import VoiceSpace, space_cache_path
+    from triton_models.stt import SttOptions, WhisperTranscriber
+
+    engine = KokoroEngine.from_packages()
+    path = space_cache_path(engine)
+    if path.exists():
+        return path
+    whisper = sorted(Path(repo).glob("stt/*/whisper/model.bin"))
+    if not whisper:
+        raise SystemExit("export stt before tts: the voice space's intelligibility check listens with it")
+    stt = WhisperTranscriber(whisper[-1].parent)
+    VoiceSpace.build(engine, listen=lambda audio: stt.transcribe(audio, SttOptions(beam_size=5))["text"]).save(path)
+    return path
 
 
 # ------------------------------------------------------------------ Embedder (multilingual-e5-small, 4-bit)

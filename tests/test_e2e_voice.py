@@ -142,3 +142,24 @@ async def test_bad_input_gets_error_events_and_session_survives(app):
         assert done["status"] == "completed"
     async with VoiceClient(app.ws, "bad$id") as client:
         await client.wait_for("error", code="bad_session_id")
+
+
+async def test_voice_enrolment_runs_in_the_background_and_stays_with_the_user(app):
+    """A human reference clip at session start: the session answers in the stock voice while the fit
+    runs, then says voice.enrolled; the user's next session starts in the fitted voice."""
+    from benchmarks.voice_clone import dev_speakers, load
+
+    reference = load(dev_speakers()["zeroth_104"][-1])[: 15 * 16000]
+    user = sid("enrol-user")
+    async with VoiceClient(app.ws, sid("enrol")) as client:
+        started = await client.start(user, voice_reference=to_pcm16(reference))
+        assert started["voice"] == "default"
+        audio, _text = question()
+        await client.stream(to_pcm16(audio))
+        first_audio = await client.wait_for("response.audio.started", timeout=120)
+        enrolled = await client.wait_for("voice.enrolled", timeout=180)
+        assert first_audio["_t"] < enrolled["_t"], "the reply waited for the enrolment"
+        assert enrolled["voice"] == f"user_{user}" and 0 < enrolled["similarity"] <= 1
+        print(f"\nenrolled in {enrolled['enroll_ms'] / 1000:.1f} s beside a live turn: {enrolled}")
+    async with VoiceClient(app.ws, sid("enrol2")) as client:
+        assert (await client.start(user))["voice"] == f"user_{user}"

@@ -166,26 +166,16 @@ class KokoroEngine(TtsEngine):
         parts = [audio for audio, _ in self.phrase(phonemes, voice, speed)]
         return parts[0] if parts else np.zeros(0, np.float32)
 
-    def voice_space_file(self) -> Path:
-        """The voice space fits search: beside the weights (written by `export tts`), else in the user
-        cache, else built now (minutes, once) into the cache."""
-        from RealTime_zeroshot_TTS_ko.voice_fit import VoiceSpace, space_cache_path
-
-        beside = self.weights_dir / "voice_space.npz" if self.weights_dir else None
-        if beside is not None and beside.exists():
-            return beside
-        cached = space_cache_path(self)
-        if not cached.exists():
-            log.warning("no voice space beside the weights: building one (export tts does this ahead)")
-            VoiceSpace.build(self).save(cached)
-        return cached
-
     def voice_space(self):
+        """The voice space fits search (voice_fit.VoiceSpace), written beside the weights by `export tts`."""
         from RealTime_zeroshot_TTS_ko.voice_fit import VoiceSpace
 
+        path = self.weights_dir / "voice_space.npz" if self.weights_dir else None
+        if path is None or not path.exists():
+            raise ValueError("this TTS model has no voice space for zero-shot voices: run `python -m export tts`")
         with self._space_lock:
             if self._space is None:
-                self._space = VoiceSpace.load(self.voice_space_file(), self)
+                self._space = VoiceSpace.load(path, self)
             return self._space
 
     def enroll(self, voice_id: str, reference: np.ndarray, sr: int, pause=None) -> dict:

@@ -1,0 +1,93 @@
+"""Zero-shot voice fitting in-process, on human speech (Zeroth spk104 in ../shared/ko_speech_dev):
+the reference split, the post-processing chain, fits that never mix when run at once, and fitted
+voices that survive a restart. The Triton path and the similarity target: test_tts_triton.py and
+benchmarks/voice_clone.py."""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from benchmarks.voice_clone import dev_speakers, load
+from RealTime_zeroshot_TTS_ko.voice_dsp import VoicePost, equalise, warp
+from RealTime_zeroshot_TTS_ko.voice_fit import split_reference
+from tests.conftest import ROOT
+
+REPO_WEIGHTS = ROOT / "model_repository" / "tts" / "1" / "kokoro"  # with the voice space `export tts` made
+
+
+@pytest.fixture(scope="module")
+def references() -> list[np.ndarray]:
+    clips = dev_speakers()["zeroth_104"]
+    return [load(clips[-1])[: 15 * 16000], load(clips[0])]
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory):
+    from RealTime_zeroshot_TTS_ko import load_engine
+
+    return load_engine("kokoro", REPO_WEIGHTS, voice_dir=tmp_path_factory.mktemp("voices"))
+
+
+def test_reference_halves_interleave_and_do_not_overlap(references):
+    fit, held = split_reference(references[0], 16000)
+    assert abs(len(fit) - len(held)) <= 2 * 16000 and len(fit) + len(held) > 8 * 16000
+    assert not np.array_equal(fit[:16000], held[:16000])
+    with pytest.raises(ValueError, match="under 2 s of speech"):
+        split_reference(references[0][:16000], 16000)
+
+
+def test_post_chain_streams_without_seams():
+    rng = np.random.default_rng(0)
+    audio = (rng.normal(0, 0.1, 24000) * np.hanning(24000)).astype(np.float32)
+    gains = np.linspace(-6, 6, 24).astype(np.float32)
+    eq_only = VoicePost(1.0, gains, 24000)
+    parts = np.concatenate([eq_only(audio[:9000], False), eq_only(audio[9000:], True)])
+    assert len(parts) == len(audio)
+    np.testing.assert_allclose(parts, equalise(audio, gains, 24000), atol=1e-4)
+    warped = VoicePost(0.9, None, 24000)
+    streamed = np.concatenate([warped(audio[:9000], False), warped(audio[9000:], True)])
+    whole = warp(audio, 0.9, 24000)
+    assert abs(len(streamed) - len(whole)) <= 2 and abs(len(whole) - len(audio) / 0.9) <= 2
+
+
+def test_fits_at_once_never_mix_and_survive_a_restart(engine, references):
+    from RealTime_zeroshot_TTS_ko import load_engine
+
+    alone = engine.enroll("solo_voice", references[0], 16000)
+    results: dict[str, dict] = {}
+
+    def enrol(voice_id, ref):
+        results[voice_id] = engine.enroll(voice_id, ref, 16000)
+
+    threads = [threading.Thread(target=enrol, args=(f"user_{i}", ref)) for i, ref in enumerate(references)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert set(results) == {"user_0", "user_1"}
+    assert results["user_0"] | {"voice": "solo_voice"} == alone  # the same fit as when it ran alone
+    a, b = engine.voices.get("user_0"), engine.voices.get("solo_voice")
+    np.testing.assert_array_equal(a.style, b.style)
+    # a new engine (a restart) on the same voice folder speaks the fitted voices as they were
+    restarted = load_engine("kokoro", REPO_WEIGHTS, voice_dir=engine.voices.voice_dir)
+    again = restarted.voices.get("user_0")
+    np.testing.assert_array_equal(again.style, a.style)
+    assert (again.formant, again.pitch_semitones, again.speed) == (a.formant, a.pitch_semitones, a.speed)
+    assert (again.eq_gains is None) == (a.eq_gains is None)
+    np.testing.assert_allclose(restarted.synthesize("안녕하세요.", "user_0"), engine.synthesize("안녕하세요.", "user_0"),
+                               atol=1e-5)
+    with pytest.raises(ValueError, match="bad voice id"):
+        engine.enroll("../escape", references[0], 16000)
+
+
+def test_only_styles_as_intelligible_as_stock_are_searched():
+    from RealTime_zeroshot_TTS_ko.voice_fit import CER_MARGIN, VoiceSpace
+
+    def space(cer):
+        n = len(cer)
+        return VoiceSpace(["a"], np.zeros((1, 510, 256)), np.ones((n, 1)), np.zeros((n, 256)), [], [], np.array(cer))
+
+    assert space([0.10, 0.10 + CER_MARGIN, 0.13, 0.05]).intelligible() == [0, 1, 3]
+    assert space([0.10, np.nan, 0.05]).intelligible() == [0]  # unmeasured: the stock voice only
