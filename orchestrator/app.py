@@ -15,7 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from orchestrator import protocol as P
-from orchestrator.auth import KeyRing, check_exposure, origin_allowed, presented_key
+from orchestrator.auth import KeyRing, RateLimit, check_exposure, origin_allowed, presented_key
 from orchestrator.realtime.adapter import RealtimeConnection
 from orchestrator.realtime.page import PAGE_DIR
 from orchestrator.session import Services, VoiceSession
@@ -75,7 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         memory = await asyncio.to_thread(VectorMemory, settings.milvus_uri, settings.milvus_collection)
         gateway = TritonGateway(settings.triton_url, lazy_load=settings.lazy_load, timeout_s=settings.triton_timeout_s,
                                 stream_gap_s=settings.triton_stream_gap_s)
-        app.state.services = Services(settings, gateway, db, memory)
+        app.state.services = Services(settings, gateway, db, memory, RateLimit(settings.enrollments_per_hour, 3600.0))
         log.info("orchestrator up: triton=%s db=%s milvus=%s", settings.triton_url,
                  db.engine.url.render_as_string(hide_password=True), settings.milvus_uri)
         try:
@@ -90,8 +90,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     live_sessions: set[str] = set()
     open_sockets: Counter[str] = Counter()  # per key's user ("" = development mode)
 
-    async def admit(user: str, refuse) -> bool:
-        """The session caps: on the server and per key's user; a refused socket hears why."""
+    connections = RateLimit(settings.connections_per_minute, 60.0)
+
+    async def admit(user: str, ws: WebSocket, refuse) -> bool:
+        """The connection rate and session caps, per key's user and on the server; a refused socket
+        hears why."""
+        if not connections.allow(user or f"address:{ws.client.host if ws.client else ''}"):
+            await refuse(f"more than {settings.connections_per_minute} connections a minute", P.ErrorCode.RATE_LIMITED)
+            return False
         if sum(open_sockets.values()) >= settings.max_sessions:
             await refuse(f"the server has {settings.max_sessions} open sessions; try again later")
             return False
@@ -146,13 +152,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         beta = "realtime=v1" in ws.headers.get("openai-beta", "") or "openai-beta.realtime-v1" in offered
         send = socket_sender(ws)
 
-        async def refuse(message: str) -> None:
+        async def refuse(message: str, code: str = P.ErrorCode.SERVER_BUSY) -> None:
             await send({"type": "error", "event_id": f"event_{uuid.uuid4().hex[:22]}", "error": {
-                "type": "server_error", "code": P.ErrorCode.SERVER_BUSY, "message": message, "param": None,
+                "type": "server_error", "code": code, "message": message, "param": None,
                 "event_id": None}})
             await ws.close(code=1013)
 
-        if not await admit(user_id, refuse):
+        if not await admit(user_id, ws, refuse):
             return
         try:
             connection = RealtimeConnection(app.state.services, send, beta=beta, user_id=user_id,
@@ -195,11 +201,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return
 
 
-        async def refuse(message: str) -> None:
-            await send(P.error_event(P.ErrorCode.SERVER_BUSY, message))
+        async def refuse(message: str, code: str = P.ErrorCode.SERVER_BUSY) -> None:
+            await send(P.error_event(code, message))
             await ws.close(code=1013)
 
-        if not await admit(user_id, refuse):
+        if not await admit(user_id, ws, refuse):
             return
         live_sessions.add(session_id)
         session = VoiceSession(session_id, app.state.services, send, send, key_user=user_id or None)

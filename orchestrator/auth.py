@@ -7,6 +7,8 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import re
+import time
+from collections import defaultdict, deque
 from urllib.parse import urlsplit
 
 from orchestrator.protocol import ID_PATTERN
@@ -83,3 +85,22 @@ def origin_allowed(headers, allowed: str) -> bool:
         return True
     listed = {o.strip().rstrip("/") for o in allowed.split(",") if o.strip()}
     return origin.rstrip("/") in listed or urlsplit(origin).netloc == headers.get("host", "")
+
+
+class RateLimit:
+    """At most `limit` events per `window_s` per key, over a sliding window; limit 0 switches it off."""
+
+    def __init__(self, limit: int, window_s: float):
+        self.limit, self.window_s = limit, window_s
+        self._events: dict[str, deque[float]] = defaultdict(deque)
+
+    def allow(self, key: str) -> bool:
+        if not self.limit:
+            return True
+        now, events = time.monotonic(), self._events[key]
+        while events and events[0] <= now - self.window_s:
+            events.popleft()
+        if len(events) >= self.limit:
+            return False
+        events.append(now)
+        return True

@@ -77,6 +77,7 @@ class ErrorCode:
     SESSION_ENDED = "session_ended"
     TOO_MANY_ERRORS = "too_many_errors"
     SERVER_BUSY = "server_busy"
+    RATE_LIMITED = "rate_limited"
     START_TIMEOUT = "start_timeout"
     UTTERANCE_TOO_LONG = "utterance_too_long"
     STAGE_FAILED = "stage_failed"

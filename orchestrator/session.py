@@ -35,6 +35,7 @@ class Services:
     gateway: object
     db: object
     memory: object
+    enrollments: object = None  # auth.RateLimit per user, or None
 
 
 @dataclass
@@ -195,6 +196,9 @@ class VoiceSession:
             return await self.error(P.ErrorCode.VOICE_ENROLL_FAILED, "voice_reference must be base64 PCM16")
         if not 3.0 <= len(pcm) / 16000 <= 15.0:
             return await self.error(P.ErrorCode.VOICE_ENROLL_FAILED, "voice_reference must be 3–15 s of 16 kHz audio")
+        if self.svc.enrollments is not None and not self.svc.enrollments.allow(self.user_id):
+            return await self.error(P.ErrorCode.RATE_LIMITED, f"more than {self.cfg.enrollments_per_hour} voice "
+                                    "enrolments an hour for this user; the session goes on in its current voice")
 
         async def enroll() -> None:
             voice_id = f"user_{self.user_id}"

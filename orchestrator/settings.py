@@ -56,6 +56,8 @@ class Settings(BaseSettings):
     max_text_bytes: int = 1_500_000       # one JSON event (a voice reference is ≤ 1 MB of base64)
     ws_max_bytes: int = 8 * 1024 * 1024   # a bigger frame closes the socket (1009); up to it: an error event
     max_errors_per_s: int = 20            # error events per session per second; the rest are summarised
+    connections_per_minute: int = 60      # new sockets per key's user (per client address without keys); 0 = off
+    enrollments_per_hour: int = 10        # voice enrolments per user (each is seconds of CPU); 0 = off
 
     # Audio in: PCM16 mono 16 kHz
     input_sample_rate: int = 16000

@@ -121,8 +121,8 @@ class Turn:
             self.status = "interrupted"
             if not self.answer:
                 raise
-            if self.user_text:
-                self.after_commit(lambda: self.ctx.remember(self.user_text, self.result.text))
+            if self.user_text:  # what was said before the barge-in, not the whole generated answer
+                self.after_commit(lambda: self.ctx.remember(self.user_text, self.said))
             await self.send("response.done", status="interrupted", text=self.result.text, timings=self.clock.ms())
             raise
         except TritonCallError as exc:
@@ -136,11 +136,17 @@ class Turn:
             if self.answer and self.user_text and self.status in ("completed", "interrupted"):
                 self.after_commit(lambda: self._store(started))
 
+    @property
+    def said(self) -> str:
+        """The answer as the user heard it: all of it when completed, the sentences whose audio had
+        started when interrupted."""
+        return self.result.text if self.status == "completed" else " ".join(self.result.spoken)
+
     def _store(self, started) -> None:
         cfg = self.svc.settings
         record = TurnRecord(
             self.ctx.session_id, self.ctx.user_id, self.ctx.next_turn_index(), self.status, self.user_text,
-            self.result.text, started, utcnow(), len(self.audio) * 1000 // 16000,
+            self.said, started, utcnow(), len(self.audio) * 1000 // 16000,
             self.result.audio_samples * 1000 // max(self.result.sample_rate, 1),
             {**self.clock.ms(), "endpoint_silence_ms": cfg.vad_end_silence_ms, "llm": self.result.llm},
             {**self.versions, **self.result.versions}, len(self.hits))

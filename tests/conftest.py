@@ -42,3 +42,12 @@ async def gateway(triton):
     gw = TritonGateway(triton.grpc_url)
     yield gw
     await gw.close()
+
+
+async def triton_counter(server, name: str) -> float:
+    """A counter from Triton's metrics port (the models' custom metrics), summed over its labels."""
+    import httpx
+
+    async with httpx.AsyncClient() as http:
+        text = (await http.get(f"http://127.0.0.1:{server.metrics_port}/metrics")).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + "{"))

@@ -89,3 +89,43 @@ async def test_an_oversized_event_gets_an_error_and_the_session_goes_on(app):
             break
     else:
         raise AssertionError("never admitted")
+
+
+CAROL = "limits-carol-key-0123456789"
+
+
+@pytest.fixture(scope="module")
+def rate_app(triton, tmp_path_factory):
+    settings = make_settings(triton, tmp_path_factory.mktemp("rates"), api_keys=f"{ALICE}:alice,{BOB}:bob,{CAROL}:carol",
+                             connections_per_minute=3, enrollments_per_hour=1)
+    with AppServer(settings) as server:
+        yield server
+
+
+async def test_connection_rate_is_limited_per_key(rate_app):
+    for _ in range(3):
+        async with VoiceClient(rate_app.ws, sid(), api_key=ALICE) as client:
+            await client.start(None)
+    async with VoiceClient(rate_app.ws, sid(), api_key=ALICE) as client:
+        error = await client.wait_for("error", timeout=10)
+        await asyncio.wait_for(client.ws.wait_closed(), 10)
+        assert error["code"] == "rate_limited" and client.ws.close_code == 1013
+    async with VoiceClient(rate_app.ws, sid(), api_key=BOB) as bob:  # another key is not affected
+        assert (await bob.start(None))["user_id"] == "bob"
+
+
+async def test_voice_enrolments_are_rate_limited_per_user(rate_app):
+    from benchmarks.voice_clone import dev_speakers, load
+    from tests.audio_fixtures import to_pcm16
+
+    reference = to_pcm16(load(dev_speakers()["zeroth_104"][0]))
+    async with VoiceClient(rate_app.ws, sid(), api_key=CAROL) as first:
+        await first.start(None, voice_reference=reference)
+        await asyncio.sleep(0.5)
+        assert first.find("error") is None  # accepted: the fit runs in the background
+    async with VoiceClient(rate_app.ws, sid(), api_key=CAROL) as second:
+        assert (await second.start(None, voice_reference=reference))["voice"] == "default"
+        error = await second.wait_for("error", timeout=10)
+        assert error["code"] == "rate_limited" and "enrolments" in error["message"]
+        await asyncio.sleep(0.3)
+        assert second.ws.close_code is None  # the session goes on in the stock voice

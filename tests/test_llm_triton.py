@@ -7,6 +7,7 @@ import re
 import pytest
 
 from orchestrator.triton_client import TritonCallError
+from tests.conftest import triton_counter
 
 SYSTEM = "당신은 친절한 한국어 음성 비서입니다. 항상 한국어로 짧게 답하세요."
 
@@ -39,8 +40,9 @@ async def test_korean_reply_to_korean_greeting(gateway):
     assert hangul >= 5 and hangul / letters > 0.7
 
 
-async def test_cancel_stops_generation_within_a_token(gateway):
-    _, _, before = await run(gateway, chat("안녕"), max_tokens=4)
+async def test_cancel_stops_generation_within_a_token(gateway, triton):
+    await run(gateway, chat("안녕"), max_tokens=4)
+    before = await triton_counter(triton, "voice_llm_deltas_total")
     received, last_info = 0, {}
     stream = gateway.llm_stream("llm", chat("한국의 역사에 대해 아주 길게 설명해 주세요."), {"max_tokens": 400})
     async for item in stream:
@@ -49,8 +51,7 @@ async def test_cancel_stops_generation_within_a_token(gateway):
             break
     await stream.aclose()
     await asyncio.sleep(0.3)
-    _, _, after = await run(gateway, chat("안녕"), max_tokens=4)
-    made_by_cancelled = after["engine_deltas_total"] - before["engine_deltas_total"] - after["deltas"]
+    made_by_cancelled = await triton_counter(triton, "voice_llm_deltas_total") - before
     seen = last_info["deltas"]  # deltas the client had received when it cancelled
     print(f"\ncancelled stream: client saw {seen} deltas, the model generated {made_by_cancelled}")
     # within one token of the cancel, plus what the 60 ms coalescing window still held

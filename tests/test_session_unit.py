@@ -154,6 +154,20 @@ async def test_barge_in_cancels_the_answer_and_stores_it_interrupted():
     assert [r.status for r in h.db.stored] == ["interrupted"]
 
 
+async def test_an_interrupted_answer_stores_only_what_was_spoken():
+    h = Harness(FakeGateway(tts_delay_s=1.0, reply=["첫 문장입니다. ", "둘째 문장입니다. "]))
+    await h.start()
+    await h.frames(LOUD, 20)
+    await h.frames(QUIET, 25)
+    await h.wait_for("<audio>")       # the first sentence sounds; the second is shown, still in TTS
+    await h.frames(LOUD, 12)
+    done = await h.wait_for("response.done", turn_id=1)
+    assert done["status"] == "interrupted" and "둘째" in done["text"]
+    await h.session.close()
+    [record] = h.db.stored
+    assert record.assistant_text == "첫 문장입니다."
+
+
 async def test_stuck_turn_cannot_freeze_the_listener():
     h = Harness(FakeGateway(stt_delay_s=0), turn_cancel_timeout_s=0.2, speculative_pause_ms=0)
     await h.start()

@@ -72,3 +72,28 @@ def bootstrap_source(module: str) -> str:
         "sys.path[:0] = [p for p in os.environ.get('VOICE_PYTHONPATH', '').split(os.pathsep) if p]\n"
         f"from {module} import TritonPythonModel  # noqa: E402,F401\n"
     )
+
+
+class ModelCounter:
+    """A counter on Triton's metrics port (a Python-backend custom metric), labelled with the model and
+    version; a no-op outside Triton (in-process benchmarks)."""
+
+    def __init__(self, name: str, description: str, args: dict | None):
+        self.family = self.metric = None
+        if args is None:
+            return
+        import triton_python_backend_utils as pb_utils
+
+        # the family must outlive its metric (Triton refuses to count on a metric whose family is gone)
+        self.family = pb_utils.MetricFamily(name=name, description=description, kind=pb_utils.MetricFamily.COUNTER)
+        self.metric = self.family.Metric(labels={"model": args["model_name"], "version": args["model_version"]})
+
+    def add(self, n: int = 1) -> None:
+        if self.metric is not None:
+            self.metric.increment(n)
+
+    def counting(self, items):
+        """Pass items through, counting each as it is made."""
+        for item in items:
+            self.add()
+            yield item

@@ -21,7 +21,7 @@ from typing import Iterator
 
 import numpy as np
 
-from triton_models.common import json_array, model_params, request_json
+from triton_models.common import ModelCounter, json_array, model_params, request_json
 from triton_models.priority import CriticalPath
 
 ROLES = {"system", "user", "assistant"}
@@ -87,7 +87,6 @@ def validate_messages(messages) -> list[dict]:
 
 class LlamaCppEngine:
     name = "llama_cpp"
-    deltas_total = 0  # every text delta generated, cancelled streams included (reported for tests)
     last_tokens = 0   # tokens of the last generation
 
     def __init__(self, gguf: Path, n_threads: int = 2, n_ctx: int = 2048):
@@ -162,7 +161,6 @@ class LlamaCppEngine:
 
 class TransformersEngine:
     name = "transformers"
-    deltas_total = 0
     last_tokens = 0
 
     def __init__(self, model_dir: Path, n_threads: int = 2, n_ctx: int = 2048, gguf_file: str | None = None):
@@ -246,8 +244,7 @@ def stream_chat(engine, messages: list[dict], opts: GenOptions, summary: dict) -
                 first = time.perf_counter()
                 summary["ttft_ms"] = round((first - t0) * 1000, 1)
             deltas += 1
-            engine.deltas_total += 1
-            summary.update(deltas=deltas, engine_deltas_total=engine.deltas_total)
+            summary["deltas"] = deltas
             yield delta
     finally:
         tokens = engine.last_tokens or deltas
@@ -279,6 +276,7 @@ class TritonPythonModel:
         self.engine.priority = CriticalPath()
         self.variant = params.get("variant", params["weights"])
         self.coalesce_s = float(params.get("coalesce_ms", "60")) / 1000
+        self.deltas_made = ModelCounter("voice_llm_deltas_total", "text deltas generated, cancelled streams included", args)
 
     def execute(self, requests):
         import triton_python_backend_utils as pb_utils
@@ -295,7 +293,8 @@ class TritonPythonModel:
 
             def produce(summary, messages=messages, opts=opts):
                 summary["variant"] = self.variant
-                for i, delta in enumerate(coalesce(stream_chat(self.engine, messages, opts, summary), self.coalesce_s)):
+                made = self.deltas_made.counting(stream_chat(self.engine, messages, opts, summary))
+                for i, delta in enumerate(coalesce(made, self.coalesce_s)):
                     yield [pb_utils.Tensor("DELTA", np.array([delta.encode("utf-8")], dtype=np.object_)),
                            pb_utils.Tensor("INFO", json_array({"index": i, "deltas": summary.get("deltas", 0)}))]
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from triton_models.common import float_to_pcm16, json_array, model_params, request_json
+from triton_models.common import ModelCounter, float_to_pcm16, json_array, model_params, request_json
 
 MAX_TEXT = 2000
 RATES = (24000, 16000)
@@ -86,7 +86,7 @@ class TritonPythonModel:
         params = model_params(args)
         weights = Path(args["model_repository"]) / args["model_version"] / params.get("weights", "kokoro")
         voice_dir = Path(os.environ.get("VOICE_DIR") or Path(args["model_repository"]) / "voices")
-        self.last_cancelled_chunks = 0  # chunks the last cancelled request synthesised (reported)
+        self.chunks_made = ModelCounter("voice_tts_chunks_total", "audio chunks synthesised, cancelled streams included", args)
         from triton_models.priority import CriticalPath
 
         self.service = TtsService(params.get("engine", "kokoro"), weights, voice_dir, int(params.get("threads", "2")),
@@ -115,15 +115,8 @@ class TritonPythonModel:
                     self.service.validate(text, options)
 
                     def produce(summary, text=text, options=options):
-                        summary["cancelled_after_chunks"] = self.last_cancelled_chunks
-                        made = 0
-                        try:
-                            for pcm, info in self.service.chunks(text, options):
-                                made += 1
-                                yield [pb_utils.Tensor("AUDIO", pcm), pb_utils.Tensor("INFO", json_array(info))]
-                        finally:
-                            if summary.get("status") == "cancelled":
-                                self.last_cancelled_chunks = made
+                        for pcm, info in self.chunks_made.counting(self.service.chunks(text, options)):
+                            yield [pb_utils.Tensor("AUDIO", pcm), pb_utils.Tensor("INFO", json_array(info))]
             except (ValueError, UnicodeDecodeError) as exc:
                 reject(pb_utils, request, "tts", str(exc))
                 continue

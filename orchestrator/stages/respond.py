@@ -22,7 +22,8 @@ log = logging.getLogger("orchestrator.respond")
 @dataclass
 class ResponseResult:
     text: str = ""
-    sentences: list[str] = field(default_factory=list)
+    sentences: list[str] = field(default_factory=list)  # taken by the TTS
+    spoken: list[str] = field(default_factory=list)     # whose audio (or, text-only, text) reached the client
     audio_samples: int = 0
     sample_rate: int = 24000
     llm: dict = field(default_factory=dict)        # the LLM's final summary (tokens, ttft, tok/s)
@@ -84,8 +85,10 @@ async def respond(gateway, *, llm_model: str, tts_model: str | None, messages: l
         while (sentence := await sentences.get()) is not None:
             result.sentences.append(sentence)
             if tts_model is None:
+                result.spoken.append(sentence)
                 continue
             options = {**tts_options, "first": len(result.sentences) == 1}  # critical path (priority.py)
+            heard = False
             async for item in gateway.tts_stream(tts_model, sentence, options, request_id=f"{request_id}-tts"):
                 result.versions["tts"] = item.model_version
                 if item.final:
@@ -94,6 +97,9 @@ async def respond(gateway, *, llm_model: str, tts_model: str | None, messages: l
                 clock.mark("first_audio")
                 result.audio_samples += len(item.data)
                 await on_audio(item.data.tobytes(), result.sample_rate)
+                if not heard:
+                    heard = True
+                    result.spoken.append(sentence)
         clock.mark("tts_done")
 
     llm_task = asyncio.create_task(llm_stage())
