@@ -38,6 +38,7 @@ CER_SENTENCES = ["내일은 비가 온다고 하니까 우산을 꼭 챙기세�
 CER_MARGIN = 0.02                     # a style may be this much less intelligible than the stock voice
 FORMANTS = (0.92, 0.96, 1.0, 1.04, 1.08)  # further out the CER rises (stock at 0.9: 0.125, 0.84: 0.21; 0.11 as it is)
 EQ_STRENGTHS = (0.5, 1.0)
+KEEP_MARGIN = 0.01                    # pitch or rate matching stays only if held-out similarity rises this much
 MOVES = (0.3,)  # how far from the stock voice toward each pack (0.5: CER up to 0.18 on our TTS set)
 SPACE_RANDOM, SPACE_SEED = 4, 0
 TIMBRE = slice(0, 128)
@@ -258,9 +259,15 @@ class _Scorer:
             self._gains[key] = eq_gains(self.fit_levels, ours, s.eq)
         return self._gains[key]
 
-    def scores(self, settings: list[Setting], target: np.ndarray, check: bool = False) -> dict[Setting, float]:
-        stored = self.space.check_audio if check else self.space.search_audio
-        clips = [equalise(warp(stored[s.style], s.formant, 24000, 16000), self.gains(s), 16000) for s in settings]
+    def render(self, s: Setting, clips: list[np.ndarray]) -> np.ndarray:
+        return equalise(warp(np.concatenate(clips), s.formant, 24000, 16000), self.gains(s), 16000)
+
+    def scores(self, settings: list[Setting], target: np.ndarray, held_out: bool = False) -> dict[Setting, float]:
+        """Similarity of each setting's speech to `target`: on SPACE_SENTENCE, or for the held-out half on
+        both sentences (a longer sample: a steadier choice)."""
+        space = self.space
+        clips = [self.render(s, [space.search_audio[s.style], space.check_audio[s.style]] if held_out
+                             else [space.search_audio[s.style]]) for s in settings]
         return dict(zip(settings, (speaker_embeddings(clips) @ target).tolist()))
 
 
@@ -283,7 +290,7 @@ def fit_voice(engine, space: VoiceSpace, reference: np.ndarray, sr: int, shortli
     fit |= scorer.scores([dataclasses.replace(s, eq=e) for s in best_few for e in EQ_STRENGTHS], fit_target)
     # 4. the held-out half picks among the best and the stock voice
     stock = Setting(0)
-    held = scorer.scores([*sorted(fit, key=fit.get, reverse=True)[:shortlist], stock], held_target, check=True)
+    held = scorer.scores([*sorted(fit, key=fit.get, reverse=True)[:shortlist], stock], held_target, held_out=True)
     best = max(held, key=held.get)
     profile = dataclasses.replace(space.profile(best.style), formant=best.formant, eq_gains=scorer.gains(best))
 
@@ -297,13 +304,13 @@ def fit_voice(engine, space: VoiceSpace, reference: np.ndarray, sr: int, shortli
     if ref_f0 and out_f0 and abs(12 * np.log2(ref_f0 / out_f0)) > 0.5:
         pitched = dataclasses.replace(profile, pitch_semitones=float(np.clip(12 * np.log2(ref_f0 / out_f0), -12, 12)))
         pitched_sim, pitched_audio = held_out(pitched)
-        if pitched_sim > sim:
+        if pitched_sim > sim + KEEP_MARGIN:
             sim, profile, audio = pitched_sim, pitched, pitched_audio
     ref_rate, out_rate = syllable_rate(reference, sr), syllable_rate(audio, engine.sample_rate)
     if ref_rate and out_rate and abs(ref_rate / out_rate - 1) > 0.05:
         paced = dataclasses.replace(profile, speed=float(np.clip(profile.speed * ref_rate / out_rate, 0.8, 1.25)))
         paced_sim = held_out(paced)[0]
-        if paced_sim > sim:
+        if paced_sim > sim + KEEP_MARGIN:
             sim, profile = paced_sim, paced
     profile.similarity = sim
     log.info("fitted voice in %.1f s: held-out similarity %.3f (stock %.3f), style %d, formant %.2f, eq %.1f, "
