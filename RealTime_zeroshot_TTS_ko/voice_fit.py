@@ -8,9 +8,9 @@ nothing here is tuned to a speaker:
 1. The reference's speech is cut into 2 s stretches that go alternately to a *fit* half and a
    *held-out* half; each half is embedded.
 2. The voice space (`VoiceSpace`, made once per model by `export tts` and kept beside the weights):
-   styles around the stock voice (moved part of the way toward each pack, and points drawn from the
-   packs' own spread), each with its audio for two sentences, so the search needs no synthesis, and
-   its CER as heard by Whisper: a style less intelligible than the stock voice is never chosen.
+   styles around the stock voice (moved part of the way toward each pack; optionally points drawn
+   from the packs' own spread), each with its audio for two sentences, so the search needs no
+   synthesis, and its CER as heard by Whisper: a style less intelligible than stock is never chosen.
 3. Search on the fit half: every style × formant factor, then an equaliser toward the fit half's
    long-term spectrum on the best few (two strengths).
 4. The held-out half, on the other sentence, picks the winner among the best by the fit half and the
@@ -39,11 +39,11 @@ CER_SENTENCES = ["내일은 비가 온다고 하니까 우산을 꼭 챙기세�
                  "이번 여름에는 바다로 여행을 가고 싶어요.", "회의 자료는 이메일로 보내 드렸습니다.",
                  "저녁에 친구와 영화를 보기로 했어요.", "감기에 걸려서 병원에 다녀왔습니다."]
 CER_MARGIN = 0.01                     # a style may be this much less intelligible than the stock voice
-FORMANTS = (0.92, 0.96, 1.0, 1.04, 1.08)  # further out the CER rises (stock at 0.9: 0.125, 0.84: 0.21; 0.11 as it is)
+FORMANTS = (0.95, 1.0, 1.05)  # further out the CER rises (stock at 0.9: 0.125, at 0.84: 0.21; 0.11 as it is)
 EQ_STRENGTHS = (0.5, 1.0)
 KEEP_MARGIN = 0.01                    # pitch or rate matching stays only if held-out similarity rises this much
-MOVES = (0.3,)  # how far from the stock voice toward each pack (0.5: CER up to 0.18 on our TTS set)
-SPACE_RANDOM, SPACE_SEED = 4, 0
+MOVES = (0.2,)  # how far from the stock voice toward each pack (0.3–0.5: CER 0.13–0.18 on our TTS set)
+SPACE_RANDOM, SPACE_SEED = 0, 0  # random timbre offsets: CER 0.20 on our TTS set, unseen by the 12-sentence check
 TIMBRE = slice(0, 128)
 REF_MIN_S, REF_MAX_S = 3.0, 30.0
 
