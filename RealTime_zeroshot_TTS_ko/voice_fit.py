@@ -251,16 +251,15 @@ class _Scorer:
     """Renders settings from the space's stored audio (16 kHz) and scores them, many at once."""
 
     def __init__(self, space: VoiceSpace, fit_levels: np.ndarray):
-        self.space, self.fit_levels, self._gains = space, fit_levels, {}
+        self.space, self.fit_levels, self._levels = space, fit_levels, {}
 
     def gains(self, s: Setting) -> np.ndarray | None:
         if not s.eq:
             return None
-        key = (s.style, s.formant, s.eq)
-        if key not in self._gains:
-            ours = band_levels(warp(self.space.search_audio[s.style], s.formant, 24000, 16000), 16000)
-            self._gains[key] = eq_gains(self.fit_levels, ours, s.eq)
-        return self._gains[key]
+        key = (s.style, s.formant)  # the long-term spectrum does not depend on the strength: measured once
+        if key not in self._levels:
+            self._levels[key] = band_levels(warp(self.space.search_audio[s.style], s.formant, 24000, 16000), 16000)
+        return eq_gains(self.fit_levels, self._levels[key], s.eq)
 
     def render(self, s: Setting, clips: list[np.ndarray]) -> np.ndarray:
         return equalise(warp(np.concatenate(clips), s.formant, 24000, 16000), self.gains(s), 16000)

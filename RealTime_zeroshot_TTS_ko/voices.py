@@ -67,14 +67,14 @@ class VoiceBank:
             raise ValueError(f"bad voice id {voice!r}")
 
     def add(self, voice: str, profile: VoiceProfile) -> None:
-        """Keep a fitted voice (and write it to voice_dir: it survives restarts). Each write goes
-        through its own temporary file, so two enrolments never mix."""
+        """Keep a fitted voice (and write it to voice_dir: it survives restarts). Writes are serialised
+        by the bank's lock and land atomically, so two enrolments never mix."""
         self.check_id(voice)
         with self._lock:
             self.profiles[voice] = profile
             if self.voice_dir:
                 self.voice_dir.mkdir(parents=True, exist_ok=True)
-                tmp = self.voice_dir / f".{voice}.{threading.get_ident()}.tmp.npz"
+                tmp = self.voice_dir / f".{voice}.tmp.npz"
                 np.savez(tmp, style=profile.style, speed=profile.speed, pitch=profile.pitch_semitones,
                          names=np.array(list(profile.weights)), weights=np.array(list(profile.weights.values())),
                          similarity=np.nan if profile.similarity is None else profile.similarity,
