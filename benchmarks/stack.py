@@ -2,9 +2,13 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import uvicorn
 
@@ -33,7 +37,8 @@ async def reset_database(url: str) -> None:
 class AppServer:
     def __init__(self, settings: Settings):
         self.settings = settings
-        self.server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=settings.port,
+        self.app = create_app(settings)
+        self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=settings.port,
                                                     log_level="warning", ws_max_size=settings.ws_max_bytes))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
@@ -65,3 +70,58 @@ def make_settings(triton, tmp_path, **overrides) -> Settings:
                 "milvus_uri": str(tmp_path / "milvus" / "turns.db")}
     return Settings(_env_file=None, triton_url=triton.grpc_url, start_triton=False, port=free_port(),
                     **{**defaults, **overrides})
+
+
+async def stored_turns(settings: Settings) -> tuple[dict[int, str], set[int]]:
+    """({turn row id: status} in MariaDB, {turn ids that have vectors} in Milvus): for checks that
+    nothing is half-stored. Uses its own connections (the app's belong to the app's event loop)."""
+    from sqlalchemy import select
+
+    from orchestrator.storage.db import Database, Turn
+    from orchestrator.storage.vectors import VectorMemory
+
+    db = Database(settings.database_url)
+    try:
+        async with db.sessionmaker() as s:
+            rows = {row.id: row.status for row in await s.scalars(select(Turn))}
+    finally:
+        await db.close()
+    memory = await asyncio.to_thread(VectorMemory, settings.milvus_uri, settings.milvus_collection)
+    try:
+        return rows, await memory.turn_ids()
+    finally:
+        memory.close()
+
+
+class MilvusProcess:
+    """Milvus Lite as its own server process (`python -m milvus_lite server`), the way a deployment runs
+    Milvus: other processes can read it, and it can be killed and started again on the same data."""
+
+    def __init__(self, data_dir: Path):
+        self.data_dir, self.port, self.proc = data_dir, free_port(), None
+
+    @property
+    def uri(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> "MilvusProcess":
+        self.proc = subprocess.Popen([sys.executable, "-m", "milvus_lite", "server", "--data-dir", str(self.data_dir),
+                                      "--host", "127.0.0.1", "--port", str(self.port)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), 0.5).close()
+                return self
+            except OSError:
+                time.sleep(0.2)
+        raise RuntimeError("milvus lite server did not start")
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(15)

@@ -21,6 +21,7 @@ from orchestrator.realtime.page import PAGE_DIR
 from orchestrator.session import Services, VoiceSession
 from orchestrator.settings import Settings, get_settings
 from orchestrator.storage.db import Database
+from orchestrator.storage.turns import TurnStore
 from orchestrator.storage.vectors import VectorMemory
 from orchestrator.triton_client import TritonCallError, TritonGateway
 
@@ -70,17 +71,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        db = Database(settings.database_url)
+        db = Database(settings.database_url, timeout_s=settings.storage_timeout_s)
         await db.init()
-        memory = await asyncio.to_thread(VectorMemory, settings.milvus_uri, settings.milvus_collection)
+        memory = await asyncio.to_thread(VectorMemory, settings.milvus_uri, settings.milvus_collection,
+                                         timeout_s=settings.storage_timeout_s)
         gateway = TritonGateway(settings.triton_url, lazy_load=settings.lazy_load, timeout_s=settings.triton_timeout_s,
                                 stream_gap_s=settings.triton_stream_gap_s)
-        app.state.services = Services(settings, gateway, db, memory, RateLimit(settings.enrollments_per_hour, 3600.0))
+
+        async def embed(texts: list[str]):
+            return await gateway.embed(settings.embedder_model, texts, kind="passage")
+
+        turn_store = TurnStore(db, memory, embed, settings.storage_timeout_s, settings.store_retry_s)
+        app.state.services = Services(settings, gateway, db, memory, turn_store,
+                                      RateLimit(settings.enrollments_per_hour, 3600.0))
         log.info("orchestrator up: triton=%s db=%s milvus=%s", settings.triton_url,
                  db.engine.url.render_as_string(hide_password=True), settings.milvus_uri)
         try:
             yield
         finally:
+            await turn_store.close(settings.storage_timeout_s)
             await gateway.close()
             await db.close()
             memory.close()
@@ -229,7 +238,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get("/api/health/")
     async def health():
         svc: Services = app.state.services
-        db_ok, vec_ok, triton_ok = await asyncio.gather(svc.db.ping(), svc.memory.ping(), svc.gateway.server_ready())
+        db_ok, vec_ok, triton_ok = await asyncio.gather(svc.db.ping(settings.storage_timeout_s), svc.memory.ping(),
+                                                        svc.gateway.server_ready())
         names = enabled_models(settings)
         models = await svc.gateway.model_status(names) if triton_ok else {n: {"ready": False} for n in names}
         for name in svc.gateway.broken & set(models):  # its process died: Triton still says READY
@@ -239,7 +249,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                                and "unloaded" in status.get("reason", "unloaded"))
         ok = db_ok and vec_ok and triton_ok and all(m["ok"] for m in models.values())
         body = {"status": "ok" if ok else "degraded", "database": db_ok, "vector_db": vec_ok, "triton": triton_ok,
-                "models": models, "lazy_load": settings.lazy_load}
+                "models": models, "lazy_load": settings.lazy_load, "turns_unstored": len(svc.turns.pending)}
         return JSONResponse(body, status_code=200 if ok else 503)
 
     @app.get("/api/sessions/{session_id}/turns")
@@ -252,7 +262,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return [{"turn_index": t.turn_index, "status": t.status, "user_text": t.user_text,
                  "assistant_text": t.assistant_text, "user_audio_ms": t.user_audio_ms,
                  "assistant_audio_ms": t.assistant_audio_ms, "timings": t.timings,
-                 "model_versions": t.model_versions, "memory_hits": t.memory_hits} for t in rows]
+                 "model_versions": t.model_versions, "memory_hits": t.memory_hits, "error": t.error} for t in rows]
 
     @app.post("/api/admin/models/{name}/load", dependencies=[Depends(admin)])
     async def load_model(name: str):

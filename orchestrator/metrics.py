@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 8.0, 13.0, 21.0)
 
@@ -13,6 +13,7 @@ STAGE_LATENCY = Histogram("voice_stage_latency_seconds", "Per-stage latency of a
 TURNS = Counter("voice_turns_total", "Turns by final status", ["status"])
 ERRORS = Counter("voice_errors_total", "Error events sent to clients", ["code"])
 BARGE_INS = Counter("voice_barge_ins_total", "Bot answers interrupted by user speech")
+TURNS_UNSTORED = Gauge("voice_turns_unstored", "Finished turns waiting for a storage retry")
 
 
 def now() -> float:

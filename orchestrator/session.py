@@ -23,7 +23,7 @@ from orchestrator import protocol as P
 from orchestrator.listener import Listener
 from orchestrator.metrics import BARGE_INS, ERRORS, TurnClock
 from orchestrator.turn import Outbox, Turn, TurnContext, TurnHandle
-from orchestrator.storage.turns import TurnRecord, store_turn
+from orchestrator.storage.turns import TurnRecord, describe
 from orchestrator.triton_client import TritonCallError
 
 log = logging.getLogger("orchestrator.session")
@@ -35,6 +35,7 @@ class Services:
     gateway: object
     db: object
     memory: object
+    turns: object               # storage.turns.TurnStore: stores (and retries) finished turns
     enrollments: object = None  # auth.RateLimit per user, or None
 
 
@@ -175,14 +176,19 @@ class VoiceSession:
             return await self.error(P.ErrorCode.INVALID_EVENT, "user_id: required without an API key")
         if self.key_user is not None and user_id != self.key_user:
             return await self.error(P.ErrorCode.SESSION_FORBIDDEN, "user_id differs from the API key's user")
+        bound = self.cfg.storage_timeout_s
         try:
-            user = await self.svc.db.start_session(self.id, user_id)
+            user = await asyncio.wait_for(self.svc.db.start_session(self.id, user_id), bound)
+            turn_index = await asyncio.wait_for(self.svc.db.next_turn_index(self.id), bound)
         except PermissionError as exc:
             return await self.error(P.ErrorCode.SESSION_FORBIDDEN, str(exc))
-        self.user_id = user_id
+        except Exception as exc:  # noqa: BLE001 - unreachable or stalled MariaDB: the client may try again
+            self.log.warning("session start failed: %s", describe(exc))
+            return await self.error(P.ErrorCode.STORAGE_FAILED,
+                                    f"the database is unavailable ({describe(exc)}); send session.start again later")
+        self.user_id, self.turn_index = user_id, turn_index
         self.output_rate = event.output_sample_rate or self.output_rate
         self.voice = user.voice_id or self.voice
-        self.turn_index = await self.svc.db.next_turn_index(self.id)
         self.log.info("started for user %s (voice %s)", self.user_id, self.voice)
         await self.send("session.started", session_id=self.id, user_id=self.user_id, voice=self.voice,
                         input_sample_rate=16000, output_sample_rate=self.output_rate)
@@ -204,11 +210,15 @@ class VoiceSession:
             voice_id = f"user_{self.user_id}"
             try:
                 info = await self.svc.gateway.enroll_voice(self.cfg.tts_model, voice_id, pcm, 16000)
-                await self.svc.db.set_voice(self.user_id, voice_id)
             except TritonCallError as exc:
                 return await self.error(P.ErrorCode.VOICE_ENROLL_FAILED, exc.message)
             self.voice = voice_id
             await self.send("voice.enrolled", **info)
+            try:
+                await asyncio.wait_for(self.svc.db.set_voice(self.user_id, voice_id), self.cfg.storage_timeout_s)
+            except Exception as exc:  # noqa: BLE001
+                await self.error(P.ErrorCode.STORAGE_FAILED, f"the voice serves this session but was not saved "
+                                                             f"for later ones ({describe(exc)})")
 
         self._spawn(enroll())
 
@@ -310,15 +320,10 @@ class VoiceSession:
         await handle.cancel(self.cfg.turn_cancel_timeout_s)
 
     async def _store(self, record: TurnRecord) -> None:
-        async def embed(texts):
-            return await self.svc.gateway.embed(self.cfg.embedder_model, texts, kind="passage")
+        async def report(message: str) -> None:  # a turn that waits for a retry, or is lost
+            await self.error(P.ErrorCode.STORAGE_FAILED, message)
 
-        try:
-            turn_row = await store_turn(self.svc.db, self.svc.memory, embed, record)
-            self.log.info("stored turn %d (%s) as row %d", record.turn_index, record.status, turn_row)
-        except Exception as exc:  # noqa: BLE001 - reported to the client, the session goes on
-            self.log.exception("storing turn %d failed", record.turn_index)
-            await self.error(P.ErrorCode.STORAGE_FAILED, f"turn not stored: {type(exc).__name__}")
+        await self.svc.turns.store(record, report)
 
     # ---------------------------------------------------------------- shutdown
     async def close(self) -> None:
@@ -335,5 +340,8 @@ class VoiceSession:
         if self.background:
             await asyncio.gather(*list(self.background), return_exceptions=True)
         if self.user_id:
-            await self.svc.db.end_session(self.id)
+            try:
+                await asyncio.wait_for(self.svc.db.end_session(self.id), self.cfg.storage_timeout_s)
+            except Exception as exc:  # noqa: BLE001 - the session row keeps ended_at empty
+                self.log.warning("could not mark the session ended: %s", describe(exc))
         self.log.info("closed")

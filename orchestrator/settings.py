@@ -48,6 +48,8 @@ class Settings(BaseSettings):
     milvus_collection: str = "turns"
     memory_top_k: int = 3
     memory_min_score: float = 0.846  # calibrated on e5 scores of labelled pairs (benchmarks/answers.py)
+    storage_timeout_s: float = 5.0   # each MariaDB / Milvus call of a session or turn (lock waits included)
+    store_retry_s: float = 120.0     # a turn that could not be stored is retried this long, then reported lost
 
     # Limits (every socket and session is bounded)
     max_sessions: int = 64                # open sockets on the server; past it: error server_busy + close 1013

@@ -206,8 +206,10 @@ class TritonGateway:
                 # set before the yield: a consumer that stops at the final item must not cancel a finished
                 # request (a cancel racing the final response wedges the model version in UNLOADING)
                 finished = final
-                yield StreamItem(result.as_numpy(data_output), parse_json_array(result.as_numpy("INFO")),
-                                 response.model_version, final)
+                info = parse_json_array(result.as_numpy("INFO"))
+                if final and info.get("status") == "shutdown":  # unloaded mid-stream: not a whole answer
+                    raise TritonCallError(model, "the model was unloaded mid-stream")
+                yield StreamItem(result.as_numpy(data_output), info, response.model_version, final)
                 if final:
                     return
         finally:

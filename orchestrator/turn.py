@@ -22,12 +22,16 @@ from orchestrator.metrics import ERRORS, TURNS, TurnClock
 from orchestrator.stages.prompting import build_messages, reply_guard, visible_history
 from orchestrator.stages.respond import ResponseResult, respond
 from orchestrator.storage.db import utcnow
-from orchestrator.storage.turns import TurnRecord
+from orchestrator.storage.turns import TurnRecord, describe
 from orchestrator.triton_client import TritonCallError
 
 log = logging.getLogger("orchestrator.turn")
 
 Emit = Callable[[dict | bytes], Awaitable[None]]
+
+
+class MemoryUnavailable(RuntimeError):
+    """The vector memory could not be searched."""
 
 
 class Outbox:
@@ -87,6 +91,7 @@ class Turn:
     on_commit: list = field(default_factory=list)  # effects of a finished speculative turn, run at commit
     text_input: str | None = None  # the user's words as text: no STT
     answer: bool = True            # False: transcribe only; the answer waits for an explicit request
+    failure: str | None = None     # why the turn failed (stored with it)
 
     def after_commit(self, action: Callable[[], None]) -> None:
         """History and storage only for committed turns: now, or when (if ever) the turn is committed."""
@@ -125,7 +130,7 @@ class Turn:
                 self.after_commit(lambda: self.ctx.remember(self.user_text, self.said))
             await self.send("response.done", status="interrupted", text=self.result.text, timings=self.clock.ms())
             raise
-        except TritonCallError as exc:
+        except (TritonCallError, MemoryUnavailable) as exc:
             await self._fail(P.ErrorCode.STAGE_FAILED, str(exc))
         except Exception as exc:  # noqa: BLE001 - any stage failure ends as events, never a dead task
             log.exception("[session %s] turn %d failed", self.ctx.session_id, self.turn_id)
@@ -133,7 +138,9 @@ class Turn:
         finally:
             TURNS.labels("speculation_dropped" if self.outbox.closed and not self.outbox.committed
                          else self.status).inc()
-            if self.answer and self.user_text and self.status in ("completed", "interrupted"):
+            # every answered turn is accounted for (silence is not a turn); a failed one with its reason
+            accounted = self.status == "failed" or self.user_text and self.status in ("completed", "interrupted")
+            if self.answer and accounted:
                 self.after_commit(lambda: self._store(started))
 
     @property
@@ -149,11 +156,11 @@ class Turn:
             self.said, started, utcnow(), len(self.audio) * 1000 // 16000,
             self.result.audio_samples * 1000 // max(self.result.sample_rate, 1),
             {**self.clock.ms(), "endpoint_silence_ms": cfg.vad_end_silence_ms, "llm": self.result.llm},
-            {**self.versions, **self.result.versions}, len(self.hits))
+            {**self.versions, **self.result.versions}, len(self.hits), self.failure)
         self.ctx.store(record)
 
     async def _fail(self, code: str, message: str) -> None:
-        self.status = "failed"
+        self.status, self.failure = "failed", f"{code}: {message}"[:500]
         await self.error(code, message)
         if self.answer:
             await self.send("response.done", status="failed", text=self.result.text, timings=self.clock.ms())
@@ -209,8 +216,12 @@ class Turn:
     async def _recall(self, text: str) -> list:
         cfg = self.svc.settings
         vector = (await self.svc.gateway.embed(cfg.embedder_model, [text], kind="query"))[0]
-        return await self.svc.memory.recall(self.ctx.user_id, vector, cfg.memory_top_k, cfg.memory_min_score,
-                                            exclude_session=self.ctx.session_id)
+        try:
+            return await asyncio.wait_for(self.svc.memory.recall(
+                self.ctx.user_id, vector, cfg.memory_top_k, cfg.memory_min_score,
+                exclude_session=self.ctx.session_id), cfg.storage_timeout_s)
+        except Exception as exc:  # noqa: BLE001 - Milvus down or stalled: this turn fails, the next may not
+            raise MemoryUnavailable(f"memory recall failed ({describe(exc)})") from exc
 
 
 class TurnHandle:

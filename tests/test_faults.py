@@ -15,6 +15,7 @@ import pytest
 import websockets
 
 from benchmarks.stack import AppServer, make_settings
+from tests.conftest import triton_counter
 from tests.test_shutdown import processes
 from triton_models.launcher import TritonServer
 
@@ -51,6 +52,7 @@ async def test_killed_llm_process_fails_the_turn_cleanly_and_is_reloaded(stack):
         await next_of(ws, "session.created")
         await ask(ws, "한국의 역사에 대해 아주 길고 자세하게 이야기해 주세요.")
         await next_of(ws, "response.output_audio_transcript.delta", timeout=120)
+        assert await triton_counter(triton, "voice_streams_in_flight") == 1  # the model tracks its stream
         stubs = [pid for pid, (ppid, cmd) in processes().items()
                  if ppid == triton.proc.pid and "backend_stub" in cmd and "/llm/" in cmd]
         assert len(stubs) == 1
@@ -72,3 +74,5 @@ async def test_killed_llm_process_fails_the_turn_cleanly_and_is_reloaded(stack):
         await ask(ws, "안녕하세요!")
         again = await next_of(ws, "response.done", timeout=120)
         assert again["response"]["status"] == "completed", again
+        await asyncio.sleep(0.5)  # the stream's thread ends just after its final response
+        assert await triton_counter(triton, "voice_streams_in_flight") == 0

@@ -10,9 +10,8 @@ import numpy as np
 import pytest
 
 from orchestrator.realtime.adapter import RealtimeConnection
-from orchestrator.session import Services
 from orchestrator.settings import Settings
-from tests.fakes.gateway import FakeDb, FakeGateway, FakeMemory
+from tests.fakes.gateway import FakeGateway, fake_services
 from tests.fakes.recorder import EventRecorder
 
 CHUNK = 960  # 40 ms at 24 kHz
@@ -25,7 +24,7 @@ class Realtime(EventRecorder):
         super().__init__()
         self.gw = gateway or FakeGateway()
         cfg = Settings(_env_file=None, **{"partial_interval_ms": 100000, **settings})
-        self.conn = RealtimeConnection(Services(cfg, self.gw, FakeDb(), FakeMemory()), self._text, beta=beta,
+        self.conn = RealtimeConnection(fake_services(cfg, self.gw), self._text, beta=beta,
                                        user_id="u1", model="test-model")
 
     async def _text(self, raw: str) -> None:

@@ -11,9 +11,9 @@ import json
 import numpy as np
 import pytest
 
-from orchestrator.session import Services, VoiceSession
+from orchestrator.session import VoiceSession
 from orchestrator.settings import Settings
-from tests.fakes.gateway import FakeDb, FakeGateway, FakeMemory
+from tests.fakes.gateway import FakeDb, FakeGateway, FakeMemory, fake_services
 from tests.fakes.recorder import EventRecorder
 
 FRAME = 512  # one VAD window (32 ms)
@@ -26,7 +26,7 @@ class Harness(EventRecorder):
         cfg = Settings(_env_file=None, **{"partial_interval_ms": 100000, **settings})
         self.gw, self.db, self.memory = gateway, FakeDb(), memory or FakeMemory()
         self.audio: list[bytes] = []
-        self.session = VoiceSession("s1", Services(cfg, gateway, self.db, self.memory), self._json, self._bytes)
+        self.session = VoiceSession("s1", fake_services(cfg, gateway, self.db, self.memory), self._json, self._bytes)
 
     async def _json(self, event: dict) -> None:
         self.record(json.loads(json.dumps(event)))
@@ -126,7 +126,8 @@ async def test_milvus_failure_in_recall_ends_the_turn_cleanly():
     assert (await h.wait_for("response.done"))["status"] == "failed"
     assert "milvus down" in (await h.wait_for("error"))["message"]
     await h.session.close()
-    assert h.db.stored == []
+    [row] = h.db.stored  # accounted for: a failed turn is stored with its reason
+    assert row.status == "failed" and "milvus down" in row.error and row.user_text == "안녕하세요"
 
 
 async def test_failing_vad_falls_back_to_energy_and_reports_once():
@@ -233,3 +234,37 @@ async def test_an_error_flood_is_summarised_and_audio_after_end_is_refused():
     await h.session.handle_audio(QUIET)
     assert (await h.wait_for("error", code="session_ended"))["message"]
     await h.session.handle_text("x" * 2_000_000)  # still one clear error, never a dropped socket
+
+
+async def test_a_stalled_database_at_session_start_is_an_error_and_start_can_be_retried():
+    h = Harness(FakeGateway(), storage_timeout_s=0.05)
+    stalled = asyncio.Event()
+
+    async def stall(session_id, user_id):
+        await stalled.wait()
+
+    working, h.db.start_session = h.db.start_session, stall
+    await h.start()
+    error = await h.wait_for("error")
+    assert error["code"] == "storage_failed" and "database is unavailable" in error["message"]
+    assert h.session.user_id is None
+    h.db.start_session = working
+    await h.start()
+    await h.wait_for("session.started")
+    await h.session.close()
+
+
+async def test_a_turn_the_database_refuses_is_answered_then_reported_and_retried():
+    memory = FakeMemory(fail_add=True)
+    h = Harness(FakeGateway(), memory=memory)
+    await h.start()
+    await h.frames(LOUD, 20)
+    await h.frames(QUIET, 25)
+    assert (await h.wait_for("response.done"))["status"] == "completed"  # the user was answered
+    error = await h.wait_for("error")
+    assert error["code"] == "storage_failed" and "retrying" in error["message"]
+    assert h.db.stored == [] and memory.rows == []                     # nothing half-stored
+    memory.fail_add = False
+    await asyncio.wait_for(h.session.svc.turns._worker, 5.0)
+    assert len(h.db.stored) == 1 and len(memory.rows) == 2
+    await h.session.close()

@@ -74,23 +74,28 @@ def bootstrap_source(module: str) -> str:
     )
 
 
-class ModelCounter:
-    """A counter on Triton's metrics port (a Python-backend custom metric), labelled with the model and
-    version; a no-op outside Triton (in-process benchmarks)."""
+class ModelMetric:
+    """A counter (or gauge) on Triton's metrics port (a Python-backend custom metric), labelled with the
+    model and version; a no-op outside Triton (in-process benchmarks)."""
 
-    def __init__(self, name: str, description: str, args: dict | None):
+    def __init__(self, name: str, description: str, args: dict | None, gauge: bool = False):
         self.family = self.metric = None
         if args is None:
             return
         import triton_python_backend_utils as pb_utils
 
+        kind = pb_utils.MetricFamily.GAUGE if gauge else pb_utils.MetricFamily.COUNTER
         # the family must outlive its metric (Triton refuses to count on a metric whose family is gone)
-        self.family = pb_utils.MetricFamily(name=name, description=description, kind=pb_utils.MetricFamily.COUNTER)
+        self.family = pb_utils.MetricFamily(name=name, description=description, kind=kind)
         self.metric = self.family.Metric(labels={"model": args["model_name"], "version": args["model_version"]})
 
     def add(self, n: int = 1) -> None:
         if self.metric is not None:
             self.metric.increment(n)
+
+    def set(self, value: float) -> None:
+        if self.metric is not None:
+            self.metric.set(value)
 
     def counting(self, items):
         """Pass items through, counting each as it is made."""

@@ -21,7 +21,7 @@ from typing import Iterator
 
 import numpy as np
 
-from triton_models.common import ModelCounter, json_array, model_params, request_json
+from triton_models.common import ModelMetric, json_array, model_params, request_json
 from triton_models.priority import CriticalPath
 
 ROLES = {"system", "user", "assistant"}
@@ -276,12 +276,15 @@ class TritonPythonModel:
         self.engine.priority = CriticalPath()
         self.variant = params.get("variant", params["weights"])
         self.coalesce_s = float(params.get("coalesce_ms", "60")) / 1000
-        self.deltas_made = ModelCounter("voice_llm_deltas_total", "text deltas generated, cancelled streams included", args)
+        self.deltas_made = ModelMetric("voice_llm_deltas_total", "text deltas generated, cancelled streams included", args)
+        from triton_models.decoupled import Streams
+
+        self.streams = Streams("llm", args)
 
     def execute(self, requests):
         import triton_python_backend_utils as pb_utils
 
-        from triton_models.decoupled import reject, serve_stream
+        from triton_models.decoupled import reject
 
         for request in requests:
             try:
@@ -298,7 +301,9 @@ class TritonPythonModel:
                     yield [pb_utils.Tensor("DELTA", np.array([delta.encode("utf-8")], dtype=np.object_)),
                            pb_utils.Tensor("INFO", json_array({"index": i, "deltas": summary.get("deltas", 0)}))]
 
-            serve_stream(pb_utils, request, produce, lambda s: [
-                pb_utils.Tensor("DELTA", np.array([b""], dtype=np.object_)), pb_utils.Tensor("INFO", json_array(s))],
-                "llm")
+            self.streams.serve(pb_utils, request, produce, lambda s: [
+                pb_utils.Tensor("DELTA", np.array([b""], dtype=np.object_)), pb_utils.Tensor("INFO", json_array(s))])
         return None
+
+    def finalize(self):
+        self.streams.finalize()

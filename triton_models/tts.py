@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from triton_models.common import ModelCounter, float_to_pcm16, json_array, model_params, request_json
+from triton_models.common import ModelMetric, float_to_pcm16, json_array, model_params, request_json
 
 MAX_TEXT = 2000
 RATES = (24000, 16000)
@@ -86,8 +86,11 @@ class TritonPythonModel:
         params = model_params(args)
         weights = Path(args["model_repository"]) / args["model_version"] / params.get("weights", "kokoro")
         voice_dir = Path(os.environ.get("VOICE_DIR") or Path(args["model_repository"]) / "voices")
-        self.chunks_made = ModelCounter("voice_tts_chunks_total", "audio chunks synthesised, cancelled streams included", args)
+        self.chunks_made = ModelMetric("voice_tts_chunks_total", "audio chunks synthesised, cancelled streams included", args)
+        from triton_models.decoupled import Streams
         from triton_models.priority import CriticalPath
+
+        self.streams = Streams("tts", args)
 
         self.service = TtsService(params.get("engine", "kokoro"), weights, voice_dir, int(params.get("threads", "2")),
                                   priority=CriticalPath())
@@ -95,7 +98,7 @@ class TritonPythonModel:
     def execute(self, requests):
         import triton_python_backend_utils as pb_utils
 
-        from triton_models.decoupled import reject, serve_stream
+        from triton_models.decoupled import reject
 
         empty = np.zeros(0, np.int16)
         for request in requests:
@@ -120,7 +123,9 @@ class TritonPythonModel:
             except (ValueError, UnicodeDecodeError) as exc:
                 reject(pb_utils, request, "tts", str(exc))
                 continue
-            serve_stream(pb_utils, request, produce,
-                         lambda summary: [pb_utils.Tensor("AUDIO", empty), pb_utils.Tensor("INFO", json_array(summary))],
-                         "tts")
+            self.streams.serve(pb_utils, request, produce,
+                               lambda summary: [pb_utils.Tensor("AUDIO", empty), pb_utils.Tensor("INFO", json_array(summary))])
         return None
+
+    def finalize(self):
+        self.streams.finalize()

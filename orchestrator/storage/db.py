@@ -1,12 +1,14 @@
 """MariaDB via SQLAlchemy 2 async: users, sessions, turns (text, per-stage timings, audio durations)."""
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Integer, String, Text, func, select, text
+from sqlalchemy import JSON, BigInteger, ForeignKey, Integer, String, Text, event, func, inspect, select, text
 from sqlalchemy.dialects.mysql import DATETIME
+from sqlalchemy.schema import CreateColumn
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -42,7 +44,8 @@ class Turn(Base):
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id"), index=True)
     turn_index: Mapped[int] = mapped_column(Integer)
-    status: Mapped[str] = mapped_column(String(16))  # completed | interrupted | empty
+    status: Mapped[str] = mapped_column(String(16))  # completed | interrupted | failed
+    error: Mapped[str | None] = mapped_column(String(500), nullable=True)  # why a failed turn failed
     user_text: Mapped[str] = mapped_column(Text)
     assistant_text: Mapped[str] = mapped_column(Text)
     started_at: Mapped[dt.datetime] = mapped_column(Timestamp)
@@ -69,24 +72,53 @@ async def ensure_database(url: str) -> None:
         await server.dispose()
 
 
+def add_missing_columns(sync_conn) -> None:
+    """Tables made by an older version gain the nullable columns added since (create_all skips them)."""
+    inspector = inspect(sync_conn)
+    for table in Base.metadata.sorted_tables:
+        present = {c["name"] for c in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name not in present and column.nullable:
+                ddl = CreateColumn(column).compile(dialect=sync_conn.dialect)
+                sync_conn.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {ddl}"))
+
+
 class Database:
-    def __init__(self, url: str):
+    """`timeout_s` bounds waits on the server's side too: connecting, and lock waits (a table locked by
+    someone else fails the statement instead of stalling it forever)."""
+
+    def __init__(self, url: str, timeout_s: float = 10.0):
         self.url = url
-        self.engine: AsyncEngine = create_async_engine(url, pool_pre_ping=True, pool_recycle=1800)
+        mysql = make_url(url).drivername.startswith("mysql")
+        self.engine: AsyncEngine = create_async_engine(
+            url, pool_pre_ping=True, pool_recycle=1800,
+            connect_args={"connect_timeout": max(1, int(timeout_s))} if mysql else {})
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
+        if mysql:
+            wait_s = max(1, int(timeout_s / 2))  # the statement fails before the caller's own bound
+
+            @event.listens_for(self.engine.sync_engine, "connect")
+            def bound_lock_waits(dbapi_connection, _record):
+                cursor = dbapi_connection.cursor()
+                cursor.execute(f"SET SESSION lock_wait_timeout = {wait_s}, innodb_lock_wait_timeout = {wait_s}")
+                cursor.close()
 
     async def init(self) -> None:
         await ensure_database(self.url)
         async with self.engine.begin() as conn:
             await conn.run_sync(Base.metadata.create_all)
+            await conn.run_sync(add_missing_columns)
 
     async def close(self) -> None:
         await self.engine.dispose()
 
-    async def ping(self) -> bool:
-        try:
+    async def ping(self, timeout_s: float = 5.0) -> bool:
+        async def select_one() -> None:
             async with self.engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))
+
+        try:
+            await asyncio.wait_for(select_one(), timeout_s)
             return True
         except Exception:  # noqa: BLE001 - health reports, never raises
             return False

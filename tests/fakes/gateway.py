@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from orchestrator.session import Services
+from orchestrator.storage.turns import TurnStore
 from orchestrator.triton_client import StreamItem, TritonCallError, Transcript
 
 
@@ -76,6 +78,8 @@ class FakeUser:
 
 
 class FakeDb:
+    """Turn rows in a list; a transaction appends its row only when it commits."""
+
     def __init__(self):
         self.stored: list = []
 
@@ -88,18 +92,13 @@ class FakeDb:
     async def end_session(self, session_id):
         pass
 
-
-class FakeMemory:
-    def __init__(self, fail: bool = False):
-        self.fail, self.rows = fail, []
-
-    async def recall(self, user_id, vector, top_k, min_score, exclude_session=None):
-        if self.fail:
-            raise RuntimeError("milvus down")
-        return []
+    def transaction(self):
+        return _Transaction(self)
 
 
-class _FakeTx:
+class _Transaction:
+    next_id = 0
+
     def __init__(self, db):
         self.db = db
 
@@ -107,36 +106,46 @@ class _FakeTx:
         self.row = row
 
     async def flush(self):
-        self.row.id = len(self.db.stored) + 1
-
-
-class _Transaction:
-    def __init__(self, db):
-        self.db, self.tx = db, _FakeTx(db)
+        _Transaction.next_id += 1  # like AUTO_INCREMENT: an id is never reused, even after a rollback
+        self.row.id = _Transaction.next_id
 
     async def __aenter__(self):
-        return self.tx
+        return self
 
     async def __aexit__(self, exc_type, exc, tb):
         if exc_type is None:
-            self.db.stored.append(self.tx.row)
+            self.db.stored.append(self.row)
         return False
 
 
-def _transaction(self):
-    return _Transaction(self)
+class FakeMemory:
+    """Vectors as rows in a list; `fail` makes recall fail, `fail_add` / `fail_forget` the writes."""
+
+    def __init__(self, fail: bool = False, fail_add: bool = False, fail_forget: bool = False):
+        self.fail, self.fail_add, self.fail_forget, self.rows = fail, fail_add, fail_forget, []
+
+    async def recall(self, user_id, vector, top_k, min_score, exclude_session=None):
+        if self.fail:
+            raise RuntimeError("milvus down")
+        return []
+
+    async def add(self, rows, vectors):
+        self.rows += rows
+        if self.fail_add:  # written, but the call failed (a timeout after the insert went through)
+            raise RuntimeError("milvus insert failed")
+        return list(range(len(self.rows) - len(rows), len(self.rows)))
+
+    async def forget_turns(self, turn_ids):
+        if self.fail_forget:
+            raise RuntimeError("milvus delete failed")
+        self.rows = [r for r in self.rows if r["turn_id"] not in turn_ids]
 
 
-FakeDb.transaction = _transaction
+def fake_services(cfg, gateway, db=None, memory=None) -> Services:
+    """Services over fakes, with the real TurnStore (its retries run on the fakes)."""
+    db, memory = db or FakeDb(), memory or FakeMemory()
 
+    async def embed(texts):
+        return await gateway.embed(cfg.embedder_model, texts, kind="passage")
 
-async def _add(self, rows, vectors):
-    self.rows += rows
-    return list(range(len(self.rows) - len(rows), len(self.rows)))
-
-
-async def _delete(self, ids):
-    self.rows = [r for i, r in enumerate(self.rows) if i not in ids]
-
-
-FakeMemory.add, FakeMemory.delete = _add, _delete
+    return Services(cfg, gateway, db, memory, TurnStore(db, memory, embed, cfg.storage_timeout_s, cfg.store_retry_s))
