@@ -11,6 +11,7 @@ by a retry, and no turn row is left without its vectors or vectors without their
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from pathlib import Path
 
@@ -65,8 +66,14 @@ async def unstored(app) -> int:
 
 
 async def assert_whole(app) -> dict[int, str]:
-    """Every turn row has its vectors and every vector its row (nothing half-stored)."""
-    rows, vectors = await stored_turns(app.settings)
+    """Every turn row has its vectors and every vector its row (nothing half-stored), once the stores
+    in flight (vectors are written just before their row commits) have ended."""
+    for _ in range(40):
+        first = await stored_turns(app.settings)
+        await asyncio.sleep(0.25)
+        if await stored_turns(app.settings) == first and not await unstored(app):
+            break
+    rows, vectors = first
     assert set(rows) == vectors, (rows, vectors)
     return rows
 
@@ -148,9 +155,10 @@ async def test_a_stopped_milvus_fails_the_turn_cleanly_and_a_restarted_one_is_fo
     app, _, milvus = stack
     async with websockets.connect(f"{app.ws}/v1/realtime") as ws:
         await next_of(ws, "session.created")
-        assert (await answered(ws, "저는 고양이를 좋아해요."))["response"]["status"] == "completed"
-        await until(lambda: _zero(unstored(app)), 15, "the first turn is stored")
         before = len(await assert_whole(app))
+        assert (await answered(ws, "저는 고양이를 좋아해요."))["response"]["status"] == "completed"
+        await until(lambda: _count(app, before + 1), 15, "the first turn is stored")
+        before += 1
         milvus.kill()
         try:
             t0 = time.monotonic()
@@ -173,3 +181,23 @@ async def test_a_stopped_milvus_fails_the_turn_cleanly_and_a_restarted_one_is_fo
 
 async def _healthy(app) -> bool:
     return (await health_of(app))[0] == 200
+
+
+async def test_a_stalled_milvus_is_bounded(stack):
+    """SIGSTOP: Milvus accepts connections but never answers; the turn still ends within the bound."""
+    app, _, milvus = stack
+    async with websockets.connect(f"{app.ws}/v1/realtime") as ws:
+        await next_of(ws, "session.created")
+        milvus.proc.send_signal(signal.SIGSTOP)
+        try:
+            t0 = time.monotonic()
+            await ask(ws, "안녕하세요!")
+            done = await next_of(ws, "response.done", timeout=BOUND_S * 6)
+            took = time.monotonic() - t0
+            print(f"\nturn ended {took:.1f} s after the question with Milvus stalled")
+            assert done["response"]["status"] == "failed" and took < BOUND_S * 4
+        finally:
+            milvus.proc.send_signal(signal.SIGCONT)
+        await until(lambda: _healthy(app), 30, "health recovers")
+        assert (await answered(ws, "고마워요."))["response"]["status"] == "completed"
+        await assert_whole(app)

@@ -69,7 +69,7 @@ class VectorMemory:
     def _connect(self) -> None:
         MilvusClient = _pymilvus().MilvusClient  # noqa: N806
 
-        client = MilvusClient(self.uri, timeout=self.timeout_s)
+        client = MilvusClient(self.uri, timeout=self.timeout_s, dedicated=True)  # its own channel, closed with it
         try:
             self._ensure_collection(client)
         except Exception:
