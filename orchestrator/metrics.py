@@ -13,6 +13,8 @@ STAGE_LATENCY = Histogram("voice_stage_latency_seconds", "Per-stage latency of a
 TURNS = Counter("voice_turns_total", "Turns by final status", ["status"])
 ERRORS = Counter("voice_errors_total", "Error events sent to clients", ["code"])
 BARGE_INS = Counter("voice_barge_ins_total", "Bot answers interrupted by user speech")
+MODEL_RELOADS = Counter("voice_model_reloads_total", "Models reloaded because their process died or went silent",
+                        ["model"])
 TURNS_UNSTORED = Gauge("voice_turns_unstored", "Finished turns waiting for a storage retry")
 
 

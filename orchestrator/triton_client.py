@@ -16,6 +16,7 @@ import tritonclient.grpc.aio as grpcaio
 from tritonclient.grpc import InferInput
 from tritonclient.utils import InferenceServerException
 
+from orchestrator.metrics import MODEL_RELOADS
 from triton_models.common import json_array, parse_json_array
 
 log = logging.getLogger("orchestrator.triton")
@@ -70,6 +71,7 @@ class TritonGateway:
         if model in self._healing:
             return
         log.error("model %s is broken (%s): reloading it", model, why)
+        MODEL_RELOADS.labels(model).inc()
         self.broken.add(model)
 
         async def reload() -> None:
@@ -125,7 +127,11 @@ class TritonGateway:
         return out
 
     async def ensure_loaded(self, model: str) -> None:
-        """LAZY_LOAD: load a model on first use (explicit model-control mode)."""
+        """A model being healed is waited for (bounded), rather than failing every request meanwhile;
+        LAZY_LOAD: load a model on first use (explicit model-control mode)."""
+        healing = self._healing.get(model)
+        if healing is not None:
+            await asyncio.wait({healing}, timeout=self.timeout_s)  # never cancels the reload itself
         if not self.lazy_load:
             return
         if await self.client.is_model_ready(model):
@@ -209,6 +215,8 @@ class TritonGateway:
                 info = parse_json_array(result.as_numpy("INFO"))
                 if final and info.get("status") == "shutdown":  # unloaded mid-stream: not a whole answer
                     raise TritonCallError(model, "the model was unloaded mid-stream")
+                if info.get("heartbeat") and not final:  # queued behind other streams: alive, nothing to yield
+                    continue
                 yield StreamItem(result.as_numpy(data_output), info, response.model_version, final)
                 if final:
                     return

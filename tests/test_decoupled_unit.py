@@ -124,3 +124,24 @@ def test_bad_input_inside_the_producer_is_a_final_error_and_the_stream_is_releas
     assert sender.sent[-1][0].error == "toy: voice 'x' unknown"
     time.sleep(0.05)
     assert streams.in_flight == 0
+
+
+def test_a_busy_stream_sends_heartbeats_while_it_sends_nothing_else():
+    streams = Streams("toy")
+    req, sender = request()
+
+    def slow(summary):
+        time.sleep(0.45)  # waiting for the engine behind other streams
+        yield [1]
+        time.sleep(0.45)  # yielding to another session's critical work
+        yield [2]
+
+    streams.serve(pb_utils, req, slow, final_summary, heartbeat_s=0.1)
+    assert sender.done.wait(3)
+    kinds = ["heartbeat" if isinstance(r.tensors[0], dict) and r.tensors[0].get("heartbeat") else
+             "final" if f == FINAL else "item" for r, f in sender.sent]
+    first, second = kinds.index("item"), len(kinds) - 1 - kinds[::-1].index("item")
+    assert kinds[0] == "heartbeat" and kinds[first + 1:second].count("heartbeat") >= 2
+    assert kinds[-1] == "final" and "heartbeat" not in kinds[second:]
+    time.sleep(0.3)
+    assert sender.sent[-1][1] == FINAL  # nothing after the final response

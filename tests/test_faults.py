@@ -15,6 +15,7 @@ import pytest
 import websockets
 
 from benchmarks.stack import AppServer, make_settings
+from orchestrator.metrics import MODEL_RELOADS
 from tests.conftest import triton_counter
 from tests.test_shutdown import processes
 from triton_models.launcher import TritonServer
@@ -44,6 +45,29 @@ async def next_of(ws, *types: str, timeout: float = 60) -> dict:
         event = json.loads(await asyncio.wait_for(ws.recv(), max(0.1, deadline - time.monotonic())))
         if event["type"] in types:
             return event
+
+
+async def test_a_request_queued_behind_a_long_answer_is_not_taken_for_a_dead_model(stack):
+    """One llama.cpp context: the second answer waits for the first (longer than the 5 s stream gap).
+    The model's heartbeats keep it alive; before them the orchestrator reloaded the healthy model."""
+    triton, app = stack
+    async with websockets.connect(f"{app.ws}/v1/realtime") as first, \
+            websockets.connect(f"{app.ws}/v1/realtime") as second:
+        await next_of(first, "session.created")
+        await next_of(second, "session.created")
+        reloads_before = MODEL_RELOADS.labels("llm")._value.get()
+        await ask(first, "한국의 역사에 대해 아주 길고 자세하게 이야기해 주세요.")
+        await next_of(first, "response.output_audio_transcript.delta", timeout=120)
+        t0 = time.monotonic()
+        await ask(second, "안녕하세요!")
+        done_first = await next_of(first, "response.done", timeout=180)
+        done_second = await next_of(second, "response.done", timeout=180)
+        waited = time.monotonic() - t0
+        print(f"\nthe queued answer ended {waited:.1f} s after its question")
+        assert waited > 5.0, "the test needs the second answer to wait longer than the stream gap"
+        assert done_first["response"]["status"] == "completed", done_first
+        assert done_second["response"]["status"] == "completed", done_second
+        assert MODEL_RELOADS.labels("llm")._value.get() == reloads_before  # the healthy model was left alone
 
 
 async def test_killed_llm_process_fails_the_turn_cleanly_and_is_reloaded(stack):

@@ -8,6 +8,11 @@ seen by the aio client and can wedge a model unload when a cancel races it).
 `Streams` tracks the threads in flight (a gauge on Triton's metrics port) so that `finalize()` (an
 unload, a version swap, shutdown) can stop them like a cancel and wait for them, bounded, instead of
 leaving threads writing to senders of a model that is going away.
+
+A stream that has sent nothing for HEARTBEAT_S (waiting its turn for the engine behind other
+streams, or yielding to another session's critical work) sends a heartbeat: a response whose INFO
+says `"heartbeat": true`. The orchestrator bounds the silence of a stream to find a dead model
+process; a busy one must not look dead (under load that made it reload healthy models).
 """
 from __future__ import annotations
 
@@ -19,6 +24,8 @@ from typing import Callable, Iterator
 from triton_models.common import ModelMetric
 
 log = logging.getLogger("triton.decoupled")
+
+HEARTBEAT_S = 2.0
 
 
 class Streams:
@@ -42,15 +49,27 @@ class Streams:
             self.gauge.set(len(self._live))
 
     def serve(self, pb_utils, request, produce: Callable[[dict], Iterator[list]],
-              final_tensors: Callable[[dict], list]) -> None:
+              final_tensors: Callable[[dict], list], heartbeat_s: float = HEARTBEAT_S) -> None:
         """Run `produce(summary)` in a thread; send each yielded tensor list as one response.
 
-        `final_tensors(summary)` builds the last response; summary holds status (done, cancelled,
-        shutdown), items, elapsed_ms, and whatever `produce` put in it (token counts, timings).
+        `final_tensors(summary)` builds the last response (and the heartbeats); summary holds status
+        (done, cancelled, shutdown), items, elapsed_ms, and whatever `produce` put in it.
         """
         if self.stopping.is_set():
             return reject(pb_utils, request, self.name, "the model is shutting down")
         sender = request.get_response_sender()
+        send_lock, closed, last_sent = threading.Lock(), threading.Event(), [time.monotonic()]
+
+        def send(response, final: bool = False) -> None:
+            with send_lock:  # the heartbeat thread sends too; nothing may follow the FINAL response
+                if closed.is_set():
+                    return
+                last_sent[0] = time.monotonic()
+                if final:
+                    closed.set()
+                    sender.send(response, flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+                else:
+                    sender.send(response)
 
         def stopped(summary: dict) -> bool:
             if sender.is_cancelled():
@@ -58,6 +77,13 @@ class Streams:
             elif self.stopping.is_set():
                 summary["status"] = "shutdown"
             return summary["status"] != "done"
+
+        def heartbeat() -> None:
+            while not closed.wait(heartbeat_s / 4):
+                if sender.is_cancelled() or self.stopping.is_set():
+                    return
+                if time.monotonic() - last_sent[0] >= heartbeat_s:
+                    send(pb_utils.InferenceResponse(output_tensors=final_tensors({"status": "busy", "heartbeat": True})))
 
         def run() -> None:
             t0 = time.perf_counter()
@@ -69,24 +95,30 @@ class Streams:
                         for tensors in items:
                             if stopped(summary):  # polled per item: at most one item made after a cancel
                                 break
-                            sender.send(pb_utils.InferenceResponse(output_tensors=tensors))
+                            send(pb_utils.InferenceResponse(output_tensors=tensors))
                             summary["items"] += 1
                     finally:
                         items.close()  # stops the engine (llama.cpp stream, transformers thread) at once
                 summary["elapsed_ms"] = round((time.perf_counter() - t0) * 1000, 1)
-                sender.send(pb_utils.InferenceResponse(output_tensors=final_tensors(summary)),
-                            flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
-            except ValueError as exc:  # bad input: the client gets a typed error, the model goes on
-                fail(pb_utils, sender, f"{self.name}: {exc}")
+                send(pb_utils.InferenceResponse(output_tensors=final_tensors(summary)), final=True)
             except Exception as exc:  # noqa: BLE001 - report, never kill the model
-                log.exception("%s stream failed", self.name)
-                fail(pb_utils, sender, f"{self.name}: {type(exc).__name__}: {exc}")
+                if isinstance(exc, ValueError):  # bad input: the client gets a typed error, the model goes on
+                    message = f"{self.name}: {exc}"
+                else:
+                    log.exception("%s stream failed", self.name)
+                    message = f"{self.name}: {type(exc).__name__}: {exc}"
+                try:
+                    send(error_response(pb_utils, message), final=True)
+                except Exception:  # noqa: BLE001 - the stream is gone (the failure was a send)
+                    log.exception("could not report: %s", message)
             finally:
+                closed.set()
                 self._track(threading.current_thread(), live=False)
 
         thread = threading.Thread(target=run, name=f"{self.name}-stream", daemon=True)
         self._track(thread, live=True)
         thread.start()
+        threading.Thread(target=heartbeat, name=f"{self.name}-heartbeat", daemon=True).start()
 
     def finalize(self, timeout_s: float = 10.0) -> int:
         """Stop every stream (each ends with a final `shutdown` response) and wait at most `timeout_s`
@@ -103,14 +135,11 @@ class Streams:
         return left
 
 
-def fail(pb_utils, sender, message: str) -> None:
-    try:
-        sender.send(pb_utils.InferenceResponse(error=pb_utils.TritonError(message)),
-                    flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
-    except Exception:  # noqa: BLE001 - the stream was already closed (a send failed after FINAL)
-        log.exception("could not report: %s", message)
+def error_response(pb_utils, message: str):
+    return pb_utils.InferenceResponse(error=pb_utils.TritonError(message))
 
 
 def reject(pb_utils, request, name: str, message: str) -> None:
     """Answer a decoupled request that failed validation with one final error response."""
-    fail(pb_utils, request.get_response_sender(), f"{name}: {message}")
+    request.get_response_sender().send(error_response(pb_utils, f"{name}: {message}"),
+                                       flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
