@@ -48,26 +48,41 @@ async def next_of(ws, *types: str, timeout: float = 60) -> dict:
 
 
 async def test_a_request_queued_behind_a_long_answer_is_not_taken_for_a_dead_model(stack):
-    """One llama.cpp context: the second answer waits for the first (longer than the 5 s stream gap).
-    The model's heartbeats keep it alive; before them the orchestrator reloaded the healthy model."""
+    """One llama.cpp context: a turn's answer waits for a long generation already running (longer than
+    the 5 s stream gap). The model's heartbeats keep it alive; before them the orchestrator reloaded
+    the healthy model (and failed both)."""
     triton, app = stack
-    async with websockets.connect(f"{app.ws}/v1/realtime") as first, \
-            websockets.connect(f"{app.ws}/v1/realtime") as second:
-        await next_of(first, "session.created")
-        await next_of(second, "session.created")
-        reloads_before = MODEL_RELOADS.labels("llm")._value.get()
-        await ask(first, "한국의 역사에 대해 아주 길고 자세하게 이야기해 주세요.")
-        await next_of(first, "response.output_audio_transcript.delta", timeout=120)
+    from orchestrator.triton_client import TritonGateway
+
+    gateway = TritonGateway(triton.grpc_url, stream_gap_s=5.0)
+    long_text, first_delta = [], asyncio.Event()
+
+    async def long_generation() -> float:
         t0 = time.monotonic()
-        await ask(second, "안녕하세요!")
-        done_first = await next_of(first, "response.done", timeout=180)
-        done_second = await next_of(second, "response.done", timeout=180)
-        waited = time.monotonic() - t0
-        print(f"\nthe queued answer ended {waited:.1f} s after its question")
-        assert waited > 5.0, "the test needs the second answer to wait longer than the stream gap"
-        assert done_first["response"]["status"] == "completed", done_first
-        assert done_second["response"]["status"] == "completed", done_second
-        assert MODEL_RELOADS.labels("llm")._value.get() == reloads_before  # the healthy model was left alone
+        async for item in gateway.llm_stream("llm", [{"role": "user", "content": "Write a very long story about a cat, at least 1000 words."}],
+                                             {"max_tokens": 400, "temperature": 0.0}):
+            if not item.final:
+                long_text.append(item.data.reshape(-1)[0].decode())
+                first_delta.set()
+        return time.monotonic() - t0
+
+    reloads_before = MODEL_RELOADS.labels("llm")._value.get()
+    try:
+        async with websockets.connect(f"{app.ws}/v1/realtime") as ws:
+            await next_of(ws, "session.created")
+            long_task = asyncio.create_task(long_generation())
+            await asyncio.wait_for(first_delta.wait(), 60)
+            t0 = time.monotonic()
+            await ask(ws, "안녕하세요!")
+            done = await next_of(ws, "response.done", timeout=180)
+            waited, long_s = time.monotonic() - t0, await long_task
+    finally:
+        await gateway.close()
+    print(f"\nthe turn ended {waited:.1f} s after its question, behind a generation of {long_s:.1f} s "
+          f"({''.join(long_text)[:40]!r}...)")
+    assert waited > 5.0, "the test needs the turn to wait longer than the stream gap"
+    assert done["response"]["status"] == "completed", done
+    assert MODEL_RELOADS.labels("llm")._value.get() == reloads_before  # the healthy model was left alone
 
 
 async def test_killed_llm_process_fails_the_turn_cleanly_and_is_reloaded(stack):
