@@ -76,9 +76,12 @@ async def test_voice_turn_end_to_end(app):
         assert 0 < timings["stt_done"] < timings["llm_first_token"] < timings["first_audio"]
         assert set(done["model_versions"]) == {"stt", "llm", "tts"}
         print(f"E2E reply {done['text']!r}, {len(reply) / 24000:.1f}s audio, timings {timings}")
-    await asyncio.sleep(1.0)  # the turn is stored after the reply
     async with httpx.AsyncClient() as http:
-        rows = (await http.get(f"{app.http}/api/sessions/{session_id}/turns")).json()
+        for _ in range(100):  # the turn is stored just after the reply
+            rows = (await http.get(f"{app.http}/api/sessions/{session_id}/turns")).json()
+            if rows:
+                break
+            await asyncio.sleep(0.1)
         assert (await http.get(f"{app.http}/api/sessions/nope-{session_id}/turns")).status_code == 404
     assert len(rows) == 1 and rows[0]["status"] == "completed"
     assert rows[0]["user_text"] == final["text"] and rows[0]["assistant_text"] == done["text"]
@@ -98,9 +101,19 @@ async def test_silence_gives_no_turn(app):
         await client.start("user-silence")
         noise = (np.random.default_rng(0).normal(0, 0.003, 16000 * 2) * 32767).astype(np.int16)
         await client.stream(noise, trailing_silence_s=0.8)
-        await asyncio.sleep(1.0)
-        assert client.find("transcript.final") is None or client.find("transcript.final")["text"] == ""
-        assert client.find("response.text.delta") is None
+        audio, _text = question()  # then real words: the server hears in order, so once they are
+        await client.stream(to_pcm16(audio))  # transcribed the noise has been dealt with, not just pending
+        async def words_heard() -> dict:
+            while not (finals := [e for e in client.rx.events if e["type"] == "transcript.final" and e["text"]]):
+                await asyncio.sleep(0.05)
+            return finals[0]
+
+        spoken = (await asyncio.wait_for(words_heard(), 30))["turn_id"]
+        await client.wait_for("response.done", timeout=120, turn_id=spoken)
+        noise_events = [e for e in client.rx.events if e.get("turn_id") not in (None, spoken)]
+        assert not [e for e in noise_events if e["type"] == "transcript.final" and e["text"]]
+        assert not [e for e in noise_events if e["type"] in ("response.text.delta", "response.audio.started")]
+        assert set(client.rx.audio) <= {spoken}
 
 
 async def test_barge_in_cancels_answer_and_nothing_stale_follows(app):
