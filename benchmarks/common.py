@@ -55,26 +55,35 @@ def write(name: str, result: dict) -> Path:
     return path
 
 
-def bar_plot(path: Path, title: str, groups: dict[str, dict[str, float]], ylabel: str) -> Path:
-    """groups: {metric: {series: value}} → grouped bars, one colour per series."""
+@contextmanager
+def figure(path: Path, size: tuple[float, float] = (8, 4)):
+    """One matplotlib axes, saved to `path` (PNG) when the block ends."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=size)
+    try:
+        yield ax
+        fig.tight_layout()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=110)
+    finally:
+        plt.close(fig)
+
+
+def bar_plot(path: Path, title: str, groups: dict[str, dict[str, float]], ylabel: str) -> Path:
+    """groups: {metric: {series: value}} → grouped bars, one colour per series."""
     metrics = list(groups)
     series = sorted({s for g in groups.values() for s in g})
-    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(metrics)), 4))
-    width = 0.8 / max(1, len(series))
-    for i, s in enumerate(series):
-        xs = [m + i * width for m in range(len(metrics))]
-        ax.bar(xs, [groups[m].get(s) or 0 for m in metrics], width, label=s)
-    ax.set_xticks([m + width * (len(series) - 1) / 2 for m in range(len(metrics))], metrics, rotation=15)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    with figure(path, (max(6, 1.6 * len(metrics)), 4)) as ax:
+        width = 0.8 / max(1, len(series))
+        for i, s in enumerate(series):
+            xs = [m + i * width for m in range(len(metrics))]
+            ax.bar(xs, [groups[m].get(s) or 0 for m in metrics], width, label=s)
+        ax.set_xticks([m + width * (len(series) - 1) / 2 for m in range(len(metrics))], metrics, rotation=15)
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        ax.legend()
     return path

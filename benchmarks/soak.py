@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import RESULTS, ROOT, percentiles, triton, write
+from benchmarks.common import RESULTS, ROOT, figure, percentiles, triton, write
 from benchmarks.corpus import human_clips, to_pcm16, trim_to_speech
 from benchmarks.stack import MilvusProcess, free_port, reset_database
 
@@ -170,23 +170,14 @@ async def account(sessions: list[dict], milvus_uri: str) -> dict:
 
 
 def plot(path: Path, samples: list[tuple[float, float]], done_at: list[float]) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 3.5))
-    ax.plot([t for t, _ in samples], [m for _, m in samples], label="orchestrator RSS (MB)")
-    for t in done_at:
-        ax.axvline(t, color="grey", alpha=0.15, linewidth=0.8)
-    ax.set_xlabel("s since the sessions started (grey: a turn ended)")
-    ax.set_ylabel("MB")
-    ax.set_title("Soak: orchestrator memory across the run (human speech, barge-ins)")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    with figure(path, (8, 3.5)) as ax:
+        ax.plot([t for t, _ in samples], [m for _, m in samples], label="orchestrator RSS (MB)")
+        for t in done_at:
+            ax.axvline(t, color="grey", alpha=0.15, linewidth=0.8)
+        ax.set_xlabel("s since the sessions started (grey: a turn ended)")
+        ax.set_ylabel("MB")
+        ax.set_title("Soak: orchestrator memory across the run (human speech, barge-ins)")
+        ax.legend(fontsize=8)
     return path
 
 

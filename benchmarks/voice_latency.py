@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import RESULTS, ROOT, percentiles, triton, write
+from benchmarks.common import RESULTS, ROOT, figure, percentiles, triton, write
 from benchmarks.corpus import human_clips, to_pcm16, trim_to_speech
 from benchmarks.stack import AppServer, make_settings
 
@@ -124,26 +124,17 @@ def in_process_critical_path(clips: list) -> dict:
 
 
 def plot(path: Path, summary: dict) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 4))
-    labels = list(summary)
-    width = 0.8 / len(labels)
-    for i, label in enumerate(labels):
-        vals = [summary[label][s]["p50"] for s in STAGES]
-        ax.bar(np.arange(len(STAGES)) + i * width, vals, width, label=f"{label} p50")
-    ax.axhline(1500, color="red", linestyle="--", linewidth=1, label="1.5 s target (first audio)")
-    ax.set_xticks(np.arange(len(STAGES)) + width * (len(labels) - 1) / 2, STAGES)
-    ax.set_ylabel("ms after the last speech sample")
-    ax.set_title("Voice→voice on human Korean speech (ko_speech_dev), 2-core CPU")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    with figure(path) as ax:
+        labels = list(summary)
+        width = 0.8 / len(labels)
+        for i, label in enumerate(labels):
+            vals = [summary[label][s]["p50"] for s in STAGES]
+            ax.bar(np.arange(len(STAGES)) + i * width, vals, width, label=f"{label} p50")
+        ax.axhline(1500, color="red", linestyle="--", linewidth=1, label="1.5 s target (first audio)")
+        ax.set_xticks(np.arange(len(STAGES)) + width * (len(labels) - 1) / 2, STAGES)
+        ax.set_ylabel("ms after the last speech sample")
+        ax.set_title("Voice→voice on human Korean speech (ko_speech_dev), 2-core CPU")
+        ax.legend(fontsize=7)
     return path
 
 
