@@ -97,7 +97,6 @@ class TurnStore:
         self.timeout_s, self.retry_s = timeout_s, retry_s
         self.pending: list[Pending] = []
         self.orphans: set[int] = set()  # row ids (never committed) whose vectors are still to delete
-        self._wake = asyncio.Event()
         self._worker: asyncio.Task | None = None
 
     async def _attempt(self, record: TurnRecord) -> int:
@@ -126,16 +125,12 @@ class TurnStore:
     def _start_worker(self) -> None:
         if self._worker is None or self._worker.done():
             self._worker = asyncio.create_task(self._retry_loop(), name="turn-store-retry")
-        self._wake.set()
 
     async def _retry_loop(self) -> None:
+        """Back-off from 1 s, doubling to 10 s while nothing gets through; ends when nothing waits."""
         delay = 1.0
         while self.pending or self.orphans:
-            self._wake.clear()
-            try:
-                await asyncio.wait_for(self._wake.wait(), delay)
-            except asyncio.TimeoutError:
-                pass
+            await asyncio.sleep(delay)
             progressed = await self.retry_now()
             delay = 1.0 if progressed else min(delay * 2, 10.0)
 
