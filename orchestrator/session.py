@@ -212,13 +212,13 @@ class VoiceSession:
                 info = await self.svc.gateway.enroll_voice(self.cfg.tts_model, voice_id, pcm, 16000)
             except TritonCallError as exc:
                 return await self.error(P.ErrorCode.VOICE_ENROLL_FAILED, exc.message)
-            self.voice = voice_id
-            await self.send("voice.enrolled", **info)
-            try:
+            try:  # saved before it is announced: the user's next session starts in it
                 await asyncio.wait_for(self.svc.db.set_voice(self.user_id, voice_id), self.cfg.storage_timeout_s)
             except Exception as exc:  # noqa: BLE001
                 await self.error(P.ErrorCode.STORAGE_FAILED, f"the voice serves this session but was not saved "
                                                              f"for later ones ({describe(exc)})")
+            self.voice = voice_id
+            await self.send("voice.enrolled", **info)
 
         self._spawn(enroll())
 
