@@ -90,7 +90,7 @@ async def test_a_stalled_mariadb_is_bounded_and_the_turn_is_stored_once_it_is_fr
     async with websockets.connect(f"{app.ws}/v1/realtime") as ws:
         await next_of(ws, "session.created")
         before = len(await assert_whole(app))
-        locker = await asyncmy.connect(host="127.0.0.1", port=3306, user="root", password="",
+        locker = await asyncmy.connect(host="127.0.0.1", port=3306, user="voice", password="voice",
                                        database="voicechat_storage_faults")
         try:
             async with locker.cursor() as cur:
