@@ -28,7 +28,7 @@ import numpy as np
 
 from benchmarks.common import RESULTS, ROOT, figure, percentiles, triton, write
 from benchmarks.corpus import human_clips, to_pcm16, trim_to_speech
-from benchmarks.stack import MilvusProcess, free_port, reset_database
+from benchmarks.stack import MilvusProcess, free_port, reset_database, stored_turns
 
 MODELS = ["vad", "stt", "embedder", "llm", "tts"]
 DATABASE = "mysql+asyncmy://voice:voice@127.0.0.1:3306/voicechat_soak"
@@ -128,19 +128,8 @@ async def one_session(url: str, index: int, clips: list, turns: int, barge_every
 
 async def account(sessions: list[dict], milvus_uri: str) -> dict:
     """Every committed turn against MariaDB and Milvus."""
-    from sqlalchemy import select
-
-    from orchestrator.storage.db import Database, Turn
-    from orchestrator.storage.vectors import VectorMemory
-
-    db = Database(DATABASE)
-    async with db.sessionmaker() as s:
-        rows = list(await s.scalars(select(Turn).order_by(Turn.session_id, Turn.turn_index)))
-    await db.close()
-    memory = await asyncio.to_thread(VectorMemory, milvus_uri)
-    vector_turns = await memory.turn_ids()
-    memory.close()
-    problems, by_session = [], {}
+    rows, vector_turns = await stored_turns(DATABASE, milvus_uri)
+    problems, by_session, spoken_share = [], {}, []
     for row in rows:
         by_session.setdefault(row.session_id, []).append(row)
     for session in sessions:
@@ -151,8 +140,11 @@ async def account(sessions: list[dict], milvus_uri: str) -> dict:
                             f"stored {[r.status for r in stored]}")
             continue
         for row, seen in zip(stored, expected):
-            if row.status == "interrupted" and len(row.assistant_text) > len(seen.get("text", "")):
-                problems.append(f"{session['session_id']} turn {row.turn_index}: interrupted text longer than the answer")
+            if row.status == "interrupted":
+                spoken_share.append(len(row.assistant_text) / max(1, len(seen.get("text", ""))))
+                if len(row.assistant_text) > len(seen.get("text", "")):
+                    problems.append(f"{session['session_id']} turn {row.turn_index}: interrupted text longer "
+                                    "than the answer")
             if row.status == "failed" and not row.error:
                 problems.append(f"{session['session_id']} turn {row.turn_index}: failed without a reason")
     row_ids = {r.id for r in rows}
@@ -160,11 +152,6 @@ async def account(sessions: list[dict], milvus_uri: str) -> dict:
         problems.append(f"rows without vectors: {sorted(row_ids - vector_turns)}")
     if vector_turns - row_ids:
         problems.append(f"vectors without rows: {sorted(vector_turns - row_ids)}")
-    spoken_share = [len(r.assistant_text) / max(1, len(t.get("text", "")))
-                    for s in sessions for r, t in zip(by_session.get(s["session_id"], []),
-                                                      [t for tid, t in sorted(s["turns"].items())
-                                                       if tid > 0 and t["status"] != "empty"])
-                    if r.status == "interrupted"]
     return {"rows": len(rows), "rows_with_vectors": len(row_ids & vector_turns), "problems": problems,
             "interrupted_stored_share_of_answer": percentiles(spoken_share)}
 

@@ -72,21 +72,22 @@ def make_settings(triton, tmp_path, **overrides) -> Settings:
                     **{**defaults, **overrides})
 
 
-async def stored_turns(settings: Settings) -> tuple[dict[int, str], set[int]]:
-    """({turn row id: status} in MariaDB, {turn ids that have vectors} in Milvus): for checks that
-    nothing is half-stored. Uses its own connections (the app's belong to the app's event loop)."""
+async def stored_turns(database_url: str, milvus_uri: str, collection: str = "turns") -> tuple[list, set[int]]:
+    """(turn rows in MariaDB by session and index, ids of the turns that have vectors in Milvus): for
+    checks that every turn is accounted for and nothing is half-stored. Uses its own connections (the
+    app's belong to the app's event loop or process)."""
     from sqlalchemy import select
 
     from orchestrator.storage.db import Database, Turn
     from orchestrator.storage.vectors import VectorMemory
 
-    db = Database(settings.database_url)
+    db = Database(database_url)
     try:
         async with db.sessionmaker() as s:
-            rows = {row.id: row.status for row in await s.scalars(select(Turn))}
+            rows = list(await s.scalars(select(Turn).order_by(Turn.session_id, Turn.turn_index)))
     finally:
         await db.close()
-    memory = await asyncio.to_thread(VectorMemory, settings.milvus_uri, settings.milvus_collection)
+    memory = await asyncio.to_thread(VectorMemory, milvus_uri, collection)
     try:
         return rows, await memory.turn_ids()
     finally:

@@ -215,7 +215,7 @@ class TritonGateway:
                 info = parse_json_array(result.as_numpy("INFO"))
                 if final and info.get("status") == "shutdown":  # unloaded mid-stream: not a whole answer
                     raise TritonCallError(model, "the model was unloaded mid-stream")
-                if info.get("heartbeat") and not final:  # queued behind other streams: alive, nothing to yield
+                if info.get("heartbeat") and not final:  # busy (queued or yielding), alive: nothing to yield
                     continue
                 yield StreamItem(result.as_numpy(data_output), info, response.model_version, final)
                 if final:

@@ -65,13 +65,20 @@ async def unstored(app) -> int:
     return (await health_of(app))[1]["turns_unstored"]
 
 
+async def stored(app) -> tuple[dict[int, str], set[int]]:
+    """({turn row id: status}, {turn ids with vectors})."""
+    rows, vectors = await stored_turns(app.settings.database_url, app.settings.milvus_uri,
+                                       app.settings.milvus_collection)
+    return {r.id: r.status for r in rows}, vectors
+
+
 async def assert_whole(app) -> dict[int, str]:
     """Every turn row has its vectors and every vector its row (nothing half-stored), once the stores
     in flight (vectors are written just before their row commits) have ended."""
     for _ in range(40):
-        first = await stored_turns(app.settings)
+        first = await stored(app)
         await asyncio.sleep(0.25)
-        if await stored_turns(app.settings) == first and not await unstored(app):
+        if await stored(app) == first and not await unstored(app):
             break
     rows, vectors = first
     assert set(rows) == vectors, (rows, vectors)
@@ -118,7 +125,7 @@ async def _zero(value) -> bool:
 
 
 async def _count(app, n: int) -> bool:
-    rows, vectors = await stored_turns(app.settings)
+    rows, vectors = await stored(app)
     return len(rows) == n and set(rows) == vectors
 
 
@@ -175,7 +182,7 @@ async def test_a_stopped_milvus_fails_the_turn_cleanly_and_a_restarted_one_is_fo
         assert (await answered(ws, "제가 뭘 좋아한다고 했죠?"))["response"]["status"] == "completed"
         # the failed turn (stored with its reason by a retry) and the one after the restart, each whole
         await until(lambda: _count(app, before + 2), 30, "both turns are stored whole")
-        rows, _ = await stored_turns(app.settings)
+        rows, _ = await stored(app)
         assert sorted(rows.values()).count("failed") == 1
 
 
