@@ -9,7 +9,9 @@ endpoint). Configurations run in one process, one after the other, on the same T
   before  no speculation, Whisper encoder window 30 s, LLM decoding 1 thread from the first token,
           the first TTS piece waits for a comma or the sentence's end
   after   the defaults: speculative end of turn at 250 ms, 15 s encoder window, 2 threads until the
-          first clause, an unpunctuated first sentence goes to TTS at the first space past 10 chars
+          first clause, an unpunctuated first sentence goes to TTS at the first space past 10 chars,
+          two llama.cpp contexts (conversations generate side by side)
+  one context  the defaults but one llama.cpp context (conversations queue for it), at 2 clients
 
 and the same models called in-process along the critical path (STT → LLM first sentence → TTS first
 chunk) give the share of a turn spent outside the models.
@@ -38,7 +40,9 @@ CONFIGS = {
     "before": {"speculative_pause_ms": 0, "stt_window_s": 30, "llm_first_sentence_threads": 1,
                "first_chunk_chars": 0},
     "after": {},
+    "one context": {},
 }
+LLM_CONTEXTS = {"before": 1, "after": 2, "one context": 1}  # the llm model's `contexts` parameter
 
 
 def _ms(event: dict | None, t0: float) -> float | None:
@@ -76,6 +80,20 @@ async def one_client(url: str, index: int, clips: list, turns: int) -> list[dict
 async def run_clients(url: str, n: int, clips: list, turns: int) -> list[dict]:
     results = await asyncio.gather(*(one_client(url, i, clips, turns) for i in range(n)))
     return [row for rows in results for row in rows]
+
+
+def llm_contexts(server, n: int) -> None:
+    """Reload the llm model with `contexts` = n (Triton's load with a config override)."""
+    import json
+
+    import tritonclient.http as httpclient
+
+    client = httpclient.InferenceServerClient(f"127.0.0.1:{server.http_port}")
+    config = client.get_model_config("llm")
+    if config.get("parameters", {}).get("contexts", {}).get("string_value") == str(n):
+        return
+    config.setdefault("parameters", {})["contexts"] = {"string_value": str(n)}
+    client.load_model("llm", config=json.dumps(config))
 
 
 def summarise(rows: list[dict]) -> dict:
@@ -146,8 +164,10 @@ def main() -> None:
     clips = [(trim_to_speech(a), t, n) for a, t, n in human_clips()]
     summary, rows_by = {}, {}
     with triton(MODELS, port=18600) as server, tempfile.TemporaryDirectory() as tmp:
-        runs = [("before", 1)] + [("after", int(n)) for n in args.clients.split(",")]
+        runs = [("before", 1)] + [("after", int(n)) for n in args.clients.split(",")] \
+            + [("one context", int(n)) for n in args.clients.split(",") if int(n) > 1]
         for label, n in runs:
+            llm_contexts(server, LLM_CONTEXTS[label])
             settings = make_settings(server, Path(tmp) / label, **CONFIGS[label],
                                      database_url="mysql+asyncmy://voice:voice@127.0.0.1:3306/voicechat_bench")
             with AppServer(settings) as app:
@@ -166,7 +186,7 @@ def main() -> None:
     outside = v2v - started_at - models_only["first_audio"]
     write("voice_latency", {
         "material": "ko_speech_dev (Zeroth-Korean speaker 104 + Picovoice test clip), trailing silence cut",
-        "configs": CONFIGS, "summary": summary, "in_process_models_ms": models_only,
+        "configs": CONFIGS, "llm_contexts": LLM_CONTEXTS, "summary": summary, "in_process_models_ms": models_only,
         "share_outside_models": {"voice_to_voice_p50_ms": v2v, "endpoint_p50_ms": endpoint,
                                  "models_start_ms": started_at, "models_ms": models_only["first_audio"],
                                  "outside_ms": round(outside, 1), "share": round(outside / v2v, 3)},

@@ -58,7 +58,8 @@ def llm_spec(engine: str, weights: str, **params: str) -> ModelSpec:
         name="llm", backend="python", module="triton_models.llm", decoupled=True,
         inputs=[Tensor("MESSAGES", "STRING", [1]), Tensor("OPTIONS", "STRING", [1], optional=True)],
         outputs=[Tensor("DELTA", "STRING", [1]), Tensor("INFO", "STRING", [1])],
-        params={"engine": engine, "weights": weights, "n_threads": "2", "n_ctx": "2048", "coalesce_ms": "60", **params},
+        params={"engine": engine, "weights": weights, "n_threads": "2", "n_ctx": "2048", "contexts": "2", "coalesce_ms": "60",
+                **params},
     )
 
 

@@ -48,38 +48,39 @@ async def next_of(ws, *types: str, timeout: float = 60) -> dict:
 
 
 async def test_a_request_queued_behind_a_long_answer_is_not_taken_for_a_dead_model(stack):
-    """One llama.cpp context: a turn's answer waits for a long generation already running (longer than
-    the 5 s stream gap). The model's heartbeats keep it alive; before them the orchestrator reloaded
-    the healthy model (and failed both)."""
+    """Every llama.cpp context busy (the exported model has two): a turn's answer waits for long
+    generations already running (longer than the 5 s stream gap). The model's heartbeats keep it
+    alive; before them the orchestrator reloaded the healthy model (and failed them all)."""
     triton, app = stack
     from orchestrator.triton_client import TritonGateway
 
     gateway = TritonGateway(triton.grpc_url, stream_gap_s=5.0)
-    long_text, first_delta = [], asyncio.Event()
+    contexts = 2
+    long_text, started = [[] for _ in range(contexts)], [asyncio.Event() for _ in range(contexts)]
 
-    async def long_generation() -> float:
+    async def long_generation(k: int) -> float:
         t0 = time.monotonic()
-        async for item in gateway.llm_stream("llm", [{"role": "user", "content": "Write a very long story about a cat, at least 1000 words."}],
+        async for item in gateway.llm_stream("llm", [{"role": "user", "content": f"Write a very long story about cat number {k + 1}, at least 1000 words."}],
                                              {"max_tokens": 400, "temperature": 0.0}):
             if not item.final:
-                long_text.append(item.data.reshape(-1)[0].decode())
-                first_delta.set()
+                long_text[k].append(item.data.reshape(-1)[0].decode())
+                started[k].set()
         return time.monotonic() - t0
 
     reloads_before = MODEL_RELOADS.labels("llm")._value.get()
     try:
         async with websockets.connect(f"{app.ws}/v1/realtime") as ws:
             await next_of(ws, "session.created")
-            long_task = asyncio.create_task(long_generation())
-            await asyncio.wait_for(first_delta.wait(), 60)
+            long_tasks = [asyncio.create_task(long_generation(k)) for k in range(contexts)]
+            await asyncio.wait_for(asyncio.gather(*(e.wait() for e in started)), 60)
             t0 = time.monotonic()
             await ask(ws, "안녕하세요!")
-            done = await next_of(ws, "response.done", timeout=180)
-            waited, long_s = time.monotonic() - t0, await long_task
+            done = await next_of(ws, "response.done", timeout=240)
+            waited, long_s = time.monotonic() - t0, min(await asyncio.gather(*long_tasks))
     finally:
         await gateway.close()
-    print(f"\nthe turn ended {waited:.1f} s after its question, behind a generation of {long_s:.1f} s "
-          f"({''.join(long_text)[:40]!r}...)")
+    print(f"\nthe turn ended {waited:.1f} s after its question, behind generations of {long_s:.1f} s or more "
+          f"({''.join(long_text[0])[:40]!r}...)")
     assert waited > 5.0, "the test needs the turn to wait longer than the stream gap"
     assert done["response"]["status"] == "completed", done
     assert MODEL_RELOADS.labels("llm")._value.get() == reloads_before  # the healthy model was left alone

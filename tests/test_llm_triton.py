@@ -68,3 +68,20 @@ async def test_cancel_stops_generation_within_a_token(gateway, triton):
 async def test_bad_input_is_a_clear_error(gateway, messages, options, match):
     with pytest.raises(TritonCallError, match=match):
         await run(gateway, messages, **options)
+
+
+async def test_two_conversations_generate_side_by_side(gateway):
+    """Two llama.cpp contexts (the `contexts` parameter): a second conversation's reply starts while
+    the first is still generating, instead of queueing behind it."""
+    marks: dict[str, list[float]] = {"a": [], "b": []}
+
+    async def talk(name: str, user: str) -> None:
+        loop = asyncio.get_running_loop()
+        async for _item in gateway.llm_stream("llm", chat(user), {"seed": 1, "max_tokens": 60, "temperature": 0.0}):
+            marks[name].append(loop.time())
+
+    await asyncio.gather(talk("a", "한국의 사계절에 대해 길게 설명해 주세요."), talk("b", "좋아하는 음식을 길게 소개해 주세요."))
+    first, second = sorted(marks.values(), key=lambda m: m[0])
+    print(f"\nfirst stream {first[0]:.2f}-{first[-1]:.2f}, second {second[0]:.2f}-{second[-1]:.2f}")
+    assert len(first) > 3 and len(second) > 3
+    assert second[0] < first[-1]  # the second reply began before the first one ended

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -39,14 +40,18 @@ def request_json(pb_utils, request, name: str, default: Any = None) -> Any:
 VERSION_PARAMS = "params.json"
 
 
+# How a model is served, not what a version is: config.pbtxt (or a load's config override) decides.
+SERVING_PARAMS = frozenset({"n_threads", "threads", "contexts", "coalesce_ms"})
+
+
 def model_params(args: dict) -> dict[str, str]:
     """The string parameters of a model's config.pbtxt, overridden by its version folder's params.json
-    (what `export` wrote for that version: weights, variant, engine)."""
+    (what `export` wrote for that version: weights, variant, engine) except for SERVING_PARAMS."""
     config = json.loads(args["model_config"])
     params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
     version_file = Path(args.get("model_repository", "")) / str(args.get("model_version", "")) / VERSION_PARAMS
     if args.get("model_repository") and version_file.is_file():
-        params |= {k: str(v) for k, v in json.loads(version_file.read_text()).items()}
+        params |= {k: str(v) for k, v in json.loads(version_file.read_text()).items() if k not in SERVING_PARAMS}
     return params
 
 
@@ -74,6 +79,12 @@ def bootstrap_source(module: str) -> str:
     )
 
 
+# Every call a model's threads make into the Triton server (a response sent, is_cancelled, a metric
+# update) takes this lock: calls from two stream threads at once crashed tritonserver 2.51 (SIGSEGV in
+# libtriton_python.so) as soon as two llama.cpp contexts generated side by side.
+SERVER_CALLS = threading.RLock()
+
+
 class ModelMetric:
     """A counter (or gauge) on Triton's metrics port (a Python-backend custom metric), labelled with the
     model and version; a no-op outside Triton (in-process benchmarks)."""
@@ -91,11 +102,13 @@ class ModelMetric:
 
     def add(self, n: int = 1) -> None:
         if self.metric is not None:
-            self.metric.increment(n)
+            with SERVER_CALLS:
+                self.metric.increment(n)
 
     def set(self, value: float) -> None:
         if self.metric is not None:
-            self.metric.set(value)
+            with SERVER_CALLS:
+                self.metric.set(value)
 
     def counting(self, items):
         """Pass items through, counting each as it is made."""

@@ -21,7 +21,7 @@ import threading
 import time
 from typing import Callable, Iterator
 
-from triton_models.common import ModelMetric
+from triton_models.common import SERVER_CALLS, ModelMetric
 
 log = logging.getLogger("triton.decoupled")
 
@@ -57,11 +57,12 @@ class Streams:
         """
         if self.stopping.is_set():
             return reject(pb_utils, request, self.name, "the model is shutting down")
-        sender = request.get_response_sender()
-        send_lock, closed, last_sent = threading.Lock(), threading.Event(), [time.monotonic()]
+        with SERVER_CALLS:
+            sender = request.get_response_sender()
+        closed, last_sent = threading.Event(), [time.monotonic()]
 
         def send(response, final: bool = False) -> None:
-            with send_lock:  # the heartbeat thread sends too; nothing may follow the FINAL response
+            with SERVER_CALLS:  # heartbeats and other streams send too; nothing may follow the FINAL response
                 if closed.is_set():
                     return
                 last_sent[0] = time.monotonic()
@@ -71,8 +72,12 @@ class Streams:
                 else:
                     sender.send(response)
 
+        def cancelled() -> bool:
+            with SERVER_CALLS:
+                return sender.is_cancelled()
+
         def stopped(summary: dict) -> bool:
-            if sender.is_cancelled():
+            if cancelled():
                 summary["status"] = "cancelled"
             elif self.stopping.is_set():
                 summary["status"] = "shutdown"
@@ -80,7 +85,7 @@ class Streams:
 
         def heartbeat() -> None:
             while not closed.wait(heartbeat_s / 4):
-                if sender.is_cancelled() or self.stopping.is_set():
+                if cancelled() or self.stopping.is_set():
                     return
                 if time.monotonic() - last_sent[0] >= heartbeat_s:
                     send(pb_utils.InferenceResponse(output_tensors=final_tensors({"status": "busy", "heartbeat": True})))
@@ -141,5 +146,6 @@ def error_response(pb_utils, message: str):
 
 def reject(pb_utils, request, name: str, message: str) -> None:
     """Answer a decoupled request that failed validation with one final error response."""
-    request.get_response_sender().send(error_response(pb_utils, f"{name}: {message}"),
-                                       flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+    with SERVER_CALLS:
+        request.get_response_sender().send(error_response(pb_utils, f"{name}: {message}"),
+                                           flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 import threading
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,22 +85,57 @@ def validate_messages(messages) -> list[dict]:
     return out
 
 
+class ContextPool:
+    """llama.cpp contexts over one memory-mapped GGUF (the weights are shared, each context has its own
+    KV cache), so that conversations generate side by side instead of queueing for one context. A
+    generation takes the free context whose cached tokens share the longest prefix with its prompt:
+    a conversation comes back to its own KV cache, a new one to the shared system prompt's."""
+
+    def __init__(self, contexts: list):
+        self.contexts, self.free = list(contexts), list(contexts)
+        self.cond = threading.Condition()
+
+    @property
+    def active(self) -> int:
+        return len(self.contexts) - len(self.free)
+
+    @staticmethod
+    def shared_prefix(llm, tokens: list[int]) -> int:
+        cached = llm._input_ids[: llm.n_tokens]
+        n = min(len(cached), len(tokens))
+        differs = np.nonzero(np.asarray(cached[:n]) != np.asarray(tokens[:n], dtype=cached.dtype))[0]
+        return int(differs[0]) if len(differs) else n
+
+    @contextmanager
+    def take(self, tokens: list[int]):
+        with self.cond:
+            self.cond.wait_for(lambda: self.free)
+            llm = max(self.free, key=lambda c: self.shared_prefix(c, tokens))
+            self.free.remove(llm)
+        try:
+            yield llm
+        finally:
+            with self.cond:
+                self.free.append(llm)
+                self.cond.notify()
+
+
 class LlamaCppEngine:
     name = "llama_cpp"
-    last_tokens = 0   # tokens of the last generation
 
-    def __init__(self, gguf: Path, n_threads: int = 2, n_ctx: int = 2048):
+    def __init__(self, gguf: Path, n_threads: int = 2, n_ctx: int = 2048, contexts: int = 1):
         from llama_cpp import Llama
 
-        self.llm = Llama(model_path=str(gguf), n_threads=n_threads, n_threads_batch=n_threads, n_ctx=n_ctx,
-                         n_batch=256, flash_attn=True, verbose=False)
+        self.pool = ContextPool([Llama(model_path=str(gguf), n_threads=n_threads, n_threads_batch=n_threads,
+                                       n_ctx=n_ctx, n_batch=256, flash_attn=True, verbose=False)
+                                 for _ in range(max(1, contexts))])
+        self.llm = self.pool.contexts[0]  # tokenizer and metadata
         self.n_ctx, self.n_threads = n_ctx, n_threads
         self.priority = CriticalPath(enabled=False)  # the Triton model sets the shared one
         self._formatter = None
-        self.lock = threading.Lock()  # one context: generations take turns
 
-    def count_prompt_tokens(self, messages: list[dict]) -> int:
-        """Tokens of the prompt rendered with the GGUF's own chat template."""
+    def prompt_tokens(self, messages: list[dict]) -> list[int]:
+        """The prompt rendered with the GGUF's own chat template, as tokens."""
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
         if self._formatter is None:
@@ -110,35 +145,50 @@ class LlamaCppEngine:
                 meta.get("tokenizer.chat_template", GEMMA_TEMPLATE),
                 eos_token=vocab.token_get_text(vocab.token_eos()), bos_token=vocab.token_get_text(vocab.token_bos()))
         prompt = self._formatter(messages=messages).prompt
-        return len(self.llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True))
+        return self.llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
 
-    def _set_threads(self, n: int) -> None:
+    def count_prompt_tokens(self, messages: list[dict]) -> int:
+        return len(self.prompt_tokens(messages))
+
+    def threads_now(self, wanted: int) -> int:
+        """The cores are shared by the generations running at once."""
+        return max(1, min(wanted, self.n_threads // max(1, self.pool.active)))
+
+    def generate(self, messages: list[dict], opts: GenOptions, stats: dict | None = None) -> Iterator[str]:
+        """Critical-path work until the first clause is out (both cores by default, shared with other
+        generations); after it, `threads`, and each token first yields to critical work of any stage
+        (triton_models/priority.py). `stats["tokens"]`: the tokens generated."""
         import llama_cpp
 
-        llama_cpp.llama_set_n_threads(self.llm.ctx, n, max(n, self.n_threads))
-
-    def generate(self, messages: list[dict], opts: GenOptions) -> Iterator[str]:
-        """Critical-path work until the first clause is out (both cores by default); after it, one
-        thread, and each token first yields to critical work of any stage (triton_models/priority.py)."""
-        with self.lock:
+        stats = stats if stats is not None else {}
+        with self.pool.take(self.prompt_tokens(messages)) as llm:
             threads = min(opts.threads or self.n_threads, self.n_threads)
-            current = min(opts.first_threads or threads, self.n_threads)
-            if current != self.n_threads:
-                self._set_threads(current)
+            first_threads = min(opts.first_threads or threads, self.n_threads)
+            current = 0
+
+            def use_threads(wanted: int) -> None:
+                nonlocal current
+                n = self.threads_now(wanted)
+                if n != current:
+                    current = n
+                    llama_cpp.llama_set_n_threads(llm.ctx, n, n)
+
+            use_threads(first_threads)
             critical = ExitStack()  # closed when the first clause is out (or the generation ends)
             critical.enter_context(self.priority.critical("llm"))
             # llama-cpp-python keeps the KV cache of the longest common token prefix with the last
             # prompt: a stable system prompt + history is evaluated once, not every turn
-            stream = self.llm.create_chat_completion(
+            stream = llm.create_chat_completion(
                 messages=messages, stream=True, max_tokens=opts.max_tokens, temperature=opts.temperature,
                 top_p=opts.top_p, seed=opts.seed, repeat_penalty=1.1)
             start, text, in_first_clause = None, "", True
             try:
                 for chunk in stream:
                     if start is None:  # the prompt is in the context now
-                        start = self.llm.n_tokens - 1
+                        start = llm.n_tokens - 1
                     if not in_first_clause:
                         self.priority.yield_to_critical()
+                    use_threads(first_threads if in_first_clause else threads)
                     delta = chunk["choices"][0]["delta"].get("content")
                     if not delta:
                         continue
@@ -146,22 +196,17 @@ class LlamaCppEngine:
                     if in_first_clause and first_clause_done(text, opts.first_clause_chars):
                         in_first_clause = False
                         critical.close()
-                        if current != threads:
-                            current = threads  # the first clause goes to TTS now: leave it a core
-                            self._set_threads(current)
                     yield delta
             finally:
                 critical.close()
                 stream.close()  # stops llama.cpp at once when the consumer leaves (cancel)
-                if current != self.n_threads:
-                    self._set_threads(self.n_threads)
+                llama_cpp.llama_set_n_threads(llm.ctx, self.n_threads, self.n_threads)
                 # true token count (a Korean syllable may take two tokens but makes one delta)
-                self.last_tokens = max(0, self.llm.n_tokens - start) if start is not None else 0
+                stats["tokens"] = max(0, llm.n_tokens - start) if start is not None else 0
 
 
 class TransformersEngine:
     name = "transformers"
-    last_tokens = 0
 
     def __init__(self, model_dir: Path, n_threads: int = 2, n_ctx: int = 2048, gguf_file: str | None = None):
         import torch
@@ -185,7 +230,7 @@ class TransformersEngine:
     def count_prompt_tokens(self, messages: list[dict]) -> int:
         return int(self._prompt_ids(messages)["input_ids"].shape[-1])
 
-    def generate(self, messages: list[dict], opts: GenOptions) -> Iterator[str]:
+    def generate(self, messages: list[dict], opts: GenOptions, stats: dict | None = None) -> Iterator[str]:
         import torch
         from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
@@ -215,12 +260,13 @@ class TransformersEngine:
             finally:
                 stop.set()  # consumer left (cancel) or done: stop generate() within one token
                 worker.join()
-                self.last_tokens = int(produced[0].shape[-1] - prompt_len) if produced else 0
+                if stats is not None:
+                    stats["tokens"] = int(produced[0].shape[-1] - prompt_len) if produced else 0
 
 
-def load_llm(engine: str, weights: Path, n_threads: int = 2, n_ctx: int = 2048):
+def load_llm(engine: str, weights: Path, n_threads: int = 2, n_ctx: int = 2048, contexts: int = 1):
     if engine == "llama_cpp":
-        return LlamaCppEngine(weights, n_threads, n_ctx)
+        return LlamaCppEngine(weights, n_threads, n_ctx, contexts)
     if engine == "transformers":
         if weights.is_file():  # a GGUF file that transformers dequantises
             return TransformersEngine(weights.parent, n_threads, n_ctx, gguf_file=weights.name)
@@ -238,8 +284,9 @@ def stream_chat(engine, messages: list[dict], opts: GenOptions, summary: dict) -
     first = None
     deltas = 0
     summary.update(engine=engine.name, prompt_tokens=prompt_tokens)
+    stats: dict = {}
     try:
-        for delta in engine.generate(messages, opts):
+        for delta in engine.generate(messages, opts, stats):
             if first is None:
                 first = time.perf_counter()
                 summary["ttft_ms"] = round((first - t0) * 1000, 1)
@@ -247,7 +294,7 @@ def stream_chat(engine, messages: list[dict], opts: GenOptions, summary: dict) -
             summary["deltas"] = deltas
             yield delta
     finally:
-        tokens = engine.last_tokens or deltas
+        tokens = stats.get("tokens") or deltas
         summary["tokens"] = tokens
         if first is not None and tokens > 1:
             summary["tok_s"] = round((tokens - 1) / max(time.perf_counter() - first, 1e-6), 2)
@@ -272,7 +319,7 @@ class TritonPythonModel:
         params = model_params(args)
         weights = Path(args["model_repository"]) / args["model_version"] / params["weights"]
         self.engine = load_llm(params.get("engine", "llama_cpp"), weights, int(params.get("n_threads", "2")),
-                               int(params.get("n_ctx", "2048")))
+                               int(params.get("n_ctx", "2048")), int(params.get("contexts", "1")))
         self.engine.priority = CriticalPath()
         self.variant = params.get("variant", params["weights"])
         self.coalesce_s = float(params.get("coalesce_ms", "60")) / 1000
