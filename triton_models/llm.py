@@ -171,7 +171,8 @@ class LlamaCppEngine:
                 n = self.threads_now(wanted)
                 if n != current:
                     current = n
-                    llama_cpp.llama_set_n_threads(llm.ctx, n, n)
+                    # the prompt is evaluated with every core this generation may have
+                    llama_cpp.llama_set_n_threads(llm.ctx, n, self.threads_now(self.n_threads))
 
             use_threads(first_threads)
             critical = ExitStack()  # closed when the first clause is out (or the generation ends)
