@@ -121,7 +121,7 @@ async def run(url: str, speakers: dict[str, list[Path]], n_folds: int, cer_sente
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--folds", type=int, default=3, help="references per speaker, each from other clips")
+    parser.add_argument("--folds", type=int, default=5, help="references per speaker, each from other clips")
     parser.add_argument("--cer-sentences", type=int, default=16)
     parser.add_argument("--speaker", action="append", default=[], help="NAME=DIR or NAME=GLOB of one person's clips")
     parser.add_argument("--name", default="voice_clone", help="results file name")

@@ -86,3 +86,12 @@ def test_a_recitation_split_by_the_first_chunk_is_caught_in_its_second_piece():
     assert guard.clean("물은 아침마다") == "물은 아침마다"
     assert guard.clean("커피를 마셔요.") == ""
     assert guard.clean("물은 백 도에서 끓어요.") == "물은 백 도에서 끓어요."
+
+
+def test_a_memory_may_answer_a_question_about_what_the_user_said_without_sharing_its_words():
+    memories = ["저는 피아노를 십 년 쳤어요", "저는 기타를 배워요"]
+    memories = [Memory(m) for m in memories]
+    asked_back = reply_guard(DEFAULT_SYSTEM_PROMPT, memories, "제가 무슨 악기를 친다고 했죠?")
+    assert asked_back.clean("피아노를 십 년 쳤어요.") == "피아노를 십 년 쳤어요."
+    unrelated = reply_guard(DEFAULT_SYSTEM_PROMPT, memories, "한국에서 가장 높은 산은 뭐예요?")
+    assert unrelated.clean("피아노를 십 년 쳤어요.") == ""

@@ -19,6 +19,9 @@ MEMORY_LABELS = re.compile(r"</?기억>|</?참고>|사용자가 (전에 )?(한 )
                            r"이전 대화에서 기억나는 내용\s*[:：]?")
 EMOJI = re.compile(r"[\U0001F000-\U0001FAFF\u2600-\u27BF\u2B00-\u2BFF\uFE0F\u200D]")
 LIST_MARKER = re.compile(r"^\s*(?:[-*•·▪►]|\d{1,2}[.)]|[①-⑳])\s+")
+# The user asks back what they told before ("제가 무슨 악기를 친다고 했죠?", "제 생일 기억나요?"): a
+# recalled fact is then the answer even when it shares no word with the question (피아노 / 악기).
+RECALL_QUESTION = re.compile(r"(했|했었|였|이었|이라|라)(죠|지요|나요|더라)|기억(나|하|해)|말(했|한|씀드)")
 MARKUP = re.compile(r"\*\*|__|`+|^#+\s*|^>\s*|\[([^\]]*)\]\([^)]*\)")
 
 
@@ -47,10 +50,11 @@ class ReplyGuard:
         self.guarded = [_compact(g) for g in guarded if g]
         self.user = _compact(user_text)
         # a recalled fact that shares no word (2+ characters) with what the user just said is not the
-        # answer: reading it out is a leak. A short one that does may be said back ("고양이를 두 마리
-        # 키워요"); a long one read out whole is the memory block again.
+        # answer, unless the user asks back what they said: reading it out is a leak. A short one that
+        # does may be said back ("고양이를 두 마리 키워요"); a long one read out whole is the memory block again.
+        asked_back = bool(RECALL_QUESTION.search(user_text))
         self.guarded += [m for m in map(_compact, memories)
-                         if m and (longest_shared_run(m, self.user) < 2 or len(m) >= 15)]
+                         if m and ((longest_shared_run(m, self.user) < 2 and not asked_back) or len(m) >= 15)]
         self.min_run, self.share = min_run, share
         self.dropped: list[str] = []
         self.sentence = ""  # the kept pieces of the sentence in progress (a first chunk ends mid-sentence)
