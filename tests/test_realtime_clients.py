@@ -14,14 +14,18 @@ from openai import AsyncOpenAI
 from benchmarks.stack import AppServer, make_settings
 from tests.realtime_script import Driver, speech_24k, turn_barge_in_cancel
 
-KEY, USER = "test-realtime-key-0123456789", "rt-user"
+# One user per client: what one test said is recalled as memory in the next test of the same user, and
+# the answer to speech heard before (recited memory, dropped by the reply guard) can end before the
+# barge-in lands.
+KEYS = {client: (f"test-realtime-key-{client}-0123456789", f"rt-user-{client}") for client in ("ga", "beta", "agents")}
+KEY = KEYS["ga"][0]
 
 
 @pytest.fixture(scope="module")
 def app(triton, tmp_path_factory):
     # unlimited sentences: answers last long enough to be barged in on before they are fully sent
     settings = make_settings(triton, tmp_path_factory.mktemp("realtime"), llm_max_tokens=96, max_reply_sentences=0,
-                             api_keys=f"{KEY}:{USER}")
+                             api_keys=",".join(f"{key}:{user}" for key, user in KEYS.values()))
     with AppServer(settings) as server:
         yield server
 
@@ -71,7 +75,7 @@ async def test_openai_sdk_ga(app, speech):
 
 
 async def test_openai_sdk_beta(app, speech):
-    client = AsyncOpenAI(api_key=KEY, websocket_base_url=f"{app.ws}/v1")
+    client = AsyncOpenAI(api_key=KEYS["beta"][0], websocket_base_url=f"{app.ws}/v1")
     async with client.beta.realtime.connect(model="gpt-4o-realtime-preview") as conn:
         driver = SdkDriver(conn, beta=True)
         await conn.session.update(session={"modalities": ["audio", "text"], "input_audio_format": "pcm16",
@@ -115,7 +119,8 @@ async def test_openai_agents_realtime_runner(app, speech):
 
     agent = RealtimeAgent(name="비서", instructions="짧고 친절하게 한국어로 답하세요.")
     runner = RealtimeRunner(agent, config={"model_settings": {"model_name": "gpt-realtime"}})
-    session = await runner.run(model_config={"url": f"{app.ws}/v1/realtime?model=gpt-realtime", "api_key": KEY})
+    session = await runner.run(model_config={"url": f"{app.ws}/v1/realtime?model=gpt-realtime",
+                                                "api_key": KEYS["agents"][0]})
     async with session:
         driver = AgentsDriver(session)
         await driver.wait_until(lambda: len(driver.of("session.updated")) >= 1, timeout=10)
