@@ -48,14 +48,17 @@ async def next_of(ws, *types: str, timeout: float = 60) -> dict:
 
 
 async def test_a_request_queued_behind_a_long_answer_is_not_taken_for_a_dead_model(stack):
-    """Every llama.cpp context busy (the exported model has two): a turn's answer waits for long
+    """Every llama.cpp context busy: a turn's answer waits for long
     generations already running (longer than the 5 s stream gap). The model's heartbeats keep it
     alive; before them the orchestrator reloaded the healthy model (and failed them all)."""
     triton, app = stack
     from orchestrator.triton_client import TritonGateway
 
+    import tritonclient.http as httpclient
+
     gateway = TritonGateway(triton.grpc_url, stream_gap_s=5.0)
-    contexts = 2
+    config = httpclient.InferenceServerClient(f"127.0.0.1:{triton.http_port}").get_model_config("llm")
+    contexts = int(config["parameters"]["contexts"]["string_value"])  # as served: fill every one
     long_text, started = [[] for _ in range(contexts)], [asyncio.Event() for _ in range(contexts)]
 
     async def long_generation(k: int) -> float:
