@@ -85,6 +85,11 @@ def validate_messages(messages) -> list[dict]:
     return out
 
 
+def check_fits(prompt_tokens: int, opts: GenOptions, n_ctx: int) -> None:
+    if prompt_tokens + opts.max_tokens > n_ctx:
+        raise ValueError(f"prompt too long: {prompt_tokens} tokens + max_tokens {opts.max_tokens} > context {n_ctx}")
+
+
 class ContextPool:
     """llama.cpp contexts over one memory-mapped GGUF (the weights are shared, each context has its own
     KV cache), so that conversations generate side by side instead of queueing for one context. A
@@ -147,9 +152,6 @@ class LlamaCppEngine:
         prompt = self._formatter(messages=messages).prompt
         return self.llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
 
-    def count_prompt_tokens(self, messages: list[dict]) -> int:
-        return len(self.prompt_tokens(messages))
-
     def threads_now(self, wanted: int) -> int:
         """The cores are shared by the generations running at once."""
         return max(1, min(wanted, self.n_threads // max(1, self.pool.active)))
@@ -157,11 +159,14 @@ class LlamaCppEngine:
     def generate(self, messages: list[dict], opts: GenOptions, stats: dict | None = None) -> Iterator[str]:
         """Critical-path work until the first clause is out (both cores by default, shared with other
         generations); after it, `threads`, and each token first yields to critical work of any stage
-        (triton_models/priority.py). `stats["tokens"]`: the tokens generated."""
+        (triton_models/priority.py). `stats`: prompt_tokens, and tokens generated."""
         import llama_cpp
 
         stats = stats if stats is not None else {}
-        with self.pool.take(self.prompt_tokens(messages)) as llm:
+        prompt = self.prompt_tokens(messages)  # rendered once: the size check and the context choice
+        stats["prompt_tokens"] = len(prompt)
+        check_fits(len(prompt), opts, self.n_ctx)
+        with self.pool.take(prompt) as llm:
             threads = min(opts.threads or self.n_threads, self.n_threads)
             first_threads = min(opts.first_threads or threads, self.n_threads)
             current = 0
@@ -201,7 +206,6 @@ class LlamaCppEngine:
             finally:
                 critical.close()
                 stream.close()  # stops llama.cpp at once when the consumer leaves (cancel)
-                llama_cpp.llama_set_n_threads(llm.ctx, self.n_threads, self.n_threads)
                 # true token count (a Korean syllable may take two tokens but makes one delta)
                 stats["tokens"] = max(0, llm.n_tokens - start) if start is not None else 0
 
@@ -228,9 +232,6 @@ class TransformersEngine:
         return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
                                                   return_dict=True)
 
-    def count_prompt_tokens(self, messages: list[dict]) -> int:
-        return int(self._prompt_ids(messages)["input_ids"].shape[-1])
-
     def generate(self, messages: list[dict], opts: GenOptions, stats: dict | None = None) -> Iterator[str]:
         import torch
         from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
@@ -242,6 +243,10 @@ class TransformersEngine:
                 return stop.is_set()
 
         inputs = self._prompt_ids(messages).to(self.model.device)
+        prompt_len = inputs["input_ids"].shape[-1]
+        if stats is not None:
+            stats["prompt_tokens"] = int(prompt_len)
+        check_fits(int(prompt_len), opts, self.n_ctx)
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         if opts.seed is not None:
             torch.manual_seed(opts.seed)
@@ -249,7 +254,6 @@ class TransformersEngine:
                       stopping_criteria=StoppingCriteriaList([Stop()]), pad_token_id=self.tokenizer.eos_token_id)
         if opts.temperature > 0:
             kwargs |= {"temperature": opts.temperature, "top_p": opts.top_p}
-        prompt_len = inputs["input_ids"].shape[-1]
         produced: list = []
         with self.lock:
             worker = threading.Thread(target=lambda: produced.append(self.model.generate(**kwargs)), daemon=True)
@@ -276,15 +280,12 @@ def load_llm(engine: str, weights: Path, n_threads: int = 2, n_ctx: int = 2048, 
 
 
 def stream_chat(engine, messages: list[dict], opts: GenOptions, summary: dict) -> Iterator[str]:
-    """Validate the prompt size, then yield deltas; fills summary with ttft_ms, tokens, tok_s."""
-    prompt_tokens = engine.count_prompt_tokens(messages)
-    if prompt_tokens + opts.max_tokens > engine.n_ctx:
-        raise ValueError(f"prompt too long: {prompt_tokens} tokens + max_tokens {opts.max_tokens} > "
-                         f"context {engine.n_ctx}")
+    """Yield deltas (the engine checks the prompt's size first); fills summary with prompt_tokens,
+    ttft_ms, tokens, tok_s."""
     t0 = time.perf_counter()
     first = None
     deltas = 0
-    summary.update(engine=engine.name, prompt_tokens=prompt_tokens)
+    summary["engine"] = engine.name
     stats: dict = {}
     try:
         for delta in engine.generate(messages, opts, stats):
@@ -296,7 +297,7 @@ def stream_chat(engine, messages: list[dict], opts: GenOptions, summary: dict) -
             yield delta
     finally:
         tokens = stats.get("tokens") or deltas
-        summary["tokens"] = tokens
+        summary.update(prompt_tokens=stats.get("prompt_tokens"), tokens=tokens)
         if first is not None and tokens > 1:
             summary["tok_s"] = round((tokens - 1) / max(time.perf_counter() - first, 1e-6), 2)
 
