@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 import time
 from pathlib import Path
 
@@ -52,16 +53,34 @@ REF_MIN_S, REF_MAX_S = 3.0, 30.0
 
 
 # ---------------------------------------------------------------- measures of a voice
-_encoder = None
+_encoder, _encoder_lock = None, threading.Lock()
 
 
 def speaker_encoder():
     global _encoder
-    if _encoder is None:
-        from resemblyzer import VoiceEncoder
+    with _encoder_lock:  # the start-up warm-up and a first enrolment may ask at once
+        if _encoder is None:
+            from resemblyzer import VoiceEncoder
 
-        _encoder = VoiceEncoder(device="cpu", verbose=False)
+            _encoder = VoiceEncoder(device="cpu", verbose=False)
     return _encoder
+
+
+def warm_up(engine, pause=None) -> float:
+    """Load and run once what a fit uses (voice space, speaker encoder, torch, librosa's pitch tracker)
+    so that a user's first enrolment does not pay for it (~6 s of a 15 s first fit here); seconds taken."""
+    pause = pause or (lambda: None)
+    t0 = time.perf_counter()
+    engine.voice_space()
+    clip = (np.random.default_rng(0).standard_normal(3 * 16000) * 0.05).astype(np.float32)
+    pause()
+    speaker_embeddings([clip])
+    speaker_embedding(clip, 16000)
+    pause()
+    median_pitch(clip, 16000), syllable_rate(clip, 16000)
+    levels = band_levels(clip, 16000)
+    equalise(warp(clip, 1.0, 16000), eq_gains(levels, levels, 1.0), 16000)
+    return time.perf_counter() - t0
 
 
 def speaker_embedding(audio: np.ndarray, sr: int) -> np.ndarray:

@@ -12,6 +12,8 @@ endpoint). Configurations run in one process, one after the other, on the same T
           first clause, an unpunctuated first sentence goes to TTS at the first space past 10 chars,
           two llama.cpp contexts (conversations generate side by side)
   one context  the defaults but one llama.cpp context (conversations queue for it), at 2 clients
+  no STT prefix  the defaults, but the final STT decodes the whole utterance instead of starting from
+          the words two partial transcripts agreed on, at 1 client
 
 and the same models called in-process along the critical path (STT → LLM first sentence → TTS first
 chunk) give the share of a turn spent outside the models.
@@ -27,6 +29,7 @@ import time
 import uuid
 from pathlib import Path
 
+import kocer
 import numpy as np
 
 from benchmarks.common import RESULTS, ROOT, figure, percentiles, triton, write
@@ -41,8 +44,9 @@ CONFIGS = {
                "first_chunk_chars": 0},
     "after": {},
     "one context": {},
+    "no STT prefix": {"stt_prefix_from_partials": False},
 }
-LLM_CONTEXTS = {"before": 1, "after": 2, "one context": 1}  # the llm model's `contexts` parameter
+LLM_CONTEXTS = {"before": 1, "after": 2, "one context": 1, "no STT prefix": 2}  # the llm model's `contexts` parameter
 
 
 def _ms(event: dict | None, t0: float) -> float | None:
@@ -56,7 +60,7 @@ async def one_client(url: str, index: int, clips: list, turns: int) -> list[dict
     async with VoiceClient(url, f"bench-{index}-{uuid.uuid4().hex[:8]}") as client:
         await client.start(f"bench-user-{uuid.uuid4().hex[:8]}")
         for t in range(turns):
-            audio, _text, name = clips[(index * 3 + t) % len(clips)]
+            audio, reference, name = clips[(index * 3 + t) % len(clips)]
             speech_end = await client.stream(to_pcm16(audio), trailing_silence_s=1.5)
             turn_id = t + 1
             done = await client.wait_for("response.done", timeout=600, turn_id=turn_id)
@@ -66,6 +70,7 @@ async def one_client(url: str, index: int, clips: list, turns: int) -> list[dict
             audio_t = [f[0] for f in client.rx.audio.get(turn_id, [])]
             rows.append({
                 "clip": name, "status": done["status"], "text": (first["transcript.final"] or {}).get("text"),
+                "reference": reference,
                 "endpoint": _ms(first["speech.stopped"], speech_end), "stt": _ms(first["transcript.final"], speech_end),
                 "recall": _ms(first["response.started"], speech_end),
                 "first_token": _ms(first["response.text.delta"], speech_end),
@@ -100,6 +105,8 @@ def summarise(rows: list[dict]) -> dict:
     out = {s: percentiles(r[s] for r in rows if r[s] is not None) for s in STAGES}
     out["server_ms"] = {s: percentiles(r["server"][s] for r in rows if s in r["server"]) for s in SERVER_STAGES}
     out["statuses"] = {s: sum(r["status"] == s for r in rows) for s in {r["status"] for r in rows}}
+    heard = [r for r in rows if r["text"] is not None]
+    out["stt_cer"] = round(kocer.cer([r["reference"] for r in heard], [r["text"] for r in heard]), 4) if heard else None
     out["turns"] = len(rows)
     return out
 
@@ -165,7 +172,7 @@ def main() -> None:
     summary, rows_by = {}, {}
     with triton(MODELS, port=18600) as server, tempfile.TemporaryDirectory() as tmp:
         runs = [("before", 1)] + [("after", int(n)) for n in args.clients.split(",")] \
-            + [("one context", int(n)) for n in args.clients.split(",") if int(n) > 1]
+            + [("one context", int(n)) for n in args.clients.split(",") if int(n) > 1] + [("no STT prefix", 1)]
         for label, n in runs:
             llm_contexts(server, LLM_CONTEXTS[label])
             settings = make_settings(server, Path(tmp) / label, **CONFIGS[label],

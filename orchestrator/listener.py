@@ -3,6 +3,8 @@
 It never waits on a turn: it tells its owner (the session) what the user does through `ListenerEvents`
 and keeps listening. Partial transcripts are best effort and yield to the critical path: none starts
 once the user has gone quiet, and the one in flight is cancelled when a pause starts the final STT.
+The words two successive partials agree on (`agreed_text`, LocalAgreement-2) are handed to the final
+STT as its prefix: Whisper then decodes only the rest of the utterance.
 A failing VAD model falls back to an energy gate (reported once per `error_interval_s`).
 """
 from __future__ import annotations
@@ -39,6 +41,7 @@ class Listener:
         self.audio_in: asyncio.Queue[np.ndarray | None] = asyncio.Queue(maxsize=cfg.max_queued_frames)
         self.partial_task: asyncio.Task | None = None
         self.last_partial = 0.0
+        self.partials: list[str] = []  # the partial transcripts of the utterance in progress, in order
         self.last_vad_error = -1e9
         self.manual = False          # no turn detection: audio only collects until force_end (commit)
         self.manual_audio: list[np.ndarray] = []
@@ -80,8 +83,21 @@ class Listener:
         if self.cfg.speculative_pause_ms:
             self.vad.pause_ms = max(WINDOW_MS, min(self.cfg.speculative_pause_ms, end_silence_ms - 2 * WINDOW_MS))
 
+    @property
+    def agreed_text(self) -> str:
+        """The words the last two partials of this utterance start with (each partial saw more audio)."""
+        if not self.cfg.stt_prefix_from_partials or len(self.partials) < 2:
+            return ""
+        agreed = []
+        for a, b in zip(self.partials[-2].split(), self.partials[-1].split()):
+            if a != b:
+                break
+            agreed.append(a)
+        return " ".join(agreed)
+
     def clear(self) -> None:
         self.cancel_partial()
+        self.partials = []
         self.manual_audio = []
         self.vad.reset()
 
@@ -118,6 +134,7 @@ class Listener:
         for event in events:
             speech_end = now() - self.vad.silence_ms / 1000
             if event.kind == "start":
+                self.partials = []
                 await self.events.on_speech_started()
             elif event.kind == "pause":
                 self.cancel_partial()
@@ -143,6 +160,7 @@ class Listener:
                 result = await self.gateway.transcribe(self.cfg.stt_model, audio, partial=True)
             except TritonCallError:
                 return  # partials are best effort; the final transcript reports errors
+            self.partials.append(result.text)
             if result.text and self.vad.speaking and self.vad.silence_ms < WINDOW_MS * 2:
                 await self.events.on_partial(result.text)
 

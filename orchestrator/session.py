@@ -304,7 +304,8 @@ class VoiceSession:
                           lambda record: self._spawn(self._store(record)),
                           remember, next_index, heard=self.unanswered.append)
         turn = Turn(self.turn_id + 1, audio, TurnClock(speech_end=speech_end), ctx, self.svc,
-                    Outbox(self._send_any), text_input=text, answer=answer)
+                    Outbox(self._send_any), text_input=text, answer=answer,
+                    stt_prefix=self.listener.agreed_text if text is None else "")
         return TurnHandle(turn, speculative=speculative)
 
     async def _send_any(self, item: dict | bytes) -> None:

@@ -71,6 +71,7 @@ class Settings(BaseSettings):
     speculative_pause_ms: int = 250       # a pause this long starts the turn's models (0 = off); it speaks
                                           # only once the endpoint (vad_end_silence_ms) is confirmed
     partial_interval_ms: int = 900        # partial transcripts while the user speaks
+    stt_prefix_from_partials: bool = True  # the final STT starts from the words two partials agreed on
     max_queued_frames: int = 500          # audio frames waiting for the VAD, per session
     turn_cancel_timeout_s: float = 2.0    # a cancelled turn gets this long to stop before it is abandoned
     error_interval_s: float = 5.0         # a repeating failure (VAD down) is reported at most this often

@@ -91,6 +91,7 @@ class Turn:
     on_commit: list = field(default_factory=list)  # effects of a finished speculative turn, run at commit
     text_input: str | None = None  # the user's words as text: no STT
     answer: bool = True            # False: transcribe only; the answer waits for an explicit request
+    stt_prefix: str = ""           # words the partials agreed on: the final transcript starts with them
     failure: str | None = None     # why the turn failed (stored with it)
 
     def after_commit(self, action: Callable[[], None]) -> None:
@@ -173,7 +174,8 @@ class Turn:
             if not cfg.stt_enabled:
                 self.status = "empty"
                 return await self.send("response.done", status="empty", timings=self.clock.ms())
-            transcript = await gateway.transcribe(cfg.stt_model, self.audio, window_s=cfg.stt_window_s)
+            transcript = await gateway.transcribe(cfg.stt_model, self.audio, window_s=cfg.stt_window_s,
+                                                  prefix=self.stt_prefix)
             self.clock.mark("stt_done")
             self.versions["stt"] = transcript.model_version
             self.user_text = transcript.text

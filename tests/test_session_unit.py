@@ -68,6 +68,36 @@ async def test_speculative_turn_is_held_until_the_endpoint_then_flows():
     assert len(h.db.stored) == 1 and len(h.memory.rows) == 2
 
 
+async def speak_until_partials_are_used(h: Harness) -> None:
+    """Loud windows until every scripted partial transcript has been returned (one in flight at a time)."""
+    for _ in range(400):
+        if not h.gw.partials and not (h.session.listener.partial_task and not h.session.listener.partial_task.done()):
+            return
+        await h.frames(LOUD, 1)
+        await asyncio.sleep(0)
+    raise AssertionError("the partials were not all requested")
+
+
+async def test_the_final_transcript_starts_from_the_words_two_partials_agreed_on():
+    gw = FakeGateway(partials=["오늘 날씨가", "오늘 날씨가 좋아서 산", "오늘 날씨가 좋아서 산책을"])
+    h = Harness(gw, partial_interval_ms=0, speculative_pause_ms=250, vad_end_silence_ms=600)
+    await h.start()
+    await speak_until_partials_are_used(h)
+    await h.frames(QUIET, 20)
+    await h.wait_for("response.done")
+    assert gw.calls.count("stt.partial") == 3
+    assert gw.prefixes == ["오늘 날씨가 좋아서"]  # "산" / "산책을" disagree: the words after stay open
+    await h.session.close()
+    gw2 = FakeGateway(partials=["오늘 날씨가", "오늘 날씨가 좋아서"])
+    h2 = Harness(gw2, partial_interval_ms=0, stt_prefix_from_partials=False)
+    await h2.start()
+    await speak_until_partials_are_used(h2)
+    await h2.frames(QUIET, 20)
+    await h2.wait_for("response.done")
+    assert gw2.prefixes == [""]
+    await h2.session.close()
+
+
 async def test_user_speaking_on_cancels_the_speculation_without_a_trace():
     h = Harness(FakeGateway(llm_delay_s=0.05), speculative_pause_ms=250, vad_end_silence_ms=600)
     await h.start()

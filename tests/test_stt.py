@@ -65,3 +65,17 @@ def test_ctranslate2_encoder_accepts_a_short_window():
     assert list(out.shape) == [1, frames // 2, 512]
     assert encoder_window_s(3.0) == SHORT_WINDOW_S and encoder_window_s(20.0) == 30
     assert max_new_tokens(3.0) < max_new_tokens(10.0) <= 440
+
+
+async def test_a_prefix_from_the_partials_starts_the_final_and_the_rest_is_decoded(gateway):
+    """The words two partials agreed on are forced as the transcript's start; Whisper decodes the rest
+    of the utterance after them (the same words as without the prefix, within the CER ceiling)."""
+    audio, reference = korean_clip()
+    plain = await gateway.transcribe("stt", to_pcm16(audio))
+    words = plain.text.split()
+    prefix = " ".join(words[: len(words) // 2])
+    given = await gateway.transcribe("stt", to_pcm16(audio), prefix=prefix)
+    assert given.text.startswith(prefix) and len(given.text) > len(prefix) + 2, given.text
+    assert kocer.cer(reference, given.text) <= CER_CEILING
+    with pytest.raises(TritonCallError, match="prefix longer"):
+        await gateway.transcribe("stt", to_pcm16(audio), prefix="가" * 400)

@@ -91,3 +91,14 @@ def test_only_styles_as_intelligible_as_stock_are_searched():
 
     assert space([0.10, 0.10 + CER_MARGIN, 0.13, 0.05]).intelligible() == [0, 1, 3]
     assert space([0.10, np.nan, 0.05]).intelligible() == [0]  # unmeasured: the stock voice only
+
+
+def test_the_fit_is_warmed_up_before_the_first_enrolment(engine):
+    """What a first fit would load (voice space, speaker encoder, pitch tracker) is loaded by the warm-up
+    the `tts` model starts at initialize, so a user's first enrolment does not pay for it."""
+    from RealTime_zeroshot_TTS_ko import voice_fit
+
+    pauses = []
+    seconds = engine.warm_enrolment(pause=lambda: pauses.append(1))
+    assert seconds > 0 and len(pauses) == 2  # yields to a reply's critical work between its steps
+    assert voice_fit._encoder is not None and engine._space is not None

@@ -27,6 +27,7 @@ SAMPLE_RATE = 16000
 # 10 s 430 ms / 0.104; padding to the exact length makes Whisper loop. 15 s keeps accuracy.
 SHORT_WINDOW_S = 15
 PARTIAL_WINDOW_S = 10  # partials trade a little accuracy for speed (they are replaced by the final)
+MAX_PREFIX = 300  # characters
 TOKENS_PER_S, TOKENS_MIN = 12, 16   # decoding bound: Korean read speech is ~4-7 tokens per second
 # Phrases Whisper invents on silence/noise (YouTube subtitle credits): dropped when decoding was weak.
 SUBTITLE_CREDITS = re.compile(
@@ -43,16 +44,20 @@ class SttOptions:
     beam_size: int = 1
     partial: bool = False  # partial transcripts: greedy and without the VAD pass
     window_s: int = 0      # encoder window; 0 = the short window when the utterance fits (benchmarks: 30)
+    prefix: str = ""       # words the transcript starts with (agreed by the partials): decoded in one pass
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "SttOptions":
         d = d or {}
         opts = cls(language=str(d.get("language", "ko")), beam_size=int(d.get("beam_size", 1)),
-                   partial=bool(d.get("partial", False)), window_s=int(d.get("window_s", 0)))
+                   partial=bool(d.get("partial", False)), window_s=int(d.get("window_s", 0)),
+                   prefix=str(d.get("prefix", "") or "").strip())
         if opts.window_s and not 5 <= opts.window_s <= 30:
             raise ValueError("window_s must be 0 (auto) or 5..30")
         if not 1 <= opts.beam_size <= 8:
             raise ValueError("beam_size must be in 1..8")
+        if len(opts.prefix) > MAX_PREFIX:
+            raise ValueError(f"prefix longer than {MAX_PREFIX} characters")
         if not re.fullmatch(r"[a-z]{2,3}", opts.language):
             raise ValueError(f"bad language code {opts.language!r}")
         return opts
@@ -125,7 +130,7 @@ class WhisperTranscriber:
             audio, language=opts.language, task="transcribe", beam_size=opts.beam_size,
             chunk_length=window, max_new_tokens=max_new_tokens(duration),
             temperature=0.0, condition_on_previous_text=False, without_timestamps=True,
-            no_repeat_ngram_size=3, vad_filter=not opts.partial,
+            no_repeat_ngram_size=3, vad_filter=not opts.partial, prefix=opts.prefix or None,
             vad_parameters={"min_silence_duration_ms": 300, "speech_pad_ms": 200},
         )
         kept = [s for s in segments if not (s.no_speech_prob > 0.6 and s.avg_logprob < -0.7)

@@ -9,6 +9,8 @@ one final response whose INFO holds the fitted voice (similarity, speed, pitch, 
 from __future__ import annotations
 
 import itertools
+import logging
+import threading
 import time
 from pathlib import Path
 
@@ -17,6 +19,7 @@ import numpy as np
 from triton_models.common import ModelMetric, float_to_pcm16, json_array, model_params, request_json
 
 MAX_TEXT = 2000
+log = logging.getLogger("triton.tts")
 RATES = (24000, 16000)
 
 
@@ -33,6 +36,17 @@ class TtsService:
         kwargs = {"threads": threads, "voice_dir": voice_dir} if engine_name == "kokoro" else {}
         self.engine = load_engine(engine_name, weights_dir, **kwargs)
         self.engine.synthesize("준비.")  # warm the front end and the ONNX session
+        if hasattr(self.engine, "warm_enrolment"):  # in the background: the model serves at once
+            threading.Thread(target=self._warm_enrolment, name="tts-warm-enrolment", daemon=True).start()
+
+    def _warm_enrolment(self) -> None:
+        try:
+            seconds = self.engine.warm_enrolment(pause=self.priority.yield_to_critical)
+            log.info("zero-shot enrolment ready (warmed in %.1f s)", seconds)
+        except ValueError as exc:  # no voice space: enrolments will say so
+            log.info("zero-shot enrolment unavailable: %s", exc)
+        except Exception:  # noqa: BLE001 - a first enrolment then warms up itself
+            log.exception("zero-shot enrolment warm-up failed")
 
     def validate(self, text: str, options: dict) -> tuple[str, int]:
         text = (text or "").strip()

@@ -178,6 +178,12 @@ class KokoroEngine(TtsEngine):
                 self._space = VoiceSpace.load(path, self)
             return self._space
 
+    def warm_enrolment(self, pause=None) -> float:
+        """Ready the zero-shot fit ahead of the first enrolment (voice_fit.warm_up); seconds taken."""
+        from RealTime_zeroshot_TTS_ko.voice_fit import warm_up
+
+        return warm_up(self, pause)
+
     def enroll(self, voice_id: str, reference: np.ndarray, sr: int, pause=None) -> dict:
         """Zero-shot voice: fit a style, formant, equaliser, pitch and rate to the reference clip
         (voice_fit) and keep it. `pause()` is called between steps (background work yields there)."""

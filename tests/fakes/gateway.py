@@ -26,6 +26,8 @@ class FakeGateway:
     fail: dict = field(default_factory=dict)  # stage -> message: that stage raises TritonCallError
     calls: list[str] = field(default_factory=list)
     cancelled: list[str] = field(default_factory=list)
+    partials: list[str] = field(default_factory=list)   # what successive partial STT calls return
+    prefixes: list[str] = field(default_factory=list)   # the prefix each final STT call was given
 
     def _maybe_fail(self, stage: str) -> None:
         if stage in self.fail:
@@ -36,8 +38,13 @@ class FakeGateway:
         self._maybe_fail("vad")
         return (0.9 if float(np.abs(window).mean()) > 0.05 else 0.05), state
 
-    async def transcribe(self, model, pcm, *, language="ko", partial=False, beam_size=1, window_s=0):
+    async def transcribe(self, model, pcm, *, language="ko", partial=False, beam_size=1, window_s=0, prefix=""):
         self.calls.append("stt.partial" if partial else "stt")
+        if not partial:
+            self.prefixes.append(prefix)
+        elif self.partials:  # scripted partial transcripts, one per call
+            self._maybe_fail("stt")
+            return Transcript(self.partials.pop(0), "1", {})
         try:
             await asyncio.sleep(self.stt_delay_s)
         except asyncio.CancelledError:
