@@ -14,6 +14,8 @@ endpoint). Configurations run in one process, one after the other, on the same T
   one context  the defaults but one llama.cpp context (conversations queue for it), at 2 clients
   no STT prefix  the defaults, but the final STT decodes the whole utterance instead of starting from
           the words two partial transcripts agreed on, at 1 client
+  pause 120 ms  the defaults, but the turn's models start at a 120 ms pause instead of 250 ms (more
+          speculations that the user's next words cancel), at 1 client
 
 and the same models called in-process along the critical path (STT → LLM first sentence → TTS first
 chunk) give the share of a turn spent outside the models.
@@ -35,6 +37,7 @@ import numpy as np
 from benchmarks.common import RESULTS, ROOT, figure, percentiles, triton, write
 from benchmarks.corpus import human_clips, to_pcm16, trim_to_speech
 from benchmarks.stack import AppServer, make_settings
+from orchestrator.settings import Settings
 
 MODELS = ["vad", "stt", "embedder", "llm", "tts"]
 STAGES = ["endpoint", "stt", "recall", "first_token", "first_audio", "turn_done"]
@@ -45,8 +48,9 @@ CONFIGS = {
     "after": {},
     "one context": {},
     "no STT prefix": {"stt_prefix_from_partials": False},
+    "pause 120 ms": {"speculative_pause_ms": 120},
 }
-LLM_CONTEXTS = {"before": 1, "after": 2, "one context": 1, "no STT prefix": 2}  # the llm model's `contexts` parameter
+LLM_CONTEXTS = {"before": 1, "after": 2, "one context": 1, "no STT prefix": 2, "pause 120 ms": 2}  # the llm model's `contexts` parameter
 
 
 def _ms(event: dict | None, t0: float) -> float | None:
@@ -99,6 +103,13 @@ def llm_contexts(server, n: int) -> None:
         return
     config.setdefault("parameters", {})["contexts"] = {"string_value": str(n)}
     client.load_model("llm", config=json.dumps(config))
+
+
+def speculations() -> dict[str, float]:
+    """Turns started at a pause so far in this process (the orchestrator runs in it), by outcome."""
+    from orchestrator.metrics import SPECULATIONS
+
+    return {o: SPECULATIONS.labels(o)._value.get() for o in ("committed", "cancelled")}
 
 
 def summarise(rows: list[dict]) -> dict:
@@ -172,16 +183,18 @@ def main() -> None:
     summary, rows_by = {}, {}
     with triton(MODELS, port=18600) as server, tempfile.TemporaryDirectory() as tmp:
         runs = [("before", 1)] + [("after", int(n)) for n in args.clients.split(",")] \
-            + [("one context", int(n)) for n in args.clients.split(",") if int(n) > 1] + [("no STT prefix", 1)]
+            + [("one context", int(n)) for n in args.clients.split(",") if int(n) > 1] + [("no STT prefix", 1), ("pause 120 ms", 1)]
         for label, n in runs:
             llm_contexts(server, LLM_CONTEXTS[label])
             settings = make_settings(server, Path(tmp) / label, **CONFIGS[label],
                                      database_url="mysql+asyncmy://voice:voice@127.0.0.1:3306/voicechat_bench")
             with AppServer(settings) as app:
                 asyncio.run(run_clients(app.ws, 1, clips[-1:], 1))  # warm-up turn (not counted)
+                before = speculations()
                 rows = asyncio.run(run_clients(app.ws, n, clips, args.turns))
             key = f"{label}, {n} client{'s' if n > 1 else ''}"
             summary[key], rows_by[key] = summarise(rows), rows
+            summary[key]["speculations"] = {k: v - before[k] for k, v in speculations().items()}
             print(key, {s: summary[key][s]["p50"] for s in STAGES}, flush=True)
     models_only = in_process_critical_path(clips)
     after = summary["after, 1 client"]
@@ -189,7 +202,7 @@ def main() -> None:
     endpoint = after["endpoint"]["p50"]
     # with speculation the models start at the pause, so the part of first audio outside the models is
     # first_audio - (pause at which the models started + the models' own time)
-    started_at = settings.speculative_pause_ms
+    started_at = Settings(_env_file=None).speculative_pause_ms  # the defaults' ("after")
     outside = v2v - started_at - models_only["first_audio"]
     write("voice_latency", {
         "material": "ko_speech_dev (Zeroth-Korean speaker 104 + Picovoice test clip), trailing silence cut",

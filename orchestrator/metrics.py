@@ -12,6 +12,8 @@ STAGE_LATENCY = Histogram("voice_stage_latency_seconds", "Per-stage latency of a
                           ["stage"], buckets=BUCKETS)
 TURNS = Counter("voice_turns_total", "Turns by final status", ["status"])
 ERRORS = Counter("voice_errors_total", "Error events sent to clients", ["code"])
+SPECULATIONS = Counter("voice_speculations_total", "Turns started at a pause, by outcome: committed at the endpoint "
+                       "or cancelled because the user went on", ["outcome"])
 BARGE_INS = Counter("voice_barge_ins_total", "Bot answers interrupted by user speech")
 MODEL_RELOADS = Counter("voice_model_reloads_total", "Models reloaded because their process died or went silent",
                         ["model"])

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from orchestrator import protocol as P
 from orchestrator.listener import Listener
-from orchestrator.metrics import BARGE_INS, ERRORS, TurnClock
+from orchestrator.metrics import BARGE_INS, ERRORS, SPECULATIONS, TurnClock
 from orchestrator.turn import Outbox, Turn, TurnContext, TurnHandle
 from orchestrator.storage.turns import TurnRecord, describe
 from orchestrator.triton_client import TritonCallError
@@ -241,6 +241,7 @@ class VoiceSession:
 
     async def on_resume(self) -> None:
         if self.speculative is not None:
+            SPECULATIONS.labels("cancelled").inc()
             self.log.info("user went on: speculative turn %d cancelled", self.speculative.turn_id)
         await self._drop_speculation()
 
@@ -252,6 +253,8 @@ class VoiceSession:
             if handle is not None:
                 await handle.cancel(self.cfg.turn_cancel_timeout_s)
             handle = self._start_turn(audio, speech_end, speculative=False, answer=self.options.auto_respond)
+        if handle.speculative:
+            SPECULATIONS.labels("committed").inc()
         self.turn_id = handle.turn_id
         await self.send("speech.stopped", turn_id=self.turn_id, audio_ms=len(audio) * 1000 // 16000,
                         speculative=handle.speculative)
