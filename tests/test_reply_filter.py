@@ -95,3 +95,16 @@ def test_a_memory_may_answer_a_question_about_what_the_user_said_without_sharing
     assert asked_back.clean("피아노를 십 년 쳤어요.") == "피아노를 십 년 쳤어요."
     unrelated = reply_guard(DEFAULT_SYSTEM_PROMPT, memories, "한국에서 가장 높은 산은 뭐예요?")
     assert unrelated.clean("피아노를 십 년 쳤어요.") == ""
+
+
+def test_a_first_chunk_that_begins_reading_a_memory_out_is_held_back_with_the_rest_of_its_sentence():
+    """Seen in benchmarks/answers.py: "물은 아침마다 커피를" passed as a first chunk, "마셔요." was then
+    caught, and the listener heard a fragment. Half a memory at the end of a mid-sentence piece is
+    where a recital begins; the tail of a dropped sentence is never said on its own."""
+    guard = reply_guard(DEFAULT_SYSTEM_PROMPT, [Memory("아침마다 커피를 마셔요")], "물은 몇 도에서 끓어요?")
+    assert guard.clean("물은 아침마다 커피를") == ""
+    assert guard.clean("마셔요.") == ""
+    assert guard.clean("물은 백 도에서 끓어요.") == "물은 백 도에서 끓어요."
+    used = reply_guard(DEFAULT_SYSTEM_PROMPT, [Memory("아침마다 커피를 마셔요")], "제가 아침에 뭘 마신다고 했죠?")
+    assert used.clean("아침마다 커피를") == "아침마다 커피를"  # asked back: the memory is the answer
+    assert used.clean("마신다고 하셨어요.") == "마신다고 하셨어요."

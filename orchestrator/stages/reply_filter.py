@@ -53,11 +53,13 @@ class ReplyGuard:
         # answer, unless the user asks back what they said: reading it out is a leak. A short one that
         # does may be said back ("고양이를 두 마리 키워요"); a long one read out whole is the memory block again.
         asked_back = bool(RECALL_QUESTION.search(user_text))
-        self.guarded += [m for m in map(_compact, memories)
+        self.memories = [m for m in map(_compact, memories)
                          if m and ((longest_shared_run(m, self.user) < 2 and not asked_back) or len(m) >= 15)]
+        self.guarded += self.memories
         self.min_run, self.share = min_run, share
         self.dropped: list[str] = []
         self.sentence = ""  # the kept pieces of the sentence in progress (a first chunk ends mid-sentence)
+        self.skipping = False  # the start of this sentence began a memory: its rest is dropped too
 
     def recites(self, sentence: str) -> bool:
         """Most of the sentence is a run of guarded text (a short guarded text counts whole)."""
@@ -67,6 +69,13 @@ class ReplyGuard:
             if run >= min(self.min_run, 0.8 * len(source)) and run >= self.share * len(text):
                 return True
         return False
+
+    def begins_memory(self, piece: str) -> bool:
+        """A piece that stops mid-sentence (a first chunk) and is mostly half of a guarded memory: the
+        sentence is reading it out, and once the piece is spoken its rest could only be cut off."""
+        text = self.sentence + _compact(piece)
+        return any(run >= min(6, 0.5 * len(m)) and run >= self.share * len(text)
+                   for m in self.memories for run in [longest_shared_run(text, m)])
 
     def echoes(self, sentence: str) -> bool:
         """Most of what the user said, said back as most of the sentence (a short answer that reuses
@@ -79,11 +88,17 @@ class ReplyGuard:
         text = strip_format(sentence)
         if not re.search(r"[가-힣A-Za-z0-9]", text):
             return ""
-        if self.recites(text) or self.echoes(text):
+        complete = text[-1] in SENTENCE_ENDS
+        if not self.skipping and (self.recites(text) or self.echoes(text)):
             self.dropped.append(text)
-            self.sentence = "" if text[-1] in SENTENCE_ENDS else self.sentence
+            self.sentence = "" if complete else self.sentence
             return ""
-        self.sentence = "" if text[-1] in SENTENCE_ENDS else self.sentence + _compact(text)
+        if self.skipping or (not complete and self.begins_memory(text)):
+            self.dropped.append(text)
+            self.skipping = not complete  # the rest of that sentence is never said on its own
+            self.sentence = "" if complete else self.sentence
+            return ""
+        self.sentence = "" if complete else self.sentence + _compact(text)
         return text
 
 
