@@ -44,7 +44,7 @@ class SttOptions:
     beam_size: int = 1
     partial: bool = False  # partial transcripts: greedy and without the VAD pass
     window_s: int = 0      # encoder window; 0 = the short window when the utterance fits (benchmarks: 30)
-    prefix: str = ""       # words the transcript starts with (agreed by the partials): decoded in one pass
+    prefix: str = ""       # words the transcript must start with (the partials agreed on them)
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "SttOptions":
