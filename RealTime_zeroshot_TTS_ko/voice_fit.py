@@ -270,10 +270,14 @@ def split_reference(reference: np.ndarray, sr: int) -> tuple[np.ndarray, np.ndar
 
 
 class _Scorer:
-    """Renders settings from the space's stored audio (16 kHz) and scores them, many at once."""
+    """Renders settings from the space's stored audio (16 kHz) and scores them, a batch at a time;
+    `pause()` runs between batches (a background fit yields to a reply's critical work there)."""
 
-    def __init__(self, space: VoiceSpace, fit_levels: np.ndarray):
+    BATCH = 4
+
+    def __init__(self, space: VoiceSpace, fit_levels: np.ndarray, pause=None):
         self.space, self.fit_levels, self._levels = space, fit_levels, {}
+        self.pause = pause or (lambda: None)
 
     def gains(self, s: Setting) -> np.ndarray | None:
         if not s.eq:
@@ -289,10 +293,14 @@ class _Scorer:
     def scores(self, settings: list[Setting], target: np.ndarray, held_out: bool = False) -> dict[Setting, float]:
         """Similarity of each setting's speech to `target`: on SPACE_SENTENCE, or for the held-out half on
         both sentences (a longer sample: a steadier choice)."""
-        space = self.space
-        clips = [self.render(s, [space.search_audio[s.style], space.check_audio[s.style]] if held_out
-                             else [space.search_audio[s.style]]) for s in settings]
-        return dict(zip(settings, (speaker_embeddings(clips) @ target).tolist()))
+        space, out = self.space, {}
+        for i in range(0, len(settings), self.BATCH):
+            self.pause()
+            batch = settings[i:i + self.BATCH]
+            clips = [self.render(s, [space.search_audio[s.style], space.check_audio[s.style]] if held_out
+                                 else [space.search_audio[s.style]]) for s in batch]
+            out.update(zip(batch, (speaker_embeddings(clips) @ target).tolist()))
+        return out
 
 
 def fit_voice(engine, space: VoiceSpace, reference: np.ndarray, sr: int, shortlist: int = 4,
@@ -304,13 +312,14 @@ def fit_voice(engine, space: VoiceSpace, reference: np.ndarray, sr: int, shortli
     if not REF_MIN_S <= len(reference) / sr <= REF_MAX_S:
         raise ValueError(f"reference clip must be {REF_MIN_S:g}–{REF_MAX_S:g} s long")
     fit_half, held_half = split_reference(reference, sr)
-    fit_target, held_target = speaker_embedding(fit_half, 16000), speaker_embedding(held_half, 16000)
-    scorer = _Scorer(space, band_levels(fit_half, 16000))
     pause()
+    fit_target = speaker_embedding(fit_half, 16000)
+    pause()
+    held_target = speaker_embedding(held_half, 16000)
+    scorer = _Scorer(space, band_levels(fit_half, 16000), pause)
     # 3. the fit half: styles × formants, then equalisers on the best few
     fit = scorer.scores([Setting(i, f) for i in space.intelligible() for f in FORMANTS], fit_target)
     best_few = sorted(fit, key=fit.get, reverse=True)[:shortlist]
-    pause()
     fit |= scorer.scores([dataclasses.replace(s, eq=e) for s in best_few for e in EQ_STRENGTHS], fit_target)
     # 4. the held-out half picks among the best and the stock voice
     stock = Setting(0)

@@ -4,7 +4,8 @@ Clients stream real recordings in real time (trailing recording silence cut, so 
 the last speech sample sent); per turn, per stage (ms after that sample): endpoint (speech.stopped),
 STT final, recall (response.started), first LLM text, first reply audio, turn done, as the client sees
 them, plus the server's own marks (the models' work behind a speculative turn starts before the
-endpoint). Configurations run in one process, one after the other, on the same Triton:
+endpoint), and the playback stall: the silence inside a reply when a chunk arrives after the audio
+before it has played. Configurations run in one process, one after the other, on the same Triton:
 
   before  no speculation, Whisper encoder window 30 s, LLM decoding 1 thread from the first token,
           the first TTS piece waits for a comma or the sentence's end
@@ -70,7 +71,8 @@ async def one_client(url: str, index: int, clips: list, turns: int) -> list[dict
             done = await client.wait_for("response.done", timeout=600, turn_id=turn_id)
             events = [e for e in client.rx.events if e.get("turn_id") == turn_id]
             first = {k: next((e for e in events if e["type"] == k), None) for k in
-                     ("speech.stopped", "transcript.final", "response.started", "response.text.delta")}
+                     ("speech.stopped", "transcript.final", "response.started", "response.text.delta",
+                      "response.audio.started")}
             audio_t = [f[0] for f in client.rx.audio.get(turn_id, [])]
             rows.append({
                 "clip": name, "status": done["status"], "text": (first["transcript.final"] or {}).get("text"),
@@ -80,6 +82,8 @@ async def one_client(url: str, index: int, clips: list, turns: int) -> list[dict
                 "first_token": _ms(first["response.text.delta"], speech_end),
                 "first_audio": round((min(audio_t) - speech_end) * 1000, 1) if audio_t else None,
                 "turn_done": _ms(done, speech_end),
+                "playback_stall": playback_stall_ms(sorted(client.rx.audio.get(turn_id, []), key=lambda f: f[1]),
+                                                    (first["response.audio.started"] or {}).get("sample_rate", 24000)),
                 "speculative": (first["speech.stopped"] or {}).get("speculative"),
                 "server": done.get("timings", {})})
             await asyncio.sleep(0.5)
@@ -105,6 +109,19 @@ def llm_contexts(server, n: int) -> None:
     client.load_model("llm", config=json.dumps(config))
 
 
+def playback_stall_ms(frames: list, rate: int) -> float:
+    """Silence a listener hears inside the reply: playback starts with the first chunk and waits
+    whenever the next one has not arrived by the time the audio before it has played."""
+    clock, stall = None, 0.0
+    for t, _seq, pcm in frames:
+        if clock is None:
+            clock = t
+        elif t > clock:
+            stall, clock = stall + t - clock, t
+        clock += len(pcm) / 2 / rate
+    return round(stall * 1000, 1)
+
+
 def speculations() -> dict[str, float]:
     """Turns started at a pause so far in this process (the orchestrator runs in it), by outcome."""
     from orchestrator.metrics import SPECULATIONS
@@ -118,6 +135,8 @@ def summarise(rows: list[dict]) -> dict:
     out["statuses"] = {s: sum(r["status"] == s for r in rows) for s in {r["status"] for r in rows}}
     heard = [r for r in rows if r["text"] is not None]
     out["stt_cer"] = round(kocer.cer([r["reference"] for r in heard], [r["text"] for r in heard]), 4) if heard else None
+    out["playback_stall_ms"] = percentiles(r["playback_stall"] for r in rows)
+    out["turns_with_stall_over_100ms"] = sum(r["playback_stall"] > 100 for r in rows)
     out["turns"] = len(rows)
     return out
 

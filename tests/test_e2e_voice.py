@@ -168,10 +168,13 @@ async def test_voice_enrolment_runs_in_the_background_and_stays_with_the_user(ap
         started = await client.start(user, voice_reference=to_pcm16(reference))
         assert started["voice"] == "default"
         audio, _text = question()
-        await client.stream(to_pcm16(audio))
+        # sent at once (not paced): the turn starts a second into the fit, so a reply that does not
+        # wait for the fit (seconds) starts well before it ends, even on a slow machine
+        await client.stream(to_pcm16(audio), realtime=False)
         first_audio = await client.wait_for("response.audio.started", timeout=120)
         enrolled = await client.wait_for("voice.enrolled", timeout=180)
         assert first_audio["_t"] < enrolled["_t"], "the reply waited for the enrolment"
+        print(f"\nreply audio {enrolled['_t'] - first_audio['_t']:.1f} s before voice.enrolled")
         assert enrolled["voice"] == f"user_{user}" and 0 < enrolled["similarity"] <= 1
         print(f"\nenrolled in {enrolled['enroll_ms'] / 1000:.1f} s beside a live turn: {enrolled}")
     async with VoiceClient(app.ws, sid("enrol2")) as client:

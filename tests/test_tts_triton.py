@@ -88,3 +88,23 @@ async def test_voice_fitted_to_a_human_reference_is_closer_than_stock(gateway):
     fitted, stock = await sim("test_user_voice"), await sim("default")
     print(f"\nsimilarity to the speaker's other clips: fitted={fitted:.3f} stock={stock:.3f} ({info})")
     assert fitted > stock
+
+
+async def test_a_reply_is_spoken_while_a_voice_fit_runs(gateway):
+    """A reply's first chunk (OPTIONS first) asked for while another user's fit runs arrives long
+    before the fit ends: the fit runs beside replies and yields to their critical path, it never
+    gates them (the e2e enrolment test shows the same for a spoken turn)."""
+    from benchmarks.voice_clone import dev_speakers, load
+
+    reference = (load(dev_speakers()["zeroth_104"][-1])[: 15 * 16000] * 32767).astype(np.int16)
+    loop = asyncio.get_running_loop()
+    fit = asyncio.create_task(gateway.enroll_voice("tts", "test_fit_beside_reply", reference, 16000))
+    await asyncio.sleep(0.5)
+    asked = loop.time()
+    async for item in gateway.tts_stream("tts", TEXT, {"first": True}):
+        if not item.final and not item.info.get("heartbeat"):
+            break
+    first_chunk_s = loop.time() - asked
+    assert not fit.done(), f"the fit ended before the reply's first chunk ({first_chunk_s:.1f} s)"
+    info = await fit
+    print(f"\nfirst chunk {first_chunk_s:.2f} s into a {info['enroll_ms'] / 1000:.1f} s fit")
