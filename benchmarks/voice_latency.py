@@ -51,7 +51,8 @@ CONFIGS = {
     "no STT prefix": {"stt_prefix_from_partials": False},
     "pause 120 ms": {"speculative_pause_ms": 120},
 }
-LLM_CONTEXTS = {"before": 1, "after": 2, "one context": 1, "no STT prefix": 2, "pause 120 ms": 2}  # the llm model's `contexts` parameter
+# the llm model's `contexts` parameter per configuration
+LLM_CONTEXTS = {"before": 1, "after": 2, "one context": 1, "no STT prefix": 2, "pause 120 ms": 2}
 
 
 def _ms(event: dict | None, t0: float) -> float | None:
@@ -124,9 +125,10 @@ def playback_stall_ms(frames: list, rate: int) -> float:
 
 def speculations() -> dict[str, float]:
     """Turns started at a pause so far in this process (the orchestrator runs in it), by outcome."""
-    from orchestrator.metrics import SPECULATIONS
+    from prometheus_client import REGISTRY
 
-    return {o: SPECULATIONS.labels(o)._value.get() for o in ("committed", "cancelled")}
+    return {o: REGISTRY.get_sample_value("voice_speculations_total", {"outcome": o}) or 0.0
+            for o in ("committed", "cancelled")}
 
 
 def summarise(rows: list[dict]) -> dict:
@@ -202,7 +204,8 @@ def main() -> None:
     summary, rows_by = {}, {}
     with triton(MODELS, port=18600) as server, tempfile.TemporaryDirectory() as tmp:
         runs = [("before", 1)] + [("after", int(n)) for n in args.clients.split(",")] \
-            + [("one context", int(n)) for n in args.clients.split(",") if int(n) > 1] + [("no STT prefix", 1), ("pause 120 ms", 1)]
+            + [("one context", int(n)) for n in args.clients.split(",") if int(n) > 1] \
+            + [("no STT prefix", 1), ("pause 120 ms", 1)]
         for label, n in runs:
             llm_contexts(server, LLM_CONTEXTS[label])
             settings = make_settings(server, Path(tmp) / label, **CONFIGS[label],

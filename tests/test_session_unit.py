@@ -99,9 +99,13 @@ async def test_the_final_transcript_starts_from_the_words_two_partials_agreed_on
 
 
 async def test_user_speaking_on_cancels_the_speculation_without_a_trace():
-    from orchestrator.metrics import SPECULATIONS
+    from prometheus_client import REGISTRY
 
-    counted = {o: SPECULATIONS.labels(o)._value.get() for o in ("committed", "cancelled")}
+    def speculations() -> dict[str, float]:
+        return {o: REGISTRY.get_sample_value("voice_speculations_total", {"outcome": o}) or 0.0
+                for o in ("committed", "cancelled")}
+
+    counted = speculations()
     h = Harness(FakeGateway(llm_delay_s=0.05), speculative_pause_ms=250, vad_end_silence_ms=600)
     await h.start()
     await h.frames(LOUD, 20)
@@ -119,8 +123,8 @@ async def test_user_speaking_on_cancels_the_speculation_without_a_trace():
     assert "llm" in h.gw.cancelled or "stt" in h.gw.cancelled
     await h.session.close()
     assert len(h.db.stored) == 1
-    assert SPECULATIONS.labels("cancelled")._value.get() == counted["cancelled"] + 1  # an operator sees both
-    assert SPECULATIONS.labels("committed")._value.get() == counted["committed"] + 1
+    assert speculations() == {"cancelled": counted["cancelled"] + 1,  # an operator sees both outcomes
+                              "committed": counted["committed"] + 1}
 
 
 async def test_no_speculation_when_disabled_and_empty_text_gives_no_answer():

@@ -88,14 +88,12 @@ class ReplyGuard:
         text = strip_format(sentence)
         if not re.search(r"[가-힣A-Za-z0-9]", text):
             return ""
-        complete = text[-1] in SENTENCE_ENDS
-        if not self.skipping and (self.recites(text) or self.echoes(text)):
+        complete, begins = text[-1] in SENTENCE_ENDS, False
+        if self.skipping or self.recites(text) or self.echoes(text) or (
+                not complete and (begins := self.begins_memory(text))):
             self.dropped.append(text)
-            self.sentence = "" if complete else self.sentence
-            return ""
-        if self.skipping or (not complete and self.begins_memory(text)):
-            self.dropped.append(text)
-            self.skipping = not complete  # the rest of that sentence is never said on its own
+            # the rest of a sentence that began reading a memory out is never said on its own
+            self.skipping = not complete and (self.skipping or begins)
             self.sentence = "" if complete else self.sentence
             return ""
         self.sentence = "" if complete else self.sentence + _compact(text)
