@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from benchmarks.corpus import shared_clips, synth_clip, to_pcm16  # noqa: F401
+from benchmarks.corpus import HUMAN_DEV, human_clips, shared_clips, synth_clip, to_pcm16  # noqa: F401
 
 SENTENCES = [
     "안녕하세요, 오늘 날씨가 정말 좋네요.",
@@ -13,10 +13,14 @@ SENTENCES = [
 
 
 def korean_clip() -> tuple[np.ndarray, str]:
-    """The STT tests' clip: the first shared clip if present, else our TTS speaking SENTENCES."""
+    """The STT tests' clip: the first shared clip if present, else the first human recording of
+    ko_speech_dev (a Zeroth speaker reading a news sentence), else our TTS speaking SENTENCES."""
     shared = shared_clips()
     if shared:
         return shared[0]
+    if (HUMAN_DEV / "transcripts.tsv").exists():
+        audio, text, _name = human_clips()[0]
+        return audio, text
     text = " ".join(SENTENCES)
     return synth_clip(text), text
 
