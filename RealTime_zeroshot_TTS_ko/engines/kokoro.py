@@ -81,7 +81,9 @@ class KokoroEngine(TtsEngine):
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
-        providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()]
+        # cuDNN's default exhaustive search re-tunes every convolution for each new phrase length
+        cuda = ("CUDAExecutionProvider", {"cudnn_conv_algo_search": "HEURISTIC"})
+        providers = ([cuda] if cuda[0] in ort.get_available_providers() else []) + ["CPUExecutionProvider"]
         self.split = SplitKokoro(model, opts, providers)
         self.vocab: dict[str, int] = json.loads(Path(vocab).read_text(encoding="utf-8"))["vocab"]
         self.voices = VoiceBank.from_npz(voices, voice_dir)
