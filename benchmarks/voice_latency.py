@@ -17,11 +17,13 @@ before it has played. Configurations run in one process, one after the other, on
           the words two partial transcripts agreed on, at 1 client
   pause 120 ms  the defaults, but the turn's models start at a 120 ms pause instead of 250 ms (more
           speculations that the user's next words cancel), at 1 client
+  no playback lead  the defaults, but only a reply's first TTS chunk is critical-path work, not every
+          chunk while the listener has under TTS_LEAD_MIN_S of audio left, at 1 client
 
 and the same models called in-process along the critical path (STT → LLM first sentence → TTS first
 chunk) give the share of a turn spent outside the models.
 
-    .venv/bin/python -m benchmarks.voice_latency [--clients 1,2] [--turns 8]
+    .venv/bin/python -m benchmarks.voice_latency [--clients 1,2] [--turns 8] [--configs before,...]
 """
 from __future__ import annotations
 
@@ -50,9 +52,10 @@ CONFIGS = {
     "one context": {},
     "no STT prefix": {"stt_prefix_from_partials": False},
     "pause 120 ms": {"speculative_pause_ms": 120},
+    "no playback lead": {"tts_lead_min_s": 0.0},
 }
 # the llm model's `contexts` parameter per configuration
-LLM_CONTEXTS = {"before": 1, "after": 2, "one context": 1, "no STT prefix": 2, "pause 120 ms": 2}
+LLM_CONTEXTS = {"before": 1, "after": 2, "one context": 1, "no STT prefix": 2, "pause 120 ms": 2, "no playback lead": 2}
 
 
 def _ms(event: dict | None, t0: float) -> float | None:
@@ -199,13 +202,16 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--clients", default="1,2", help="client counts for the 'after' configuration")
     parser.add_argument("--turns", type=int, default=8)
+    parser.add_argument("--configs", default=",".join(c for c in CONFIGS if c != "after"),
+                        help="the single-client configurations to run besides 'after' (comma-separated)")
     args = parser.parse_args()
     clips = [(trim_to_speech(a), t, n) for a, t, n in human_clips()]
     summary, rows_by = {}, {}
     with triton(MODELS, port=18600) as server, tempfile.TemporaryDirectory() as tmp:
-        runs = [("before", 1)] + [("after", int(n)) for n in args.clients.split(",")] \
-            + [("one context", int(n)) for n in args.clients.split(",") if int(n) > 1] \
-            + [("no STT prefix", 1), ("pause 120 ms", 1)]
+        chosen = args.configs.split(",")
+        runs = [("before", 1)] * ("before" in chosen) + [("after", int(n)) for n in args.clients.split(",")] \
+            + [("one context", int(n)) for n in args.clients.split(",") if int(n) > 1 and "one context" in chosen] \
+            + [(c, 1) for c in chosen if c not in ("before", "after", "one context")]
         for label, n in runs:
             llm_contexts(server, LLM_CONTEXTS[label])
             settings = make_settings(server, Path(tmp) / label, **CONFIGS[label],

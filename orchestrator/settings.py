@@ -91,6 +91,9 @@ class Settings(BaseSettings):
 
     # TTS out
     first_chunk_chars: int = 10   # an unpunctuated first sentence goes to TTS at the first space past this
+    # a reply's TTS is critical-path work (priority.py) while the listener has less than this much of
+    # its audio left to play, counted from the first chunk (0 = only the first chunk is critical)
+    tts_lead_min_s: float = 1.0
     tts_voice: str = "default"
     output_sample_rate: int = Field(24000, description="24000 or 16000")
 

@@ -62,19 +62,24 @@ class TtsService:
         return text, rate
 
     def chunks(self, text: str, options: dict):
-        """Yield (pcm16, info) per audio chunk. With OPTIONS {"first": true} (a reply's first sentence)
-        the first chunk is critical-path work; every other chunk first yields to critical work."""
+        """Yield (pcm16, info) per audio chunk. Critical-path work: a reply's first chunk (OPTIONS
+        {"first": true}), and any chunk of a reply whose listener is about to run out of audio: the
+        reply's audio sent but not yet played ({"lead_s"}, from the orchestrator; 0 for its first
+        sentence), plus what this request made, minus the time it has taken, is below
+        {"lead_min_s"} (default 0: off). Every other chunk first yields to critical work."""
         from RealTime_zeroshot_TTS_ko import split_sentences
         from RealTime_zeroshot_TTS_ko.engines.base import resample
 
         text, rate = self.validate(text, options)
         voice, speed = str(options.get("voice", "default")), options.get("speed")
         first = bool(options.get("first", False))
+        lead, lead_min = float(options.get("lead_s", 0.0)), float(options.get("lead_min_s", 0.0))
+        started = time.monotonic()  # playback's clock for this request (a reply's: from its first chunk)
         for s_idx, sentence in enumerate(split_sentences(text)):
-            critical = first and s_idx == 0  # the reply's first audio
-            pieces = self.engine.stream(sentence, voice, speed, windowed_first=critical)
+            pieces = self.engine.stream(sentence, voice, speed, windowed_first=first and s_idx == 0)
             for c_idx in itertools.count():
-                if critical and c_idx == 0:
+                reply_start = first and s_idx == 0 and c_idx == 0
+                if reply_start or lead - (time.monotonic() - started) < lead_min:
                     with self.priority.critical("tts"):
                         chunk = next(pieces, None)
                 else:
@@ -82,6 +87,9 @@ class TtsService:
                     chunk = next(pieces, None)
                 if chunk is None:
                     break
+                if reply_start:
+                    started = time.monotonic()
+                lead += len(chunk.audio) / self.engine.sample_rate
                 audio = resample(chunk.audio, self.engine.sample_rate, rate)
                 yield float_to_pcm16(audio), {"sentence": s_idx, "chunk": c_idx, "text": sentence,
                                               "sample_rate": rate, "last_in_sentence": chunk.last}

@@ -82,12 +82,17 @@ async def respond(gateway, *, llm_model: str, tts_model: str | None, messages: l
             await sentences.put(None)
 
     async def tts_stage() -> None:
+        playback_start = None
         while (sentence := await sentences.get()) is not None:
             result.sentences.append(sentence)
             if tts_model is None:
                 result.spoken.append(sentence)
                 continue
-            options = {**tts_options, "first": len(result.sentences) == 1}  # critical path (priority.py)
+            # critical path (priority.py): the first sentence, and any while the listener's audio runs low
+            options = {**tts_options, "first": len(result.sentences) == 1}
+            if playback_start is not None:  # audio sent and not yet played, if played from the first chunk
+                played = asyncio.get_running_loop().time() - playback_start
+                options["lead_s"] = round(max(0.0, result.audio_samples / result.sample_rate - played), 3)
             heard = False
             async for item in gateway.tts_stream(tts_model, sentence, options, request_id=f"{request_id}-tts"):
                 result.versions["tts"] = item.model_version
@@ -95,6 +100,8 @@ async def respond(gateway, *, llm_model: str, tts_model: str | None, messages: l
                     break
                 result.sample_rate = int(item.info.get("sample_rate", result.sample_rate))
                 clock.mark("first_audio")
+                if playback_start is None:
+                    playback_start = asyncio.get_running_loop().time()
                 result.audio_samples += len(item.data)
                 await on_audio(item.data.tobytes(), result.sample_rate)
                 if not heard:

@@ -28,6 +28,7 @@ class FakeGateway:
     cancelled: list[str] = field(default_factory=list)
     partials: list[str] = field(default_factory=list)   # what successive partial STT calls return
     prefixes: list[str] = field(default_factory=list)   # the prefix each final STT call was given
+    tts_options: list[dict] = field(default_factory=list)  # the OPTIONS of each TTS call
 
     def _maybe_fail(self, stage: str) -> None:
         if stage in self.fail:
@@ -76,6 +77,7 @@ class FakeGateway:
                             self.llm_delay_s)
 
     def tts_stream(self, model, text, options, request_id=""):
+        self.tts_options.append(options)
         return self._stream("tts", [(np.full(2400, 100, np.int16), {"sample_rate": 24000})], self.tts_delay_s)
 
 
