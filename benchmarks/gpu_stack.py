@@ -178,7 +178,8 @@ class GpuWhisper:
         self.mel = torch.from_numpy(np.load(stage / "mel80.npy")).to(device)  # (201, 80) Slaney filters
         self.window = torch.hann_window(400, device=device)
         self.tok = Tokenizer.from_file(str(stage / "tokenizer.json"))
-        ids = [self.tok.token_to_id(t) for t in ("<|startoftranscript|>", "<|ko|>", "<|transcribe|>", "<|notimestamps|>")]
+        prompt = ("<|startoftranscript|>", "<|ko|>", "<|transcribe|>", "<|notimestamps|>")
+        ids = [self.tok.token_to_id(t) for t in prompt]
         self.prompt, self.eot = ids, self.tok.token_to_id("<|endoftext|>")
 
     def log_mel(self, clips: list[np.ndarray]):
@@ -246,7 +247,8 @@ def run_stt(stage: Path, inputs: dict, device: str) -> dict:
         t = time.perf_counter()
         texts.append(whisper.transcribe([a])[0])
         single.append((time.perf_counter() - t) * 1000)
-    res["one_client"] = {"p50_ms": _p50(single), "max_ms": round(max(single), 1), "clip_s": [round(len(a) / SR, 2) for a in audio]}
+    res["one_client"] = {"p50_ms": _p50(single), "max_ms": round(max(single), 1),
+                         "clip_s": [round(len(a) / SR, 2) for a in audio]}
     res["transcripts"] = [{"file": n, "ref": inputs["clips"][n], "hyp": h} for n, h in zip(names, texts)]
     batch16 = [audio[i % len(audio)] for i in range(16)]
     times = []
@@ -254,7 +256,8 @@ def run_stt(stage: Path, inputs: dict, device: str) -> dict:
         t = time.perf_counter()
         whisper.transcribe(batch16)
         times.append((time.perf_counter() - t) * 1000)
-    res["16_clients_batched"] = {"p50_ms": _p50(times), "note": "16 finals in one batch: every client waits for the batch"}
+    res["16_clients_batched"] = {"p50_ms": _p50(times),
+                                 "note": "16 finals in one batch: every client waits for the batch"}
     lock = threading.Lock()  # one model instance: requests queue, as in Triton without dynamic batching
 
     def one(i):
@@ -276,7 +279,8 @@ def run_tts(stage: Path, inputs: dict, providers: str) -> dict:
         ort.get_available_providers = lambda: ["CPUExecutionProvider"]
     d = stage / "kokoro"
     t = time.perf_counter()
-    engines = [KokoroEngine(d / "kokoro.onnx", d / "vocab.json", d / "voices.npz", threads=2) for _ in range(4 if providers != "cpu" else 1)]
+    count = 1 if providers == "cpu" else 4
+    engines = [KokoroEngine(d / "kokoro.onnx", d / "vocab.json", d / "voices.npz", threads=2) for _ in range(count)]
     res = {"load_s": round(time.perf_counter() - t, 1), "providers": engines[0].split.decoder.get_providers()}
     replies = [r["phonemes"] for r in inputs["replies"]]
 
@@ -291,7 +295,8 @@ def run_tts(stage: Path, inputs: dict, providers: str) -> dict:
     for ph in replies[:2]:
         first_and_total(engines[0], ph)  # warm-up
     rows = [first_and_total(engines[0], ph) for ph in replies]
-    res["one_client"] = {"first_chunk_p50_ms": _p50([r[0] for r in rows]), "sentence_p50_ms": _p50([r[1] for r in rows]),
+    res["one_client"] = {"first_chunk_p50_ms": _p50([r[0] for r in rows]),
+                         "sentence_p50_ms": _p50([r[1] for r in rows]),
                          "rtf": round(sum(r[1] for r in rows) / 1000 / sum(r[2] for r in rows), 3)}
     for n_eng in sorted({1, len(engines)}):
         firsts = [0.0] * 16
