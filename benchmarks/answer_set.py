@@ -104,4 +104,17 @@ def cases() -> list[dict]:
     out += [{"kind": "multi_turn", "user": q, "history": h, "keywords": k} for h, q, k in MULTI_TURN]
     out += [{"kind": "irrelevant_memory", "user": q, "memories": m, "keywords": k} for m, q, k in IRRELEVANT_MEMORY]
     out += [{"kind": "memory_use", "user": q, "memories": m, "keywords": k} for m, q, k in MEMORY_USE]
+    out += [{"kind": "statement", "user": t, "keywords": []} for t in human_statements()]
     return out
+
+
+def human_statements() -> list[str]:
+    """What real people said, not written by us: the transcripts of ../shared/ko_speech_dev (read
+    news and book sentences). A reply should answer them, not read them back."""
+    from benchmarks.corpus import HUMAN_DEV
+
+    table = HUMAN_DEV / "transcripts.tsv"
+    if not table.exists():
+        return []
+    rows = [line.split("\t") for line in table.read_text(encoding="utf-8").splitlines()[1:] if line.strip()]
+    return [row[3].strip() for row in rows if len(row) > 3 and row[3].strip()]

@@ -1,13 +1,15 @@
 """Answer quality of every offline LLM variant through the product's own answer path, on 46 Korean
 prompts (benchmarks/answer_set.py): factual, chit-chat, multi-turn, irrelevant recalled memories,
-and memories needed for the answer (selected by e5 with the calibrated threshold).
+and memories needed for the answer (selected by e5 with the calibrated threshold); and 11 sentences
+real people said (the ko_speech_dev transcripts), which a reply should answer, not read back.
 
     .venv/bin/python -m benchmarks.answers [--variants qwen2.5-0.5b,qwen2.5-1.5b,gemma3-270m]
 
 Per reply, as the user would hear it (prompt builder → llama.cpp → sentence stop → reply guard):
 leak (a run of ≥ 8 characters shared with the system prompt, the exemplars or a recalled memory,
 or a memory label), Hangul share ≥ 0.9, spoken length (≤ 2 sentences, ≤ 120 characters, no
-list/markdown/emoji), keyword hit; fallbacks (the guard dropped every sentence) are counted apart.
+list/markdown/emoji), keyword hit, echo (a run of ≥ 10 characters shared with what the user just
+said); fallbacks (the guard dropped every sentence) are counted apart.
 TTFT and tok/s with the system prompt and exemplars already in the KV cache, as in a session.
 """
 from __future__ import annotations
@@ -105,6 +107,9 @@ def recalled(embedder, question: str, threshold: float, top_k: int) -> list[Memo
     return [MemoryHit(pool[i], "user", float(scores[i]), "old", 0) for i in order if scores[i] >= threshold]
 
 
+ECHO_CHARS = 10  # a reply sharing a run this long (spaces ignored) with what the user just said
+
+
 def judge(case: dict, reply: str, memories: list, cfg: Settings, fallback: bool) -> dict:
     guarded = [_compact(t) for t in [cfg.system_prompt, *(u for u, _ in EXEMPLARS)]]
     if case["kind"] != "memory_use":  # a memory the answer needs may be quoted
@@ -115,8 +120,9 @@ def judge(case: dict, reply: str, memories: list, cfg: Settings, fallback: bool)
     spoken = (len(sentences) <= 2 and len(reply) <= 120 and not EMOJI.search(reply)
               and not LIST_MARKER.search(reply) and not re.search(r"\*\*|__|`|^#", reply))
     hit = any(_compact(k) in text for k in case["keywords"]) if case["keywords"] else None
+    echo = longest_shared_run(text, _compact(case["user"])) >= ECHO_CHARS  # the user's words read back
     return {"leak": leak, "korean": hangul_share(reply) >= 0.9, "spoken": spoken, "keyword": hit,
-            "fallback": fallback}
+            "fallback": fallback, "echo": echo}
 
 
 async def run_case(llm: LocalLLM, cfg: Settings, case: dict, memories: list) -> dict:
@@ -172,6 +178,7 @@ def summarise(rows: list[dict]) -> dict:
             "korean": rate(rows, "korean"), "factual": rate(by("factual"), "keyword"),
             "multi_turn": rate(by("multi_turn"), "keyword"), "irrelevant_memory_answered":
             rate(by("irrelevant_memory"), "keyword"), "memory_recall": rate(by("memory_use"), "keyword"),
+            "echo_statements": rate(by("statement"), "echo"), "echo_all": rate(rows, "echo"),
             "fallbacks": sum(r["fallback"] for r in rows),
             "ttft_ms_p50": ttft[len(ttft) // 2] if ttft else None, "tok_s_p50": tok_s[len(tok_s) // 2] if tok_s else None}
 
@@ -187,7 +194,7 @@ def main() -> None:
     calibration = calibrate(embedder)
     results = {v: bench_variant(v, embedder, calibration["threshold"]) for v in args.variants.split(",")}
     table = {v: r["summary"] for v, r in results.items()}
-    png = bar_plot(RESULTS / "answers.png", "Answer quality on 46 Korean prompts (share of replies)",
+    png = bar_plot(RESULTS / "answers.png", f"Answer quality on {len(cases())} Korean prompts (share of replies)",
                    {m: {v: s[m] or 0 for v, s in table.items()}
                     for m in ("no_leak", "spoken", "korean", "factual", "memory_recall")}, "share")
     write("answers", {"prompts": len(cases()), "temperature": Settings(_env_file=None).llm_temperature,

@@ -108,3 +108,28 @@ def test_a_first_chunk_that_begins_reading_a_memory_out_is_held_back_with_the_re
     used = reply_guard(DEFAULT_SYSTEM_PROMPT, [Memory("아침마다 커피를 마셔요")], "제가 아침에 뭘 마신다고 했죠?")
     assert used.clean("아침마다 커피를") == "아침마다 커피를"  # asked back: the memory is the answer
     assert used.clean("마신다고 하셨어요.") == "마신다고 하셨어요."
+
+
+def test_a_long_utterance_read_back_from_its_middle_is_dropped_from_its_first_piece():
+    user = "지난해 3월 김 전 장관의 동료인 장동량 홍익대 교수가 민간 자문단장으로 위촉되면서 본격적인 작업에 들어갔다."
+    guard = reply_guard(DEFAULT_SYSTEM_PROMPT, [], user)
+    assert guard.clean("김 전 장관의 동료인") == ""          # a first chunk, mid-sentence: held back
+    assert guard.clean(" 장동량 교수가 위촉되었군요.") == ""  # and the rest of its sentence with it
+    assert guard.clean("정말 흥미로운 소식이네요.") == "정말 흥미로운 소식이네요."
+    guard = reply_guard(DEFAULT_SYSTEM_PROMPT, [], user)
+    assert guard.clean("홍익대 교수가 민간 자문단장으로 위촉되면서 본격적인 작업에 들어갔군요.") == ""
+    guard = reply_guard(DEFAULT_SYSTEM_PROMPT, [], "그 바람에 나의 몸도 겹쳐 쓰러지며 노란 동백꽃 속으로 파묻혀 버렸다")
+    assert guard.clean("그 바람에 나의 몸") == ""   # a first chunk of ~10 characters, all theirs
+
+
+def test_words_of_the_question_reused_in_an_answer_stay():
+    guard = reply_guard(DEFAULT_SYSTEM_PROMPT, [], "서울의 인구는 얼마나 되나요? 요즘 많이 줄었다고 들었어요.")
+    assert guard.clean("서울의 인구는 요즘") == "서울의 인구는 요즘"  # restating a question: an answer's start
+    guard = reply_guard(DEFAULT_SYSTEM_PROMPT, [], "한국에서 가장 높은 산은 제주도에 있는 산이라고 들었는데 이름이 뭐예요")
+    assert guard.clean("한국에서 가장 높은 산은") == "한국에서 가장 높은 산은"
+    guard = reply_guard(DEFAULT_SYSTEM_PROMPT, [], "강아지를 키우고 싶어요.")
+    assert guard.clean("강아지를 키우고 싶으시군요,") == "강아지를 키우고 싶으시군요,"  # a short utterance
+    # asked back what they said, the answer says it back
+    guard = reply_guard(DEFAULT_SYSTEM_PROMPT, [], "제가 다음 주 월요일 오전 열 시에 치과 예약이 있다고 했었죠?")
+    assert guard.clean("다음 주 월요일 오전 열 시에") == "다음 주 월요일 오전 열 시에"
+    assert guard.clean(" 치과 예약이 있다고 하셨어요.") == "치과 예약이 있다고 하셨어요."

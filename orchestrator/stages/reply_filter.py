@@ -25,6 +25,14 @@ RECALL_QUESTION = re.compile(r"(했|했었|였|이었|이라|라)(죠|지요|나
 MARKUP = re.compile(r"\*\*|__|`+|^#+\s*|^>\s*|\[([^\]]*)\]\([^)]*\)")
 
 
+# the user's words said back: a run this long (characters, spaces ignored) in a sentence, or a first
+# piece this long that is almost all theirs (only when they said at least twice as much)
+ECHO_RUN, ECHO_PIECE = 20, 6
+# the user asked something: an answer that starts by restating the question ("한국에서 가장 높은 산은
+# 한라산이에요") is not an echo
+QUESTION = re.compile(r"[?？]|(까|나요|니|냐|가요|죠|지요|는지|을지)\s*[.!]?\s*$|뭐|어디|언제|누구|왜|얼마|몇|어떻게|어떤")
+
+
 def _compact(text: str) -> str:
     return re.sub(r"[\s.,!?~…'\"“”‘’·:;()\[\]<>-]+", "", text)
 
@@ -52,7 +60,8 @@ class ReplyGuard:
         # a recalled fact that shares no word (2+ characters) with what the user just said is not the
         # answer, unless the user asks back what they said: reading it out is a leak. A short one that
         # does may be said back ("고양이를 두 마리 키워요"); a long one read out whole is the memory block again.
-        asked_back = bool(RECALL_QUESTION.search(user_text))
+        self.asked_back = asked_back = bool(RECALL_QUESTION.search(user_text))
+        self.question = bool(QUESTION.search(user_text))
         self.memories = [m for m in map(_compact, memories)
                          if m and ((longest_shared_run(m, self.user) < 2 and not asked_back) or len(m) >= 15)]
         self.guarded += self.memories
@@ -78,11 +87,20 @@ class ReplyGuard:
                    for m in self.memories for run in [longest_shared_run(text, m)])
 
     def echoes(self, sentence: str) -> bool:
-        """Most of what the user said, said back as most of the sentence (a short answer that reuses
-        the question's words, "사과는 과일이에요", stays)."""
+        """The sentence is mostly the user's words said back: most of what they said, or a long stretch
+        of it (a small model reading a long utterance back from its middle). A short answer that reuses
+        the question's words ("사과는 과일이에요") stays."""
         text = _compact(sentence)
         run = longest_shared_run(text, self.user)
-        return len(text) >= 8 and run >= 0.7 * len(text) and run >= 0.75 * len(self.user)
+        long_stretch = run >= ECHO_RUN and not self.asked_back  # "…라고 하셨어요" answers an asking back
+        return len(text) >= 8 and run >= 0.7 * len(text) and (run >= 0.75 * len(self.user) or long_stretch)
+
+    def begins_echo(self, piece: str) -> bool:
+        """A piece that stops mid-sentence (a first chunk) and is, almost whole, a stretch of what the
+        user stated (not asked): the sentence is reading it back."""
+        text = self.sentence + _compact(piece)
+        return (not self.question and len(self.user) >= 2 * ECHO_PIECE and len(text) >= ECHO_PIECE
+                and longest_shared_run(text, self.user) >= 0.9 * len(text))
 
     def clean(self, sentence: str) -> str:
         text = strip_format(sentence)
@@ -90,9 +108,9 @@ class ReplyGuard:
             return ""
         complete, begins = text[-1] in SENTENCE_ENDS, False
         if self.skipping or self.recites(text) or self.echoes(text) or (
-                not complete and (begins := self.begins_memory(text))):
+                not complete and (begins := self.begins_memory(text) or self.begins_echo(text))):
             self.dropped.append(text)
-            # the rest of a sentence that began reading a memory out is never said on its own
+            # the rest of a sentence that began reading a memory or the user's words out is never said alone
             self.skipping = not complete and (self.skipping or begins)
             self.sentence = "" if complete else self.sentence
             return ""
