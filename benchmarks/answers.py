@@ -6,9 +6,9 @@ real people said (the ko_speech_dev transcripts), which a reply should answer, n
     .venv/bin/python -m benchmarks.answers [--variants qwen2.5-0.5b,qwen2.5-1.5b,gemma3-270m]
 
 Per reply, as the user would hear it (prompt builder → llama.cpp → sentence stop → reply guard):
-leak (a run of ≥ 8 characters shared with the system prompt, the exemplars or a recalled memory,
-or a memory label), Hangul share ≥ 0.9, spoken length (≤ 2 sentences, ≤ 120 characters, no
-list/markdown/emoji), keyword hit, echo (a run of ≥ 10 characters shared with what the user just
+leak (a run of ≥ 8 characters shared with the system prompt, the exemplars' questions and answers
+(the greeting's answer fits any greeting), a recalled memory, or a memory label), Hangul share
+≥ 0.9, spoken length (≤ 2 sentences, ≤ 120 characters, no list/markdown/emoji), keyword hit, echo (a run of ≥ 10 characters shared with what the user just
 said); fallbacks (the guard dropped every sentence) are counted apart.
 TTFT and tok/s with the system prompt and exemplars already in the KV cache, as in a session.
 """
@@ -35,7 +35,7 @@ from orchestrator.storage.vectors import MemoryHit
 from orchestrator.triton_client import StreamItem
 
 CACHE = ROOT / ".cache" / "gguf"
-LABELS = re.compile(r"\[/?기억\]|사용자가 전에 한 말|음성 비서입니다|지시를")
+LABELS = re.compile(r"\[/?(기억|INST)\]|<\|[^|>]+\|>|사용자가 전에 한|음성 비서입니다|지시를")
 
 
 def gguf(variant: str) -> Path:
@@ -111,7 +111,7 @@ ECHO_CHARS = 10  # a reply sharing a run this long (spaces ignored) with what th
 
 
 def judge(case: dict, reply: str, memories: list, cfg: Settings, fallback: bool) -> dict:
-    guarded = [_compact(t) for t in [cfg.system_prompt, *(u for u, _ in EXEMPLARS)]]
+    guarded = [_compact(t) for t in [cfg.system_prompt, *(u for u, _ in EXEMPLARS), *(a for _, a in EXEMPLARS[1:])]]
     if case["kind"] != "memory_use":  # a memory the answer needs may be quoted
         guarded += [_compact(m.text) for m in memories]
     text = _compact(reply)

@@ -38,6 +38,8 @@ def test_markdown_lists_emoji_and_memory_labels_are_stripped():
     assert strip_format("- 첫째, 물을 자주 마셔요.") == "첫째, 물을 자주 마셔요."
     assert strip_format("2. **서울**은 `수도`예요.") == "서울은 수도예요."
     assert strip_format("이전 대화에서 기억나는 내용: 서울") == "서울"
+    assert strip_format("사용자가 전에 한 [/기억] 닭은 다리가 두 개예요. [/INST]") == "닭은 다리가 두 개예요."
+    assert strip_format("<|im_end|>네, [서울](https://seoul.go.kr)이에요.") == "네, 서울이에요."
     assert hangul_share("서울은 수도예요") == 1.0 and hangul_share("hello 서울") < 0.5
 
 
@@ -133,3 +135,11 @@ def test_words_of_the_question_reused_in_an_answer_stay():
     guard = reply_guard(DEFAULT_SYSTEM_PROMPT, [], "제가 다음 주 월요일 오전 열 시에 치과 예약이 있다고 했었죠?")
     assert guard.clean("다음 주 월요일 오전 열 시에") == "다음 주 월요일 오전 열 시에"
     assert guard.clean(" 치과 예약이 있다고 하셨어요.") == "치과 예약이 있다고 하셨어요."
+
+
+def test_an_example_answer_begun_after_an_unrelated_question_is_held_back_with_its_sentence():
+    guard = reply_guard(DEFAULT_SYSTEM_PROMPT, [], "다른 지역에서는 그곳이 아무리 넓다 하더라도 발견하기가 어려울 것입니다.")
+    assert guard.clean("문어는 다리가 여덟") == ""   # the prompt's example answer, begun
+    assert guard.clean(" 개예요.") == ""
+    guard = reply_guard(DEFAULT_SYSTEM_PROMPT, [], "문어는 다리가 몇 개예요?")
+    assert guard.clean("문어는 다리가 여덟") == "문어는 다리가 여덟"   # asked: it is the answer

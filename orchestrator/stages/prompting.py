@@ -59,5 +59,5 @@ def reply_guard(system_prompt: str, memories: list, user_text: str,
                 exemplars: list[tuple[str, str]] = EXEMPLARS) -> ReplyGuard:
     """Everything the reply must not read out: the instructions, the exemplars (the first answer, a
     greeting, fits any greeting) and the memories."""
-    return ReplyGuard([system_prompt, *(u for u, _ in exemplars), *(a for _, a in exemplars[1:])], user_text,
-                      memory_facts(memories))
+    return ReplyGuard([system_prompt, *(u for u, _ in exemplars)], user_text, memory_facts(memories),
+                      examples=[a for _, a in exemplars[1:]])

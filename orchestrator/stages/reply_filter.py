@@ -15,8 +15,10 @@ from RealTime_zeroshot_TTS_ko.text.splitter import CLOSERS, TERMINATORS
 
 SENTENCE_ENDS = TERMINATORS + CLOSERS  # a piece ending with one of these completes a sentence
 
-MEMORY_LABELS = re.compile(r"</?기억>|</?참고>|사용자가 (전에 )?(한 )?말(함)?\s*[:：]|비서가 (전에 )?(한 )?말(함)?\s*[:：]|"
+MEMORY_LABELS = re.compile(r"</?기억>|</?참고>|(사용자|비서)가 (전에 )?(한 )?말(함)?\s*[:：]|(사용자|비서)가 전에 한( 말)?|"
                            r"이전 대화에서 기억나는 내용\s*[:：]?")
+# chat-template and prompt tags a small model writes out: [INST], [/기억], <</SYS>>, <|im_end|>, <end_of_turn>
+TAGS = re.compile(r"\[/?[^\]\s]{1,12}\]|<</?SYS>>|<\|[^|>]{1,20}\|>|</?(start|end)_of_turn>")
 EMOJI = re.compile(r"[\U0001F000-\U0001FAFF\u2600-\u27BF\u2B00-\u2BFF\uFE0F\u200D]")
 LIST_MARKER = re.compile(r"^\s*(?:[-*•·▪►]|\d{1,2}[.)]|[①-⑳])\s+")
 # The user asks back what they told before ("제가 무슨 악기를 친다고 했죠?", "제 생일 기억나요?"): a
@@ -48,14 +50,14 @@ def strip_format(sentence: str) -> str:
     text = MEMORY_LABELS.sub(" ", sentence)
     text = EMOJI.sub("", text)
     text = LIST_MARKER.sub("", text)
-    text = MARKUP.sub(lambda m: m.group(1) or "", text)
+    text = TAGS.sub(" ", MARKUP.sub(lambda m: m.group(1) or "", text))  # a link's [text] is kept first
     return re.sub(r"\s+", " ", text).strip()
 
 
 class ReplyGuard:
     def __init__(self, guarded: list[str], user_text: str = "", memories: list[str] = (), min_run: int = 10,
-                 share: float = 0.5):
-        self.guarded = [_compact(g) for g in guarded if g]
+                 share: float = 0.5, examples: list[str] = ()):
+        self.guarded = [_compact(g) for g in guarded + list(examples) if g]
         self.user = _compact(user_text)
         # a recalled fact that shares no word (2+ characters) with what the user just said is not the
         # answer, unless the user asks back what they said: reading it out is a leak. A short one that
@@ -65,6 +67,9 @@ class ReplyGuard:
         self.memories = [m for m in map(_compact, memories)
                          if m and ((longest_shared_run(m, self.user) < 2 and not asked_back) or len(m) >= 15)]
         self.guarded += self.memories
+        # an example answer of the prompt that shares no word with the question is not this answer
+        self.unrelated = self.memories + [e for e in map(_compact, examples)
+                                          if e and longest_shared_run(e, self.user) < 2]
         self.min_run, self.share = min_run, share
         self.dropped: list[str] = []
         self.sentence = ""  # the kept pieces of the sentence in progress (a first chunk ends mid-sentence)
@@ -79,12 +84,13 @@ class ReplyGuard:
                 return True
         return False
 
-    def begins_memory(self, piece: str) -> bool:
-        """A piece that stops mid-sentence (a first chunk) and is mostly half of a guarded memory: the
-        sentence is reading it out, and once the piece is spoken its rest could only be cut off."""
+    def begins_unrelated(self, piece: str) -> bool:
+        """A piece that stops mid-sentence (a first chunk) and is mostly half of a guarded memory or
+        example answer unrelated to the question: the sentence is reading it out, and once the piece
+        is spoken its rest could only be cut off."""
         text = self.sentence + _compact(piece)
         return any(run >= min(6, 0.5 * len(m)) and run >= self.share * len(text)
-                   for m in self.memories for run in [longest_shared_run(text, m)])
+                   for m in self.unrelated for run in [longest_shared_run(text, m)])
 
     def echoes(self, sentence: str) -> bool:
         """The sentence is mostly the user's words said back: most of what they said, or a long stretch
@@ -108,7 +114,7 @@ class ReplyGuard:
             return ""
         complete, begins = text[-1] in SENTENCE_ENDS, False
         if self.skipping or self.recites(text) or self.echoes(text) or (
-                not complete and (begins := self.begins_memory(text) or self.begins_echo(text))):
+                not complete and (begins := self.begins_unrelated(text) or self.begins_echo(text))):
             self.dropped.append(text)
             # the rest of a sentence that began reading a memory or the user's words out is never said alone
             self.skipping = not complete and (self.skipping or begins)
