@@ -141,5 +141,6 @@ def test_an_example_answer_begun_after_an_unrelated_question_is_held_back_with_i
     guard = reply_guard(DEFAULT_SYSTEM_PROMPT, [], "다른 지역에서는 그곳이 아무리 넓다 하더라도 발견하기가 어려울 것입니다.")
     assert guard.clean("문어는 다리가 여덟") == ""   # the prompt's example answer, begun
     assert guard.clean(" 개예요.") == ""
+    assert guard.clean("아니요, 다리가 여덟 개예요.") == ""   # whole, in other words around it
     guard = reply_guard(DEFAULT_SYSTEM_PROMPT, [], "문어는 다리가 몇 개예요?")
     assert guard.clean("문어는 다리가 여덟") == "문어는 다리가 여덟"   # asked: it is the answer

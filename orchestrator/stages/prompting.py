@@ -8,7 +8,7 @@ user* said in earlier sessions, given as facts to use, never as text to read out
 """
 from __future__ import annotations
 
-from orchestrator.stages.reply_filter import ReplyGuard
+from orchestrator.stages.reply_filter import ReplyGuard, strip_format
 
 # Spoken, short, polite: a greeting, a fact, a feeling, a memory used (in the memory format) and
 # memories left alone. Their topics are far from everyday questions, so an answer has nothing to copy.
@@ -57,7 +57,8 @@ def build_messages(system_prompt: str, history: list[tuple[str, str]], memories:
 
 def reply_guard(system_prompt: str, memories: list, user_text: str,
                 exemplars: list[tuple[str, str]] = EXEMPLARS) -> ReplyGuard:
-    """Everything the reply must not read out: the instructions, the exemplars (the first answer, a
-    greeting, fits any greeting) and the memories."""
+    """Everything the reply must not read out: the instructions, the exemplars (the first, a greeting,
+    fits any greeting) line by line, and the memories."""
+    lines = [strip_format(line) for user, answer in exemplars[1:] for line in [*user.splitlines(), answer]]
     return ReplyGuard([system_prompt, *(u for u, _ in exemplars)], user_text, memory_facts(memories),
-                      examples=[a for _, a in exemplars[1:]])
+                      examples=[line for line in lines if line])

@@ -84,10 +84,10 @@ class ReplyGuard:
                 return True
         return False
 
-    def begins_unrelated(self, piece: str) -> bool:
-        """A piece that stops mid-sentence (a first chunk) and is mostly half of a guarded memory or
-        example answer unrelated to the question: the sentence is reading it out, and once the piece
-        is spoken its rest could only be cut off."""
+    def reads_unrelated(self, piece: str) -> bool:
+        """The sentence so far is mostly half of a memory or an example answer unrelated to the
+        question: it is reading that out. Checked on a first chunk too, which stops mid-sentence:
+        once it is spoken, its rest could only be cut off."""
         text = self.sentence + _compact(piece)
         return any(run >= min(6, 0.5 * len(m)) and run >= self.share * len(text)
                    for m in self.unrelated for run in [longest_shared_run(text, m)])
@@ -112,9 +112,10 @@ class ReplyGuard:
         text = strip_format(sentence)
         if not re.search(r"[가-힣A-Za-z0-9]", text):
             return ""
-        complete, begins = text[-1] in SENTENCE_ENDS, False
-        if self.skipping or self.recites(text) or self.echoes(text) or (
-                not complete and (begins := self.begins_unrelated(text) or self.begins_echo(text))):
+        complete = text[-1] in SENTENCE_ENDS
+        dropped = self.skipping or self.recites(text) or self.echoes(text)
+        begins = not dropped and (self.reads_unrelated(text) or (not complete and self.begins_echo(text)))
+        if dropped or begins:
             self.dropped.append(text)
             # the rest of a sentence that began reading a memory or the user's words out is never said alone
             self.skipping = not complete and (self.skipping or begins)
