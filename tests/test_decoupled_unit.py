@@ -145,3 +145,36 @@ def test_a_busy_stream_sends_heartbeats_while_it_sends_nothing_else():
     assert kinds[-1] == "final" and "heartbeat" not in kinds[second:]
     time.sleep(0.3)
     assert sender.sent[-1][1] == FINAL  # nothing after the final response
+
+
+def test_the_sender_is_never_asked_about_cancellation_after_the_final_response(monkeypatch):
+    """Triton frees a request's response factory after its FINAL response; asking is_cancelled then
+    crashed tritonserver 2.51. The heartbeat thread could: its wait for the stream's end returns, the
+    FINAL response goes out, then it asks. That interleaving is forced here: the heartbeat's wait
+    reports "still open" once after the stream has closed."""
+
+    class LateWake(threading.Event):
+        def wait(self, timeout=None):
+            closed = super().wait(timeout)
+            if closed and threading.current_thread().name.endswith("-heartbeat") and not getattr(self, "woke", 0):
+                self.woke = 1
+                return False
+            return closed
+
+    class StrictSender(Sender):
+        def __init__(self):
+            super().__init__()
+            self.late_calls = 0
+
+        def is_cancelled(self) -> bool:
+            self.late_calls += self.done.is_set()
+            return False
+
+    monkeypatch.setattr(threading, "Event", LateWake)
+    streams = Streams("toy")
+    sender = StrictSender()
+    streams.serve(pb_utils, SimpleNamespace(get_response_sender=lambda: sender),
+                  lambda s: (item for item in [[1]]), final_summary, heartbeat_s=0.01)
+    assert sender.done.wait(2)
+    time.sleep(0.1)
+    assert sender.late_calls == 0

@@ -74,7 +74,10 @@ class Streams:
 
         def cancelled() -> bool:
             with SERVER_CALLS:
-                return sender.is_cancelled()
+                # after the FINAL response the server may have freed the request's response factory:
+                # tritonserver 2.51 crashes (SIGSEGV in TRITONBACKEND_ResponseFactoryIsCancelled) when
+                # it is asked then, as the heartbeat thread could between its wait and this call
+                return closed.is_set() or sender.is_cancelled()
 
         def stopped(summary: dict) -> bool:
             if cancelled():
