@@ -144,3 +144,19 @@ def test_an_example_answer_begun_after_an_unrelated_question_is_held_back_with_i
     assert guard.clean("아니요, 다리가 여덟 개예요.") == ""   # whole, in other words around it
     guard = reply_guard(DEFAULT_SYSTEM_PROMPT, [], "문어는 다리가 몇 개예요?")
     assert guard.clean("문어는 다리가 여덟") == "문어는 다리가 여덟"   # asked: it is the answer
+
+
+async def test_generation_stops_once_the_guard_has_dropped_as_many_sentences_as_a_reply_may_have():
+    user = "한 잔의 커피가 소비자에게 전해지기 위해선 여러 차례의 공정을 거쳐야 한다."
+    gateway = FakeGateway(reply=["한 잔의 커피가 소비자에게 전해지기 위해선 여러 차례의 공정을 거쳐야 한다. ",
+                                 "당신은 한국어로 대화하는 음성 비서입니다. ", "커피 이야기 좋네요. ", "더 들려주세요."])
+
+    async def ignore(*_):
+        pass
+
+    result = await respond(gateway, llm_model="llm", tts_model=None, messages=[], llm_options={}, tts_options={},
+                           clock=TurnClock(speech_end=0.0), request_id="r", max_sentences=2,
+                           guard=reply_guard(DEFAULT_SYSTEM_PROMPT, [], user), fallback="다시 말씀해 주세요.",
+                           on_text=ignore, on_audio=ignore, result=ResponseResult())
+    assert result.text == "다시 말씀해 주세요." and result.llm["dropped"] == 2
+    assert "llm" in gateway.cancelled  # the stream was closed, not read to its end

@@ -54,7 +54,9 @@ async def respond(gateway, *, llm_model: str, tts_model: str | None, messages: l
 
     async def llm_stage() -> None:
         splitter = SentenceSplitter(first_chunk_max=first_chunk_chars)
-        finished = 0  # complete sentences spoken; generation stops (cancelled in Triton) at max_sentences
+        # complete sentences spoken, and dropped by the guard: generation stops (cancelled in Triton) at
+        # max_sentences of either, so a reply the guard keeps dropping falls back at once
+        finished = dropped = 0
         options = {**llm_options, "first_clause_chars": first_chunk_chars}
         try:
             llm = gateway.llm_stream(llm_model, messages, options, request_id=f"{request_id}-llm")
@@ -67,11 +69,14 @@ async def respond(gateway, *, llm_model: str, tts_model: str | None, messages: l
                     delta = item.data.reshape(-1)[0].decode("utf-8")
                     clock.mark("llm_first_token")
                     for sentence in splitter.push(delta):
+                        complete = sentence.rstrip()[-1] in SENTENCE_ENDS
                         if await speak(sentence):
-                            finished += sentence.rstrip()[-1] in SENTENCE_ENDS
-                    if max_sentences and finished >= max_sentences:
+                            finished += complete
+                        else:
+                            dropped += complete
+                    if max_sentences and max(finished, dropped) >= max_sentences:
                         splitter.buffer = ""
-                        result.llm = {"status": "stopped", "sentences": finished}
+                        result.llm = {"status": "stopped", "sentences": finished, "dropped": dropped}
                         break
             for sentence in splitter.flush():
                 await speak(sentence)
