@@ -80,7 +80,7 @@ class Settings(BaseSettings):
     # LLM
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
     llm_max_tokens: int = 96
-    max_reply_sentences: int = 2   # a reply stops (generation cancelled) after this many sentences spoken, or dropped by the guard
+    max_reply_sentences: int = 2   # generation is cancelled after this many sentences, spoken or dropped
     llm_temperature: float = 0.3   # small models answer facts better near-greedy (benchmarks/answers.py)
     # On 2 cores, llama.cpp with 2 threads stalls (busy-wait) while TTS runs beside it: decode voice
     # turns with 1 thread (~14 tok/s, still faster than speech). 0 = the model's own default.
