@@ -214,8 +214,10 @@ class GpuWhisper:
         return [self.tok.decode([t for t in row if t < self.eot]).strip() for row in ids]
 
 
-def _p50(xs):
-    return round(float(np.percentile(xs, 50)), 1)
+def _pct(xs, p: int = 50) -> float:
+    from benchmarks.common import percentiles  # the repository root is on sys.path (see __main__)
+
+    return percentiles(xs, ps=(p,))[f"p{p}"]
 
 
 def _concurrent(n: int, fn) -> list[float]:
@@ -247,7 +249,7 @@ def run_stt(stage: Path, inputs: dict, device: str) -> dict:
         t = time.perf_counter()
         texts.append(whisper.transcribe([a])[0])
         single.append((time.perf_counter() - t) * 1000)
-    res["one_client"] = {"p50_ms": _p50(single), "max_ms": round(max(single), 1),
+    res["one_client"] = {"p50_ms": _pct(single), "max_ms": round(max(single), 1),
                          "clip_s": [round(len(a) / SR, 2) for a in audio]}
     res["transcripts"] = [{"file": n, "ref": inputs["clips"][n], "hyp": h} for n, h in zip(names, texts)]
     batch16 = [audio[i % len(audio)] for i in range(16)]
@@ -256,7 +258,7 @@ def run_stt(stage: Path, inputs: dict, device: str) -> dict:
         t = time.perf_counter()
         whisper.transcribe(batch16)
         times.append((time.perf_counter() - t) * 1000)
-    res["16_clients_batched"] = {"p50_ms": _p50(times),
+    res["16_clients_batched"] = {"p50_ms": _pct(times),
                                  "note": "16 finals in one batch: every client waits for the batch"}
     # one model instance without dynamic batching, as Triton runs it: one worker thread, 16 requests
     # arriving at once, each timed from its arrival to its transcript
@@ -267,14 +269,14 @@ def run_stt(stage: Path, inputs: dict, device: str) -> dict:
         t0 = time.perf_counter()
         done = [instance.submit(lambda a: (whisper.transcribe([a]), time.perf_counter())[1], a) for a in batch16]
         times = [(f.result() - t0) * 1000 for f in done]
-    res["16_clients_one_instance_queued"] = {"p50_ms": _p50(times), "p95_ms": round(float(np.percentile(times, 95)), 1)}
+    res["16_clients_one_instance_queued"] = {"p50_ms": _pct(times), "p95_ms": _pct(times, 95)}
     lock = threading.Lock()  # the same through 16 fresh client threads sharing one lock
 
     def one(i):
         with lock:
             whisper.transcribe([batch16[i]])
     times = _concurrent(16, one)
-    res["16_fresh_threads_one_lock"] = {"p50_ms": _p50(times), "p95_ms": round(float(np.percentile(times, 95)), 1)}
+    res["16_fresh_threads_one_lock"] = {"p50_ms": _pct(times), "p95_ms": _pct(times, 95)}
     return res
 
 
@@ -305,8 +307,8 @@ def run_tts(stage: Path, inputs: dict, providers: str) -> dict:
     for ph in replies[:2]:
         first_and_total(engines[0], ph)  # warm-up
     rows = [first_and_total(engines[0], ph) for ph in replies]
-    res["one_client"] = {"first_chunk_p50_ms": _p50([r[0] for r in rows]),
-                         "sentence_p50_ms": _p50([r[1] for r in rows]),
+    res["one_client"] = {"first_chunk_p50_ms": _pct([r[0] for r in rows]),
+                         "sentence_p50_ms": _pct([r[1] for r in rows]),
                          "rtf": round(sum(r[1] for r in rows) / 1000 / sum(r[2] for r in rows), 3)}
     for n_eng in sorted({1, len(engines)}):
         firsts = [0.0] * 16
@@ -316,7 +318,7 @@ def run_tts(stage: Path, inputs: dict, providers: str) -> dict:
             next(iter(engines[i % n_eng].phrase(replies[i % len(replies)], windowed=True)))
             firsts[i] = (time.perf_counter() - t) * 1000
         _concurrent(16, client)
-        res[f"16_clients_{n_eng}_engines"] = {"first_chunk_p50_ms": _p50(firsts), "first_chunk_p95_ms": round(float(np.percentile(firsts, 95)), 1)}
+        res[f"16_clients_{n_eng}_engines"] = {"first_chunk_p50_ms": _pct(firsts), "first_chunk_p95_ms": _pct(firsts, 95)}
     return res
 
 

@@ -57,7 +57,8 @@ def strip_format(sentence: str) -> str:
 class ReplyGuard:
     def __init__(self, guarded: list[str], user_text: str = "", memories: list[str] = (), min_run: int = 10,
                  share: float = 0.5, examples: list[str] = ()):
-        self.guarded = [_compact(g) for g in guarded + list(examples) if g]
+        examples = [e for e in map(_compact, examples) if e]
+        self.guarded = [_compact(g) for g in guarded if g] + examples
         self.user = _compact(user_text)
         # a recalled fact that shares no word (2+ characters) with what the user just said is not the
         # answer, unless the user asks back what they said: reading it out is a leak. A short one that
@@ -68,12 +69,11 @@ class ReplyGuard:
                          if m and ((longest_shared_run(m, self.user) < 2 and not asked_back) or len(m) >= 15)]
         self.guarded += self.memories
         # an example answer of the prompt that shares no word with the question is not this answer
-        self.unrelated = self.memories + [e for e in map(_compact, examples)
-                                          if e and longest_shared_run(e, self.user) < 2]
+        self.unrelated = self.memories + [e for e in examples if longest_shared_run(e, self.user) < 2]
         self.min_run, self.share = min_run, share
         self.dropped: list[str] = []
         self.sentence = ""  # the kept pieces of the sentence in progress (a first chunk ends mid-sentence)
-        self.skipping = False  # the start of this sentence began a memory: its rest is dropped too
+        self.skipping = False  # this sentence began reading out a memory, an example or the user: drop its rest
 
     def recites(self, sentence: str) -> bool:
         """Most of the sentence is a run of guarded text (a short guarded text counts whole)."""
