@@ -19,6 +19,8 @@ before it has played. Configurations run in one process, one after the other, on
           speculations that the user's next words cancel), at 1 client
   no playback lead  the defaults, but only a reply's first TTS chunk is critical-path work, not every
           chunk while the listener has under TTS_LEAD_MIN_S of audio left, at 1 client
+  no LLM prefill  the defaults, but the LLM evaluates the turn's prompt only once the final transcript
+          is known, instead of from each partial transcript while the user speaks, at 1 client
 
 and the same models called in-process along the critical path (STT → LLM first sentence → TTS first
 chunk) give the share of a turn spent outside the models.
@@ -53,9 +55,11 @@ CONFIGS = {
     "no STT prefix": {"stt_prefix_from_partials": False},
     "pause 120 ms": {"speculative_pause_ms": 120},
     "no playback lead": {"tts_lead_min_s": 0.0},
+    "no LLM prefill": {"llm_prefill_from_partials": False},
 }
 # the llm model's `contexts` parameter per configuration
-LLM_CONTEXTS = {"before": 1, "after": 2, "one context": 1, "no STT prefix": 2, "pause 120 ms": 2, "no playback lead": 2}
+LLM_CONTEXTS = {"before": 1, "after": 2, "one context": 1, "no STT prefix": 2, "pause 120 ms": 2, "no playback lead": 2,
+                "no LLM prefill": 2}
 
 
 def _ms(event: dict | None, t0: float) -> float | None:
@@ -147,8 +151,11 @@ def summarise(rows: list[dict]) -> dict:
 
 
 def in_process_critical_path(clips: list) -> dict:
-    """The models alone, back to back in this process: STT, LLM until its first sentence, TTS first chunk."""
+    """The models alone, back to back in this process: STT, LLM until its first sentence, TTS first chunk.
+    The LLM sees the pipeline's prompt (exemplars included) with the KV cache a turn finds: the prompt
+    up to the transcript's last two words prefilled, as the partial transcripts do while the user speaks."""
     from orchestrator.settings import DEFAULT_SYSTEM_PROMPT, Settings
+    from orchestrator.stages.prompting import build_messages
     from RealTime_zeroshot_TTS_ko import load_engine
     from RealTime_zeroshot_TTS_ko.text.splitter import SentenceSplitter
     from triton_models.llm import GenOptions, load_llm, stream_chat
@@ -166,7 +173,12 @@ def in_process_critical_path(clips: list) -> dict:
         text = stt.transcribe(audio, SttOptions())["text"] or "안녕하세요"
         t_stt = time.perf_counter()
         splitter, first_sentence, t_tok = SentenceSplitter(first_chunk_max=cfg.first_chunk_chars), None, None
-        messages = [{"role": "system", "content": DEFAULT_SYSTEM_PROMPT}, {"role": "user", "content": text}]
+        messages = build_messages(DEFAULT_SYSTEM_PROMPT, [], [], text)
+        if cfg.llm_prefill_from_partials:
+            heard_so_far = " ".join(text.split()[:-2]) or text
+            llm.prefill([*messages[:-1], {"role": "user", "content": heard_so_far}])
+        t0 += time.perf_counter() - t_stt  # the prefill ran while the user spoke: not on the critical path
+        t_stt = time.perf_counter()
         opts = GenOptions(max_tokens=cfg.llm_max_tokens, threads=cfg.llm_threads,
                           first_threads=cfg.llm_first_sentence_threads, first_clause_chars=cfg.first_chunk_chars)
         for delta in stream_chat(llm, messages, opts, {}):

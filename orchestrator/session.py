@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from orchestrator import protocol as P
 from orchestrator.listener import Listener
 from orchestrator.metrics import BARGE_INS, ERRORS, SPECULATIONS, TurnClock
-from orchestrator.turn import Outbox, Turn, TurnContext, TurnHandle
+from orchestrator.turn import MemoryUnavailable, Outbox, Turn, TurnContext, TurnHandle, recall_memories, turn_messages
 from orchestrator.storage.turns import TurnRecord, describe
 from orchestrator.triton_client import TritonCallError
 
@@ -71,6 +71,7 @@ class VoiceSession:
         self.current: TurnHandle | None = None       # the committed turn (answering, or done)
         self.speculative: TurnHandle | None = None   # started at a pause, not committed yet
         self.transcribing: TurnHandle | None = None  # a transcription whose answer waits (auto_respond off)
+        self.prefilling: asyncio.Task | None = None  # the LLM evaluating the prompt of the turn being spoken
         self.background: set[asyncio.Task] = set()
         self.closed = False
         self._error_window, self._errors_sent, self._errors_dropped = 0.0, 0, 0
@@ -230,6 +231,22 @@ class VoiceSession:
 
     async def on_partial(self, text: str) -> None:
         await self.send("transcript.partial", turn_id=self.turn_id + 1, text=text)
+        if (self.cfg.llm_enabled and self.cfg.llm_prefill_from_partials and self.options.auto_respond
+                and self.user_id and not self.responding and (self.prefilling is None or self.prefilling.done())):
+            self.prefilling = self._spawn(self._prefill(text))
+
+    async def _prefill(self, partial: str) -> None:
+        """Best effort, beside the user's speech: the LLM evaluates this turn's prompt up to the words
+        heard so far, so that the turn's own prompt costs only its last words (llm.prefill)."""
+        try:
+            hits = await recall_memories(self.svc, self.user_id, self.id, partial)
+            messages = turn_messages(self.cfg, self.options.instructions, self.history, hits, partial)
+            info = await self.svc.gateway.llm_prefill(self.cfg.llm_model, messages, request_id=f"{self.id}-prefill")
+            self.log.debug("prefill: %s", info)
+        except (TritonCallError, MemoryUnavailable) as exc:  # the turn evaluates its whole prompt instead
+            self.log.info("prefill skipped: %s", exc)
+        except Exception:  # noqa: BLE001 - best effort: never the session's end, always in the log
+            self.log.exception("prefill failed")
 
     async def on_vad_error(self, message: str) -> None:
         await self.error(P.ErrorCode.STAGE_FAILED, message)
@@ -334,6 +351,8 @@ class VoiceSession:
         if self.closed:
             return
         self.closed = True
+        if self.prefilling is not None:
+            self.prefilling.cancel()
         await self._drop_speculation()
         await self.interrupt("close")
         if self.transcribing is not None:

@@ -87,6 +87,9 @@ class Settings(BaseSettings):
     llm_threads: int = 1
     llm_first_sentence_threads: int = 2  # until the first sentence is out nothing else runs: use both cores
     history_turns: int = 6
+    # while the user speaks, each partial transcript has the LLM evaluate the turn's prompt (history,
+    # memories, the words so far) into its KV cache: the final prompt's prefill shrinks to the last words
+    llm_prefill_from_partials: bool = True
     reply_fallback: str = "잘 들었어요. 조금 더 자세히 말씀해 주시겠어요?"  # said when the reply guard drops every sentence
 
     # TTS out

@@ -230,6 +230,15 @@ class TritonGateway:
         return self.stream(model, [_input("MESSAGES", json_array(messages)), _input("OPTIONS", json_array(options))],
                            "DELTA", request_id)
 
+    async def llm_prefill(self, model: str, messages: list[dict], request_id: str = "") -> dict:
+        """Have the LLM evaluate a turn's prompt before its final words are known (its last user message
+        is a partial transcript): the generation then starts from the KV cache. Its summary."""
+        info: dict = {}
+        async for item in self.llm_stream(model, messages, {"prefill": True}, request_id):
+            if item.final:
+                info = item.info
+        return info
+
     def tts_stream(self, model: str, text: str, options: dict, request_id: str = ""):
         text_arr = np.array([text.encode("utf-8")], dtype=object)
         return self.stream(model, [_input("TEXT", text_arr), _input("OPTIONS", json_array(options))], "AUDIO",

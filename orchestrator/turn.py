@@ -34,6 +34,22 @@ class MemoryUnavailable(RuntimeError):
     """The vector memory could not be searched."""
 
 
+async def recall_memories(svc, user_id: str, session_id: str, text: str) -> list:
+    """What the user said in earlier sessions that bears on `text` (Milvus), bounded in time."""
+    cfg = svc.settings
+    vector = (await svc.gateway.embed(cfg.embedder_model, [text], kind="query"))[0]
+    try:
+        return await asyncio.wait_for(svc.memory.recall(user_id, vector, cfg.memory_top_k, cfg.memory_min_score,
+                                                        exclude_session=session_id), cfg.storage_timeout_s)
+    except Exception as exc:  # noqa: BLE001 - Milvus down or stalled: this turn fails, the next may not
+        raise MemoryUnavailable(f"memory recall failed ({describe(exc)})") from exc
+
+
+def turn_messages(cfg, instructions: str, history: list, hits: list, user_text: str) -> list[dict]:
+    """The LLM's prompt for a turn (also what a prefill evaluates ahead, from a partial transcript)."""
+    return build_messages(instructions, visible_history(history, cfg.history_turns), hits, user_text)
+
+
 class Outbox:
     """Holds a turn's output until the turn is committed; after `close()` everything is dropped."""
 
@@ -191,7 +207,7 @@ class Turn:
         if not cfg.llm_enabled:
             self.status = "completed"
             return await self.send("response.done", status="completed", text="", timings=self.clock.ms())
-        self.hits = await self._recall(self.user_text)
+        self.hits = await recall_memories(self.svc, self.ctx.user_id, self.ctx.session_id, self.user_text)
         self.clock.mark("recall_done")
         await self.send("response.started", memory_hits=len(self.hits))
 
@@ -200,8 +216,7 @@ class Turn:
 
         await respond(
             gateway, llm_model=cfg.llm_model, tts_model=cfg.tts_model if cfg.tts_enabled and self.ctx.speak else None,
-            messages=build_messages(self.ctx.instructions, visible_history(self.ctx.history, cfg.history_turns), self.hits,
-                                    self.user_text),
+            messages=turn_messages(cfg, self.ctx.instructions, self.ctx.history, self.hits, self.user_text),
             llm_options={"max_tokens": cfg.llm_max_tokens, "temperature": cfg.llm_temperature,
                          "threads": cfg.llm_threads or None, "first_threads": cfg.llm_first_sentence_threads or None},
             tts_options={"voice": self.ctx.voice, "sample_rate": self.ctx.output_rate,
@@ -215,16 +230,6 @@ class Turn:
         self.after_commit(lambda: self.ctx.remember(self.user_text, self.result.text))
         await self.send("response.done", status="completed", text=self.result.text, timings=self.clock.ms(),
                         llm=self.result.llm, model_versions={**self.versions, **self.result.versions})
-
-    async def _recall(self, text: str) -> list:
-        cfg = self.svc.settings
-        vector = (await self.svc.gateway.embed(cfg.embedder_model, [text], kind="query"))[0]
-        try:
-            return await asyncio.wait_for(self.svc.memory.recall(
-                self.ctx.user_id, vector, cfg.memory_top_k, cfg.memory_min_score,
-                exclude_session=self.ctx.session_id), cfg.storage_timeout_s)
-        except Exception as exc:  # noqa: BLE001 - Milvus down or stalled: this turn fails, the next may not
-            raise MemoryUnavailable(f"memory recall failed ({describe(exc)})") from exc
 
 
 class TurnHandle:

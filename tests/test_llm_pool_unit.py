@@ -45,3 +45,30 @@ def test_a_generation_waits_for_a_free_context():
         released = time.monotonic()
     waiter.join(2)
     assert got and got[0] >= released
+
+
+def test_a_prefill_takes_only_a_free_context_and_stops_for_a_generation_that_wants_it():
+    prompt = [1, 2, 3, 4, 5, 6]
+    pool = ContextPool([CachedContext(prompt[:4]), CachedContext([])])
+    steps, taken = [], []
+    single = ContextPool([CachedContext([])])
+    with single.take([9]):  # every context busy: no prefill
+        with single.take_for_prefill([7]) as none_left:
+            assert none_left is None
+    with pool.take_for_prefill(prompt) as ctx:
+        assert ctx is pool.contexts[0]
+
+        def generation():
+            with pool.take(prompt + [7]) as got:
+                taken.append(got)
+
+        waiter = threading.Thread(target=generation)
+        waiter.start()
+        for _ in range(200):  # the prefill's steps: it stops once the generation wants its context
+            if pool.yielding(ctx):
+                break
+            steps.append(1)
+            time.sleep(0.01)
+        assert pool.yielding(ctx) and not taken  # the generation waits for the longer prefix...
+    waiter.join(2)
+    assert taken == [pool.contexts[0]]  # ...and gets it, not the free empty context

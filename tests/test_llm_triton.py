@@ -85,3 +85,22 @@ async def test_two_conversations_generate_side_by_side(gateway):
     print(f"\nfirst stream {first[0]:.2f}-{first[-1]:.2f}, second {second[0]:.2f}-{second[-1]:.2f}")
     assert len(first) > 3 and len(second) > 3
     assert second[0] < first[-1]  # the second reply began before the first one ended
+
+
+async def test_a_prefill_from_a_partial_transcript_leaves_only_the_last_words_to_evaluate(gateway):
+    history = [{"role": "user", "content": "안녕하세요!"}, {"role": "assistant", "content": "안녕하세요! 반가워요."}]
+    partial, final = "내일 부산에 가는데 날씨가", "내일 부산에 가는데 날씨가 어떨까요?"
+    messages = [{"role": "system", "content": SYSTEM}, *history]
+    info = await gateway.llm_prefill("llm", [*messages, {"role": "user", "content": partial}])
+    assert info["status"] == "done" and info["prefilled"] + info["cached"] == info["prompt_tokens"] > 20
+    _, deltas, summary = await run(gateway, [*messages, {"role": "user", "content": final}], max_tokens=8)
+    assert deltas and summary["prompt_cached"] >= info["prompt_tokens"]  # up to the partial's last word
+    assert summary["prompt_tokens"] - summary["prompt_cached"] <= 16  # "어떨까요?" and the turn's end
+    # a prompt that differs from the partial reuses only the shared head
+    _, _, other = await run(gateway, [*messages, {"role": "user", "content": "고래는 물고기예요?"}], max_tokens=4)
+    assert other["prompt_cached"] < info["prompt_tokens"]
+
+
+async def test_prefill_rejects_what_a_generation_rejects(gateway):
+    with pytest.raises(TritonCallError, match="last message must be a non-empty user message"):
+        await gateway.llm_prefill("llm", [{"role": "system", "content": SYSTEM}])

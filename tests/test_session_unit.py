@@ -98,6 +98,28 @@ async def test_the_final_transcript_starts_from_the_words_two_partials_agreed_on
     await h2.session.close()
 
 
+async def test_partials_prefill_the_turns_prompt_and_a_failing_prefill_changes_nothing():
+    gw = FakeGateway(partials=["오늘 날씨가", "오늘 날씨가 좋아서"], fail={"llm.prefill": "model busy"})
+    h = Harness(gw, partial_interval_ms=0, speculative_pause_ms=250, vad_end_silence_ms=600)
+    await h.start()
+    await speak_until_partials_are_used(h)
+    await h.frames(QUIET, 20)
+    assert (await h.wait_for("response.done"))["status"] == "completed"
+    assert gw.calls.count("llm.prefill") >= 1 and "error" not in h.types()
+    prefilled, final = gw.prefilled[-1], gw.last_messages
+    assert prefilled[-1] == {"role": "user", "content": "오늘 날씨가 좋아서"}  # the words heard so far
+    assert prefilled[:-1] == final[:-1]  # the rest of the prompt is the turn's own: its KV cache is reused
+    await h.session.close()
+    gw2 = FakeGateway(partials=["오늘 날씨가", "오늘 날씨가 좋아서"])
+    h2 = Harness(gw2, partial_interval_ms=0, llm_prefill_from_partials=False)
+    await h2.start()
+    await speak_until_partials_are_used(h2)
+    await h2.frames(QUIET, 20)
+    await h2.wait_for("response.done")
+    assert "llm.prefill" not in gw2.calls
+    await h2.session.close()
+
+
 async def test_user_speaking_on_cancels_the_speculation_without_a_trace():
     from prometheus_client import REGISTRY
 

@@ -27,6 +27,7 @@ from triton_models.priority import CriticalPath
 ROLES = {"system", "user", "assistant"}
 CLAUSE_END = re.compile(r"[.!?,。？！…\n]")
 MAX_CONTENT = 8000
+PREFILL_STEP = 16  # tokens per prefill step: a generation waits at most one step for the context
 
 # Gemma's turn format, for GGUF/base checkpoints that ship without a chat template.
 GEMMA_TEMPLATE = (
@@ -47,6 +48,7 @@ class GenOptions:
     threads: int | None = None  # decode threads for this request (voice turns: 1, so TTS keeps a core)
     first_threads: int | None = None  # decode threads until the first clause is out (TTS idle until then)
     first_clause_chars: int = 0  # the first clause also ends at a space past this many chars (0 = punctuation only)
+    prefill: bool = False  # only evaluate the prompt into the KV cache (a turn still being spoken): no text
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "GenOptions":
@@ -55,7 +57,7 @@ class GenOptions:
                 None if d.get("seed") is None else int(d["seed"]),
                 None if d.get("threads") is None else int(d["threads"]),
                 None if d.get("first_threads") is None else int(d["first_threads"]),
-                int(d.get("first_clause_chars", 0)))
+                int(d.get("first_clause_chars", 0)), bool(d.get("prefill", False)))
         if any(t is not None and not 1 <= t <= 64 for t in (o.threads, o.first_threads)):
             raise ValueError("threads and first_threads must be in 1..64")
         if not 1 <= o.max_tokens <= 2048:
@@ -94,10 +96,15 @@ class ContextPool:
     """llama.cpp contexts over one memory-mapped GGUF (the weights are shared, each context has its own
     KV cache), so that conversations generate side by side instead of queueing for one context. A
     generation takes the free context whose cached tokens share the longest prefix with its prompt:
-    a conversation comes back to its own KV cache, a new one to the shared system prompt's."""
+    a conversation comes back to its own KV cache, a new one to the shared system prompt's.
+
+    A prefill (the prompt of a turn still being spoken) only takes a context nobody waits for, and
+    gives it up at its next step when a generation wants that context (`yielding`)."""
 
     def __init__(self, contexts: list):
         self.contexts, self.free = list(contexts), list(contexts)
+        self.prefilling: set = set()   # contexts held by a prefill
+        self.wanted: set = set()       # ... that a generation waits for: the prefill stops
         self.cond = threading.Condition()
 
     @property
@@ -114,15 +121,44 @@ class ContextPool:
     @contextmanager
     def take(self, tokens: list[int]):
         with self.cond:
+            # a context being prefilled for this prompt is worth waiting for: it stops within one step
+            best = max(self.contexts, key=lambda c: self.shared_prefix(c, tokens))
+            if best in self.prefilling and self.shared_prefix(best, tokens) > max(
+                    (self.shared_prefix(c, tokens) for c in self.free), default=-1):
+                self.wanted.add(best)
+                self.cond.wait_for(lambda: best in self.free)
+                self.wanted.discard(best)
             self.cond.wait_for(lambda: self.free)
             llm = max(self.free, key=lambda c: self.shared_prefix(c, tokens))
             self.free.remove(llm)
         try:
             yield llm
         finally:
-            with self.cond:
-                self.free.append(llm)
-                self.cond.notify()
+            self.give_back(llm)
+
+    @contextmanager
+    def take_for_prefill(self, tokens: list[int]):
+        """The free context sharing most of `tokens`, or None when every context is busy."""
+        with self.cond:
+            llm = max(self.free, key=lambda c: self.shared_prefix(c, tokens)) if self.free else None
+            if llm is not None:
+                self.free.remove(llm)
+                self.prefilling.add(llm)
+        try:
+            yield llm
+        finally:
+            if llm is not None:
+                self.give_back(llm)
+
+    def yielding(self, llm) -> bool:
+        with self.cond:
+            return llm in self.wanted
+
+    def give_back(self, llm) -> None:
+        with self.cond:
+            self.prefilling.discard(llm)
+            self.free.append(llm)
+            self.cond.notify_all()
 
 
 class LlamaCppEngine:
@@ -152,6 +188,42 @@ class LlamaCppEngine:
         prompt = self._formatter(messages=messages).prompt
         return self.llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
 
+    def prefill(self, messages: list[dict], stats: dict | None = None, step: int = PREFILL_STEP) -> int:
+        """Evaluate the prompt of a turn still being spoken (its last user message is a partial
+        transcript) into a context's KV cache, so that the generation with the final words evaluates
+        only what changed. It stops before the partial's last word (the final may continue or redo
+        it) and at its next step when a generation wants the context; tokens evaluated."""
+        stats = stats if stats is not None else {}
+        *head, user = messages
+        content = user["content"].rstrip()
+        settled = content[: max(content.rfind(" "), content.rfind("\n")) + 1]  # up to the last word
+        stable = self.prompt_tokens([*head, {"role": "user", "content": settled}])
+        later = self.prompt_tokens([*head, {"role": "user", "content": settled + "그리고"}])
+        keep = next((i for i, (a, b) in enumerate(zip(stable, later)) if a != b), min(len(stable), len(later)))
+        tokens = stable[: max(0, keep - 1)]  # the last shared token may merge with what follows
+        check_fits(len(tokens), GenOptions(max_tokens=1), self.n_ctx)
+        evaluated = 0
+        with self.pool.take_for_prefill(tokens) as llm:
+            if llm is None:
+                stats["skipped"] = "busy"
+                return 0
+            done = self.pool.shared_prefix(llm, tokens)
+            stats["cached"] = done
+            import llama_cpp
+
+            llama_cpp.llama_set_n_threads(llm.ctx, self.threads_now(self.n_threads), self.threads_now(self.n_threads))
+            llm.n_tokens = done  # eval() drops the KV cells past n_tokens first
+            while done < len(tokens) and not self.pool.yielding(llm):
+                self.priority.yield_to_critical()
+                if self.pool.yielding(llm):
+                    break
+                batch = tokens[done: done + step]
+                llm.eval(batch)
+                done += len(batch)
+                evaluated += len(batch)
+        stats.update(prefilled=evaluated, prompt_tokens=len(tokens))
+        return evaluated
+
     def threads_now(self, wanted: int) -> int:
         """The cores are shared by the generations running at once."""
         return max(1, min(wanted, self.n_threads // max(1, self.pool.active)))
@@ -167,6 +239,7 @@ class LlamaCppEngine:
         stats["prompt_tokens"] = len(prompt)
         check_fits(len(prompt), opts, self.n_ctx)
         with self.pool.take(prompt) as llm:
+            stats["prompt_cached"] = self.pool.shared_prefix(llm, prompt)
             threads = min(opts.threads or self.n_threads, self.n_threads)
             first_threads = min(opts.first_threads or threads, self.n_threads)
             current = 0
@@ -227,6 +300,12 @@ class TransformersEngine:
         self.model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=dtype, **kwargs).to(device).eval()
         self.n_ctx = n_ctx
         self.lock = threading.Lock()
+
+    def prefill(self, messages: list[dict], stats: dict | None = None) -> int:
+        """No KV cache is kept between generate() calls here: nothing to prefill."""
+        if stats is not None:
+            stats["skipped"] = "engine"
+        return 0
 
     def _prompt_ids(self, messages: list[dict]):
         return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
@@ -298,6 +377,8 @@ def stream_chat(engine, messages: list[dict], opts: GenOptions, summary: dict) -
     finally:
         tokens = stats.get("tokens") or deltas
         summary.update(prompt_tokens=stats.get("prompt_tokens"), tokens=tokens)
+        if "prompt_cached" in stats:  # prompt tokens already in the KV cache (not evaluated again)
+            summary["prompt_cached"] = stats["prompt_cached"]
         if first is not None and tokens > 1:
             summary["tok_s"] = round((tokens - 1) / max(time.perf_counter() - first, 1e-6), 2)
 
@@ -345,6 +426,9 @@ class TritonPythonModel:
 
             def produce(summary, messages=messages, opts=opts):
                 summary["variant"] = self.variant
+                if opts.prefill:  # a stream without text: its final INFO says what was evaluated
+                    self.engine.prefill(messages, summary)
+                    return
                 made = self.deltas_made.counting(stream_chat(self.engine, messages, opts, summary))
                 for i, delta in enumerate(coalesce(made, self.coalesce_s)):
                     yield [pb_utils.Tensor("DELTA", np.array([delta.encode("utf-8")], dtype=np.object_)),

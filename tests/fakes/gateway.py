@@ -76,6 +76,12 @@ class FakeGateway:
         return self._stream("llm", [(np.array([d.encode()], dtype=object), {}) for d in self.reply],
                             self.llm_delay_s)
 
+    async def llm_prefill(self, model, messages, request_id=""):
+        self.calls.append("llm.prefill")
+        self.prefilled = [*getattr(self, "prefilled", []), messages]
+        self._maybe_fail("llm.prefill")
+        return {"status": "done", "prefilled": 1}
+
     def tts_stream(self, model, text, options, request_id=""):
         self.tts_options.append(options)
         return self._stream("tts", [(np.full(2400, 100, np.int16), {"sample_rate": 24000})], self.tts_delay_s)
