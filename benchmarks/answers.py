@@ -138,7 +138,7 @@ async def run_case(llm: LocalLLM, cfg: Settings, case: dict, memories: list) -> 
                   tts_options={}, clock=clock, request_id="bench", first_chunk_chars=cfg.first_chunk_chars,
                   max_sentences=cfg.max_reply_sentences, guard=guard, fallback=cfg.reply_fallback,
                   on_text=ignore, on_audio=ignore, result=result)
-    fallback = result.text == cfg.reply_fallback and bool(guard.dropped)
+    fallback = result.text == cfg.reply_fallback
     return {"kind": case["kind"], "user": case["user"], "reply": result.text, "dropped": guard.dropped,
             "memories": [m.text for m in memories], "ttft_ms": result.llm.get("ttft_ms"),
             "tok_s": result.llm.get("tok_s"), **judge(case, result.text, memories, cfg, fallback)}

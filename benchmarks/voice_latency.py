@@ -188,7 +188,7 @@ def in_process_critical_path(clips: list) -> dict:
                 break
         first_sentence = first_sentence or (splitter.flush() or ["네."])[0]
         t_sentence = time.perf_counter()
-        next(iter(tts.stream(first_sentence)))
+        next(iter(tts.stream(first_sentence, windowed_first=True)))  # as the tts model speaks a reply's first
         t_audio = time.perf_counter()
         runs.append({"stt": (t_stt - t0) * 1000, "first_token": (t_tok - t0) * 1000,
                      "first_sentence": (t_sentence - t0) * 1000, "first_audio": (t_audio - t0) * 1000})

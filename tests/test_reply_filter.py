@@ -148,15 +148,35 @@ def test_an_example_answer_begun_after_an_unrelated_question_is_held_back_with_i
 
 async def test_generation_stops_once_the_guard_has_dropped_as_many_sentences_as_a_reply_may_have():
     user = "한 잔의 커피가 소비자에게 전해지기 위해선 여러 차례의 공정을 거쳐야 한다."
-    gateway = FakeGateway(reply=["한 잔의 커피가 소비자에게 전해지기 위해선 여러 차례의 공정을 거쳐야 한다. ",
-                                 "당신은 한국어로 대화하는 음성 비서입니다. ", "커피 이야기 좋네요. ", "더 들려주세요."])
 
     async def ignore(*_):
         pass
 
-    result = await respond(gateway, llm_model="llm", tts_model=None, messages=[], llm_options={}, tts_options={},
-                           clock=TurnClock(speech_end=0.0), request_id="r", max_sentences=2,
-                           guard=reply_guard(DEFAULT_SYSTEM_PROMPT, [], user), fallback="다시 말씀해 주세요.",
-                           on_text=ignore, on_audio=ignore, result=ResponseResult())
+    async def run(reply: list[str]) -> tuple[ResponseResult, FakeGateway]:
+        gateway = FakeGateway(reply=reply)
+        result = await respond(gateway, llm_model="llm", tts_model=None, messages=[], llm_options={}, tts_options={},
+                               clock=TurnClock(speech_end=0.0), request_id="r", max_sentences=2,
+                               guard=reply_guard(DEFAULT_SYSTEM_PROMPT, [], user), fallback="다시 말씀해 주세요.",
+                               on_text=ignore, on_audio=ignore, result=ResponseResult())
+        return result, gateway
+
+    # the prompt recited, twice: stopped at the second dropped sentence
+    result, gateway = await run(["당신은 한국어로 대화하는 음성 비서입니다. ", "목록, 마크다운, 이모지는 쓰지 마세요. ",
+                                 "커피 이야기 좋네요. ", "더 들려주세요."])
     assert result.text == "다시 말씀해 주세요." and result.llm["dropped"] == 2
     assert "llm" in gateway.cancelled  # the stream was closed, not read to its end
+    # the user's statement read back before anything was said: the fallback at once, not a sentence later
+    result, gateway = await run([user + " ", "당신은 한국어로 대화하는 음성 비서입니다. ", "커피 이야기 좋네요. "])
+    assert result.text == "다시 말씀해 주세요." and result.llm["dropped"] == 1 and "llm" in gateway.cancelled
+    # once something was said, a read-back sentence is only dropped
+    result, _ = await run(["커피 좋아하시나 봐요. ", user + " ", "저도 커피를 좋아해요."])
+    assert result.text == "커피 좋아하시나 봐요. 저도 커피를 좋아해요."
+
+
+def test_speaker_labels_and_html_tags_are_never_read_out():
+    """Seen from Gemma 270M in benchmarks/answers.py: "말: 저는 …", "<u><b>산</b></u>"."""
+    guard = reply_guard(DEFAULT_SYSTEM_PROMPT, [], "한국에서 가장 높은 산은 뭐예요?")
+    assert guard.clean("말: 한라산이에요.") == "한라산이에요."
+    assert guard.clean("가장 높은 산은 <u><b>한라산</b></u>입니다.") == "가장 높은 산은 한라산입니다."
+    assert guard.clean("말:") == ""
+    assert guard.clean("제 말: 그건 아니에요.") == "제 말: 그건 아니에요."  # only a label that opens the reply

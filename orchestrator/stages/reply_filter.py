@@ -19,6 +19,9 @@ MEMORY_LABELS = re.compile(r"</?기억>|</?참고>|(사용자|비서)가 (전에
                            r"이전 대화에서 기억나는 내용\s*[:：]?")
 # chat-template and prompt tags a small model writes out: [INST], [/기억], <</SYS>>, <|im_end|>, <end_of_turn>
 TAGS = re.compile(r"\[/?[^\]\s]{1,12}\]|<</?SYS>>|<\|[^|>]{1,20}\|>|</?(start|end)_of_turn>")
+# a speaker label a small model opens its reply with ("말:", "답변:", "assistant:"), and HTML tags (<u><b>)
+SPEAKER_LABEL = re.compile(r"^\s*(말|답|답변|대답|어시스턴트|비서|ai|assistant|model)\s*[:：]\s*", re.IGNORECASE)
+HTML_TAG = re.compile(r"</?[a-zA-Z]{1,8}\s*/?>")
 EMOJI = re.compile(r"[\U0001F000-\U0001FAFF\u2600-\u27BF\u2B00-\u2BFF\uFE0F\u200D]")
 LIST_MARKER = re.compile(r"^\s*(?:[-*•·▪►]|\d{1,2}[.)]|[①-⑳])\s+")
 # The user asks back what they told before ("제가 무슨 악기를 친다고 했죠?", "제 생일 기억나요?"): a
@@ -47,7 +50,7 @@ def longest_shared_run(a: str, b: str) -> int:
 
 
 def strip_format(sentence: str) -> str:
-    text = MEMORY_LABELS.sub(" ", sentence)
+    text = MEMORY_LABELS.sub(" ", SPEAKER_LABEL.sub("", HTML_TAG.sub("", sentence)))
     text = EMOJI.sub("", text)
     text = LIST_MARKER.sub("", text)
     text = TAGS.sub(" ", MARKUP.sub(lambda m: m.group(1) or "", text))  # a link's [text] is kept first
@@ -74,6 +77,7 @@ class ReplyGuard:
         self.dropped: list[str] = []
         self.sentence = ""  # the kept pieces of the sentence in progress (a first chunk ends mid-sentence)
         self.skipping = False  # this sentence began reading out a memory, an example or the user: drop its rest
+        self.read_back = False  # a sentence was dropped for saying the user's words back
 
     def recites(self, sentence: str) -> bool:
         """Most of the sentence is a run of guarded text (a short guarded text counts whole)."""
@@ -113,8 +117,12 @@ class ReplyGuard:
         if not re.search(r"[가-힣A-Za-z0-9]", text):
             return ""
         complete = text[-1] in SENTENCE_ENDS
-        dropped = self.skipping or self.recites(text) or self.echoes(text)
-        begins = not dropped and (self.reads_unrelated(text) or (not complete and self.begins_echo(text)))
+        recited = self.skipping or self.recites(text)
+        echoed = not recited and self.echoes(text)
+        dropped = recited or echoed
+        began_echo = not dropped and not complete and self.begins_echo(text)
+        begins = not dropped and (began_echo or self.reads_unrelated(text))
+        self.read_back = self.read_back or echoed or began_echo
         if dropped or begins:
             self.dropped.append(text)
             # the rest of a sentence that began reading a memory or the user's words out is never said alone

@@ -55,7 +55,9 @@ async def respond(gateway, *, llm_model: str, tts_model: str | None, messages: l
     async def llm_stage() -> None:
         splitter = SentenceSplitter(first_chunk_max=first_chunk_chars)
         # complete sentences spoken, and dropped by the guard: generation stops (cancelled in Triton) at
-        # max_sentences of either, so a reply the guard keeps dropping falls back at once
+        # max_sentences of either, or at the first whole sentence dropped for reading the user's words
+        # back before anything was said (a small model given a statement reads on; the user would wait
+        # in silence for a next sentence): the fallback is said at once
         finished = dropped = 0
         options = {**llm_options, "first_clause_chars": first_chunk_chars}
         try:
@@ -74,13 +76,14 @@ async def respond(gateway, *, llm_model: str, tts_model: str | None, messages: l
                             finished += complete
                         else:
                             dropped += complete
-                    if max_sentences and max(finished, dropped) >= max_sentences:
+                    read_back = dropped and not result.text and guard is not None and guard.read_back
+                    if max_sentences and (max(finished, dropped) >= max_sentences or read_back):
                         splitter.buffer = ""
                         result.llm = {"status": "stopped", "sentences": finished, "dropped": dropped}
                         break
             for sentence in splitter.flush():
                 await speak(sentence)
-            if not result.text and guard is not None and guard.dropped and fallback:
+            if not result.text and guard is not None and fallback:  # all dropped, or nothing to say
                 await speak(fallback)
             clock.mark("llm_done")
         finally:
