@@ -8,7 +8,7 @@ endpoint), and the playback stall: the silence inside a reply when a chunk arriv
 before it has played. Configurations run in one process, one after the other, on the same Triton:
 
   before  no speculation, Whisper encoder window 30 s, LLM decoding 1 thread from the first token,
-          the first TTS piece waits for a comma or the sentence's end
+          the first TTS piece waits for a comma or the sentence's end, no LLM prefill
   after   the defaults: speculative end of turn at 250 ms, 15 s encoder window, 2 threads until the
           first clause, an unpunctuated first sentence goes to TTS at the first space past 10 chars,
           two llama.cpp contexts (conversations generate side by side)
@@ -49,7 +49,7 @@ STAGES = ["endpoint", "stt", "recall", "first_token", "first_audio", "turn_done"
 SERVER_STAGES = ["stt_done", "recall_done", "llm_first_token", "first_sentence", "first_audio"]
 CONFIGS = {
     "before": {"speculative_pause_ms": 0, "stt_window_s": 30, "llm_first_sentence_threads": 1,
-               "first_chunk_chars": 0},
+               "first_chunk_chars": 0, "llm_prefill_from_partials": False},
     "after": {},
     "one context": {},
     "no STT prefix": {"stt_prefix_from_partials": False},

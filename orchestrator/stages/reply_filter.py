@@ -77,7 +77,6 @@ class ReplyGuard:
         self.dropped: list[str] = []
         self.sentence = ""  # the kept pieces of the sentence in progress (a first chunk ends mid-sentence)
         self.skipping = False  # this sentence began reading out a memory, an example or the user: drop its rest
-        self.read_back = False  # a sentence was dropped for saying the user's words back
 
     def recites(self, sentence: str) -> bool:
         """Most of the sentence is a run of guarded text (a short guarded text counts whole)."""
@@ -117,12 +116,8 @@ class ReplyGuard:
         if not re.search(r"[가-힣A-Za-z0-9]", text):
             return ""
         complete = text[-1] in SENTENCE_ENDS
-        recited = self.skipping or self.recites(text)
-        echoed = not recited and self.echoes(text)
-        dropped = recited or echoed
-        began_echo = not dropped and not complete and self.begins_echo(text)
-        begins = not dropped and (began_echo or self.reads_unrelated(text))
-        self.read_back = self.read_back or echoed or began_echo
+        dropped = self.skipping or self.recites(text) or self.echoes(text)
+        begins = not dropped and (self.reads_unrelated(text) or (not complete and self.begins_echo(text)))
         if dropped or begins:
             self.dropped.append(text)
             # the rest of a sentence that began reading a memory or the user's words out is never said alone

@@ -40,9 +40,9 @@ async def respond(gateway, *, llm_model: str, tts_model: str | None, messages: l
     if the guard drops everything, `fallback` is said instead of nothing."""
     sentences: asyncio.Queue[str | None] = asyncio.Queue()
 
-    async def speak(piece: str) -> bool:
+    async def speak(piece: str, guarded: bool = True) -> bool:
         """One finished piece of the reply: cleaned, shown and queued for TTS; False if dropped."""
-        piece = guard.clean(piece) if guard else piece.strip()
+        piece = guard.clean(piece) if guard and guarded else piece.strip()
         if not piece:
             return False
         clock.mark("first_sentence")
@@ -55,9 +55,10 @@ async def respond(gateway, *, llm_model: str, tts_model: str | None, messages: l
     async def llm_stage() -> None:
         splitter = SentenceSplitter(first_chunk_max=first_chunk_chars)
         # complete sentences spoken, and dropped by the guard: generation stops (cancelled in Triton) at
-        # max_sentences of either, or at the first whole sentence dropped for reading the user's words
-        # back before anything was said (a small model given a statement reads on; the user would wait
-        # in silence for a next sentence): the fallback is said at once
+        # max_sentences of either, or as soon as the guard holds back the reply's opening (a sentence or a
+        # first chunk reading out the user, the prompt or a memory) before anything was said: a small
+        # model that opens so reads on, and the user would wait in silence for what follows; the
+        # fallback is said at once
         finished = dropped = 0
         options = {**llm_options, "first_clause_chars": first_chunk_chars}
         try:
@@ -76,15 +77,15 @@ async def respond(gateway, *, llm_model: str, tts_model: str | None, messages: l
                             finished += complete
                         else:
                             dropped += complete
-                    read_back = dropped and not result.text and guard is not None and guard.read_back
-                    if max_sentences and (max(finished, dropped) >= max_sentences or read_back):
+                    bad_opening = guard is not None and guard.dropped and not result.text
+                    if max_sentences and (max(finished, dropped) >= max_sentences or bad_opening):
                         splitter.buffer = ""
                         result.llm = {"status": "stopped", "sentences": finished, "dropped": dropped}
                         break
             for sentence in splitter.flush():
                 await speak(sentence)
             if not result.text and guard is not None and fallback:  # all dropped, or nothing to say
-                await speak(fallback)
+                await speak(fallback, guarded=False)  # ours: never held back with what it replaces
             clock.mark("llm_done")
         finally:
             await sentences.put(None)
