@@ -1,11 +1,12 @@
 # Run on a GPU machine (the device tool): python3 benchmarks/gpu_llm.py <dir with a saved Gemma 3 tokenizer>
-"""GPU run of the production LLM path: our TransformersEngine (triton_models/llm.py) on Gemma-shaped
+"""GPU run of the production LLM path: our TransformersEngine (triton_models/llm_transformers.py) on Gemma-shaped
 models with random weights (no Gemma weights offline), real Gemma 3 tokenizer; bf16 on CUDA."""
 import json, sys, time, os
 sys.path.insert(0, os.getcwd())
 import torch
 from transformers import Gemma3ForCausalLM, Gemma3TextConfig, AutoTokenizer
-from triton_models.llm import TransformersEngine, GenOptions, stream_chat
+from triton_models.llm import GenOptions, stream_chat
+from triton_models.llm_transformers import TransformersEngine
 SHAPES = {  # layer shapes of the public Gemma 3 text models
     "gemma3-1b-shape": dict(hidden_size=1152, intermediate_size=6912, num_hidden_layers=26, num_attention_heads=4, num_key_value_heads=1, head_dim=256),
     "gemma3-4b-shape": dict(hidden_size=2560, intermediate_size=10240, num_hidden_layers=34, num_attention_heads=8, num_key_value_heads=4, head_dim=256),

@@ -56,7 +56,7 @@ def test_a_prefill_takes_only_a_free_context_and_stops_for_a_generation_that_wan
         with single.take_for_prefill([7]) as none_left:
             assert none_left is None
     with pool.take_for_prefill(prompt) as ctx:
-        assert ctx is pool.contexts[0]
+        assert ctx is pool.contexts[0] and pool.active == 0  # a prefill takes no share of the cores
 
         def generation():
             with pool.take(prompt + [7]) as got:

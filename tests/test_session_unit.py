@@ -78,44 +78,38 @@ async def speak_until_partials_are_used(h: Harness) -> None:
     raise AssertionError("the partials were not all requested")
 
 
-async def test_the_final_transcript_starts_from_the_words_two_partials_agreed_on():
-    gw = FakeGateway(partials=["오늘 날씨가", "오늘 날씨가 좋아서 산", "오늘 날씨가 좋아서 산책을"])
-    h = Harness(gw, partial_interval_ms=0, speculative_pause_ms=250, vad_end_silence_ms=600)
+async def turn_after_partials(gw: FakeGateway, **settings) -> tuple[Harness, dict]:
+    """A spoken turn whose partial transcripts are gw.partials: the harness and its response.done."""
+    h = Harness(gw, partial_interval_ms=0, **settings)
     await h.start()
     await speak_until_partials_are_used(h)
     await h.frames(QUIET, 20)
-    await h.wait_for("response.done")
+    return h, await h.wait_for("response.done")
+
+
+async def test_the_final_transcript_starts_from_the_words_two_partials_agreed_on():
+    gw = FakeGateway(partials=["오늘 날씨가", "오늘 날씨가 좋아서 산", "오늘 날씨가 좋아서 산책을"])
+    h, _ = await turn_after_partials(gw, speculative_pause_ms=250, vad_end_silence_ms=600)
     assert gw.calls.count("stt.partial") == 3
     assert gw.prefixes == ["오늘 날씨가 좋아서"]  # "산" / "산책을" disagree: the words after stay open
     await h.session.close()
     gw2 = FakeGateway(partials=["오늘 날씨가", "오늘 날씨가 좋아서"])
-    h2 = Harness(gw2, partial_interval_ms=0, stt_prefix_from_partials=False)
-    await h2.start()
-    await speak_until_partials_are_used(h2)
-    await h2.frames(QUIET, 20)
-    await h2.wait_for("response.done")
+    h2, _ = await turn_after_partials(gw2, stt_prefix_from_partials=False)
     assert gw2.prefixes == [""]
     await h2.session.close()
 
 
 async def test_partials_prefill_the_turns_prompt_and_a_failing_prefill_changes_nothing():
     gw = FakeGateway(partials=["오늘 날씨가", "오늘 날씨가 좋아서"], fail={"llm.prefill": "model busy"})
-    h = Harness(gw, partial_interval_ms=0, speculative_pause_ms=250, vad_end_silence_ms=600)
-    await h.start()
-    await speak_until_partials_are_used(h)
-    await h.frames(QUIET, 20)
-    assert (await h.wait_for("response.done"))["status"] == "completed"
+    h, done = await turn_after_partials(gw, speculative_pause_ms=250, vad_end_silence_ms=600)
+    assert done["status"] == "completed"
     assert gw.calls.count("llm.prefill") >= 1 and "error" not in h.types()
     prefilled, final = gw.prefilled[-1], gw.last_messages
     assert prefilled[-1] == {"role": "user", "content": "오늘 날씨가 좋아서"}  # the words heard so far
     assert prefilled[:-1] == final[:-1]  # the rest of the prompt is the turn's own: its KV cache is reused
     await h.session.close()
     gw2 = FakeGateway(partials=["오늘 날씨가", "오늘 날씨가 좋아서"])
-    h2 = Harness(gw2, partial_interval_ms=0, llm_prefill_from_partials=False)
-    await h2.start()
-    await speak_until_partials_are_used(h2)
-    await h2.frames(QUIET, 20)
-    await h2.wait_for("response.done")
+    h2, _ = await turn_after_partials(gw2, llm_prefill_from_partials=False)
     assert "llm.prefill" not in gw2.calls
     await h2.session.close()
 

