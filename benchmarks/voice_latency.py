@@ -103,6 +103,20 @@ async def run_clients(url: str, n: int, clips: list, turns: int) -> list[dict]:
     return [row for rows in results for row in rows]
 
 
+def fresh_tts(server) -> None:
+    """Reload the tts model, so that each configuration starts with an empty phrase cache (the reply
+    fallback said in one configuration is not replayed in the next)."""
+    import tritonclient.http as httpclient
+
+    client = httpclient.InferenceServerClient(f"127.0.0.1:{server.http_port}")
+    client.unload_model("tts")
+    for _ in range(100):  # a load while the old instance is still unloading would keep it
+        if not client.is_model_ready("tts"):
+            break
+        time.sleep(0.1)
+    client.load_model("tts")
+
+
 def llm_contexts(server, n: int) -> None:
     """Reload the llm model with `contexts` = n (Triton's load with a config override)."""
     import json
@@ -226,6 +240,7 @@ def main() -> None:
             + [(c, 1) for c in chosen if c not in ("before", "after", "one context")]
         for label, n in runs:
             llm_contexts(server, LLM_CONTEXTS[label])
+            fresh_tts(server)
             settings = make_settings(server, Path(tmp) / label, **CONFIGS[label],
                                      database_url="mysql+asyncmy://voice:voice@127.0.0.1:3306/voicechat_bench")
             with AppServer(settings) as app:
