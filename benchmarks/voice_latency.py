@@ -93,7 +93,7 @@ async def one_client(url: str, index: int, clips: list, turns: int) -> list[dict
                 "playback_stall": playback_stall_ms(sorted(client.rx.audio.get(turn_id, []), key=lambda f: f[1]),
                                                     (first["response.audio.started"] or {}).get("sample_rate", 24000)),
                 "speculative": (first["speech.stopped"] or {}).get("speculative"),
-                "server": done.get("timings", {})})
+                "reply": done.get("text"), "server": done.get("timings", {})})
             await asyncio.sleep(0.5)
     return rows
 
@@ -161,7 +161,19 @@ def summarise(rows: list[dict]) -> dict:
     out["playback_stall_ms"] = percentiles(r["playback_stall"] for r in rows)
     out["turns_with_stall_over_100ms"] = sum(r["playback_stall"] > 100 for r in rows)
     out["turns"] = len(rows)
+    # the tts model's phrase cache replays a first sentence said before (the fallback, a repeated
+    # opener) at once: first audio over the turns whose first chunk was synthesised, apart
+    synthesised = [r for r in rows if r["first_audio"] is not None and not first_chunk_cached(r)]
+    out["first_chunk_cached"] = len(rows) - len(synthesised)
+    out["first_audio_synthesised"] = percentiles(r["first_audio"] for r in synthesised) if synthesised else None
     return out
+
+
+def first_chunk_cached(row: dict) -> bool:
+    """The reply's first audio came within 60 ms of its first sentence (server marks): replayed from
+    the tts model's phrase cache, not synthesised (a first chunk takes ≥ 0.4 s here)."""
+    server = row["server"]
+    return "first_audio" in server and server["first_audio"] - server.get("first_sentence", 0) <= 60
 
 
 def in_process_critical_path(clips: list) -> dict:
