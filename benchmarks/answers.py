@@ -127,7 +127,7 @@ def judge(case: dict, reply: str, memories: list, cfg: Settings, fallback: bool)
 
 async def run_case(llm: LocalLLM, cfg: Settings, case: dict, memories: list) -> dict:
     messages = build_messages(cfg.system_prompt, case.get("history", []), memories, case["user"])
-    guard = reply_guard(cfg.system_prompt, memories, case["user"])
+    guard = reply_guard(cfg.system_prompt, memories, case["user"], history=case.get("history", []))
     result, clock = ResponseResult(), TurnClock(speech_end=time.monotonic())
 
     async def ignore(*_):

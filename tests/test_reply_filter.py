@@ -182,3 +182,16 @@ def test_speaker_labels_and_html_tags_are_never_read_out():
     assert guard.clean("가장 높은 산은 <u><b>한라산</b></u>입니다.") == "가장 높은 산은 한라산입니다."
     assert guard.clean("말:") == ""
     assert guard.clean("제 말: 그건 아니에요.") == "제 말: 그건 아니에요."  # only a label that opens the reply
+
+
+def test_what_the_user_said_in_an_earlier_turn_is_not_read_out_again_unless_asked_back():
+    """Seen in benchmarks/voice_latency.py: the 0.5B answered six news sentences in a row with the
+    first one ("그 바람에 나의 몸도 겹쳐 쓰러지며 …"), read out of the history."""
+    earlier = "그 바람에 나의 몸도 겹쳐 쓰러지며 한창 피어난 노란 동백꽃 속으로 파묻혀 버렸다."
+    history = [(earlier, "잘 들었어요.")]
+    guard = reply_guard(DEFAULT_SYSTEM_PROMPT, [], "한 잔의 커피가 소비자에게 전해지기 위해선 여러 공정을 거친다.",
+                        history=history)
+    assert guard.clean("그 바람에 나의 몸도 겹쳐 쓰러지며 한창 피어난 노란 동백꽃 속으로 파묻혀 버렸다.") == ""
+    assert guard.clean("커피 한 잔에도 많은 과정이 들어가죠.") == "커피 한 잔에도 많은 과정이 들어가죠."
+    asked = reply_guard(DEFAULT_SYSTEM_PROMPT, [], "제가 아까 뭐라고 했죠?", history=history)
+    assert asked.clean("그 바람에 나의 몸도 겹쳐 쓰러지며 한창 피어난 노란 동백꽃 속으로 파묻혀 버렸다고 하셨어요.")

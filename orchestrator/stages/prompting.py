@@ -8,7 +8,7 @@ user* said in earlier sessions, given as facts to use, never as text to read out
 """
 from __future__ import annotations
 
-from orchestrator.stages.reply_filter import ReplyGuard, strip_format
+from orchestrator.stages.reply_filter import RECALL_QUESTION, ReplyGuard, strip_format
 
 # Spoken, short, polite: a greeting, a fact, a feeling, a memory used (in the memory format) and
 # memories left alone. Their topics are far from everyday questions, so an answer has nothing to copy.
@@ -56,9 +56,11 @@ def build_messages(system_prompt: str, history: list[tuple[str, str]], memories:
 
 
 def reply_guard(system_prompt: str, memories: list, user_text: str,
-                exemplars: list[tuple[str, str]] = EXEMPLARS) -> ReplyGuard:
+                exemplars: list[tuple[str, str]] = EXEMPLARS, history: list[tuple[str, str]] = ()) -> ReplyGuard:
     """Everything the reply must not read out: the instructions, the exemplars (the first, a greeting,
-    fits any greeting) line by line, and the memories."""
+    fits any greeting) line by line, the memories, and what the user said in earlier turns of the
+    history (the 0.5B reads a previous statement out again, turn after turn) unless they ask back."""
     lines = [strip_format(line) for user, answer in exemplars[1:] for line in [*user.splitlines(), answer]]
-    return ReplyGuard([system_prompt, *(u for u, _ in exemplars)], user_text, memory_facts(memories),
+    earlier = [] if RECALL_QUESTION.search(user_text) else [u for u, _ in history if u != user_text]
+    return ReplyGuard([system_prompt, *(u for u, _ in exemplars), *earlier], user_text, memory_facts(memories),
                       examples=[line for line in lines if line])
