@@ -108,19 +108,3 @@ async def test_a_reply_is_spoken_while_a_voice_fit_runs(gateway):
     assert not fit.done(), f"the fit ended before the reply's first chunk ({first_chunk_s:.1f} s)"
     info = await fit
     print(f"\nfirst chunk {first_chunk_s:.2f} s into a {info['enroll_ms'] / 1000:.1f} s fit")
-
-
-async def test_a_short_sentence_said_again_is_replayed_from_the_phrase_cache(gateway):
-    fallback = "잘 들었어요."
-    first, _ = await collect(gateway, fallback, {"sample_rate": 24000, "first": True})
-    again, _ = await collect(gateway, fallback, {"sample_rate": 24000, "first": True})
-    assert again and all(c.info["cached"] for c in again)
-    assert np.array_equal(np.concatenate([c.data for c in first]), np.concatenate([c.data for c in again]))
-    other_voice, _ = await collect(gateway, fallback, {"sample_rate": 24000, "first": True, "voice": "jm_kumo"})
-    assert not any(c.info["cached"] for c in other_voice)  # each voice has its own audio
-    resampled, _ = await collect(gateway, fallback, {"sample_rate": 16000, "first": True})
-    assert all(c.info["cached"] for c in resampled)  # cached at the engine's rate, resampled per request
-    long_text = "이 문장은 캐시에 두기에는 너무 길어서 매번 새로 합성되어야 하는 긴 문장입니다."
-    await collect(gateway, long_text, {"sample_rate": 24000})
-    long_again, _ = await collect(gateway, long_text, {"sample_rate": 24000})
-    assert not any(c.info["cached"] for c in long_again)

@@ -23,37 +23,6 @@ log = logging.getLogger("triton.tts")
 RATES = (24000, 16000)
 
 
-class PhraseCache:
-    """The audio of short sentences said before (a reply's fallback, greetings, "네."), per voice, said
-    again at once instead of synthesised again (the engines are deterministic). LRU. An entry holds
-    the voice profile it was made with and is used only while the voice still has that profile, so
-    a re-enrolled voice never replays its old audio."""
-
-    def __init__(self, size: int = 32, max_chars: int = 40):
-        from collections import OrderedDict
-
-        self.size, self.max_chars = size, max_chars
-        self.entries: OrderedDict = OrderedDict()
-        self.lock = threading.Lock()
-
-    def get(self, key: tuple, profile) -> list | None:
-        with self.lock:
-            entry = self.entries.get(key)
-            if entry is None or entry[0] is not profile:
-                return None
-            self.entries.move_to_end(key)
-            return entry[1]
-
-    def put(self, key: tuple, profile, chunks: list) -> None:
-        if self.size <= 0 or len(key[0]) > self.max_chars or not chunks:
-            return
-        with self.lock:
-            self.entries[key] = (profile, chunks)
-            self.entries.move_to_end(key)
-            while len(self.entries) > self.size:
-                self.entries.popitem(last=False)
-
-
 class TtsService:
     """What the Triton model does, usable in-process (benchmarks) with the same code."""
 
@@ -64,7 +33,6 @@ class TtsService:
         from triton_models.priority import CriticalPath
 
         self.priority = priority or CriticalPath(enabled=False)
-        self.cache = PhraseCache()
         kwargs = {"threads": threads, "voice_dir": voice_dir} if engine_name == "kokoro" else {}
         self.engine = load_engine(engine_name, weights_dir, **kwargs)
         self.engine.synthesize("준비.")  # warm the front end and the ONNX session
@@ -107,14 +75,8 @@ class TtsService:
         first = bool(options.get("first", False))
         lead, lead_min = float(options.get("lead_s", 0.0)), float(options.get("lead_min_s", 0.0))
         started = time.monotonic()  # playback's clock for this request (a reply's: from its first chunk)
-        # the voice as it is now (a Kokoro profile; engines without profiles are not cached)
-        profile = self.engine.profile(voice) if hasattr(self.engine, "profile") else None
         for s_idx, sentence in enumerate(split_sentences(text)):
-            key = (sentence, voice, speed, first and s_idx == 0)
-            cached = self.cache.get(key, profile) if profile is not None else None
-            pieces = iter(cached) if cached is not None else \
-                self.engine.stream(sentence, voice, speed, windowed_first=first and s_idx == 0)
-            made = []
+            pieces = self.engine.stream(sentence, voice, speed, windowed_first=first and s_idx == 0)
             for c_idx in itertools.count():
                 reply_start = first and s_idx == 0 and c_idx == 0
                 if reply_start or lead - (time.monotonic() - started) < lead_min:
@@ -124,17 +86,13 @@ class TtsService:
                     self.priority.yield_to_critical()
                     chunk = next(pieces, None)
                 if chunk is None:
-                    if cached is None and profile is not None:
-                        self.cache.put(key, profile, made)
                     break
-                made.append(chunk)
                 if reply_start:
                     started = time.monotonic()
                 lead += len(chunk.audio) / self.engine.sample_rate
                 audio = resample(chunk.audio, self.engine.sample_rate, rate)
                 yield float_to_pcm16(audio), {"sentence": s_idx, "chunk": c_idx, "text": sentence,
-                                              "sample_rate": rate, "last_in_sentence": chunk.last,
-                                              "cached": cached is not None}
+                                              "sample_rate": rate, "last_in_sentence": chunk.last}
 
     def enroll(self, voice_id: str, reference: np.ndarray, rate: int) -> dict:
         t0 = time.perf_counter()
