@@ -103,20 +103,6 @@ async def run_clients(url: str, n: int, clips: list, turns: int) -> list[dict]:
     return [row for rows in results for row in rows]
 
 
-def fresh_tts(server) -> None:
-    """Reload the tts model, so that each configuration starts with an empty phrase cache (the reply
-    fallback said in one configuration is not replayed in the next)."""
-    import tritonclient.http as httpclient
-
-    client = httpclient.InferenceServerClient(f"127.0.0.1:{server.http_port}")
-    client.unload_model("tts")
-    for _ in range(100):  # a load while the old instance is still unloading would keep it
-        if not client.is_model_ready("tts"):
-            break
-        time.sleep(0.1)
-    client.load_model("tts")
-
-
 def llm_contexts(server, n: int) -> None:
     """Reload the llm model with `contexts` = n (Triton's load with a config override)."""
     import json
@@ -161,19 +147,7 @@ def summarise(rows: list[dict]) -> dict:
     out["playback_stall_ms"] = percentiles(r["playback_stall"] for r in rows)
     out["turns_with_stall_over_100ms"] = sum(r["playback_stall"] > 100 for r in rows)
     out["turns"] = len(rows)
-    # the tts model's phrase cache replays a first sentence said before (the fallback, a repeated
-    # opener) at once: first audio over the turns whose first chunk was synthesised, apart
-    synthesised = [r for r in rows if r["first_audio"] is not None and not first_chunk_cached(r)]
-    out["first_chunk_cached"] = len(rows) - len(synthesised)
-    out["first_audio_synthesised"] = percentiles(r["first_audio"] for r in synthesised) if synthesised else None
     return out
-
-
-def first_chunk_cached(row: dict) -> bool:
-    """The reply's first audio came within 60 ms of its first sentence (server marks): replayed from
-    the tts model's phrase cache, not synthesised (a first chunk takes ≥ 0.4 s here)."""
-    server = row["server"]
-    return "first_audio" in server and server["first_audio"] - server.get("first_sentence", 0) <= 60
 
 
 def in_process_critical_path(clips: list) -> dict:
@@ -252,7 +226,6 @@ def main() -> None:
             + [(c, 1) for c in chosen if c not in ("before", "after", "one context")]
         for label, n in runs:
             llm_contexts(server, LLM_CONTEXTS[label])
-            fresh_tts(server)
             settings = make_settings(server, Path(tmp) / label, **CONFIGS[label],
                                      database_url="mysql+asyncmy://voice:voice@127.0.0.1:3306/voicechat_bench")
             with AppServer(settings) as app:
