@@ -196,6 +196,8 @@ class LlamaCppEngine:
         transcript) into a context's KV cache, so that the generation with the final words evaluates
         only what changed. It stops before the partial's last word (the final may continue or redo
         it) and at its next step when a generation wants the context; tokens evaluated."""
+        import llama_cpp
+
         stats = stats if stats is not None else {}
         *head, user = messages
         content = user["content"].rstrip()
@@ -212,14 +214,12 @@ class LlamaCppEngine:
                 return 0
             done = self.pool.shared_prefix(llm, tokens)
             stats["cached"] = done
-            import llama_cpp
-
             threads = 1 if self.pool.active else self.n_threads  # beside a generation: one core at most
             llama_cpp.llama_set_n_threads(llm.ctx, threads, threads)
             llm.n_tokens = done  # eval() drops the KV cells past n_tokens first
-            while done < len(tokens) and not self.pool.yielding(llm):
+            while done < len(tokens):
                 self.priority.yield_to_critical()
-                if self.pool.yielding(llm):
+                if self.pool.yielding(llm):  # a generation wants this context (checked after any wait)
                     break
                 batch = tokens[done: done + step]
                 llm.eval(batch)
