@@ -21,6 +21,8 @@ before it has played. Configurations run in one process, one after the other, on
           chunk while the listener has under TTS_LEAD_MIN_S of audio left, at 1 client
   no LLM prefill  the defaults, but the LLM evaluates the turn's prompt only once the final transcript
           is known, instead of from each partial transcript while the user speaks, at 1 client
+  no TTS pre-emption  the defaults, but a reply's first TTS chunk waits for another conversation's
+          later phrase in progress instead of stopping it (the tts model's `preempt` = 0), at 2 clients
 
 and the same models called in-process along the critical path (STT → LLM first sentence → TTS first
 chunk) give the share of a turn spent outside the models.
@@ -56,10 +58,12 @@ CONFIGS = {
     "pause 120 ms": {"speculative_pause_ms": 120},
     "no playback lead": {"tts_lead_min_s": 0.0},
     "no LLM prefill": {"llm_prefill_from_partials": False},
+    "no TTS pre-emption": {},
 }
 # the llm model's `contexts` parameter per configuration
 LLM_CONTEXTS = {"before": 1, "after": 2, "one context": 1, "no STT prefix": 2, "pause 120 ms": 2, "no playback lead": 2,
-                "no LLM prefill": 2}
+                "no LLM prefill": 2, "no TTS pre-emption": 2}
+MULTI_CLIENT = ("one context", "no TTS pre-emption")  # configurations that only differ with several clients
 
 
 def _ms(event: dict | None, t0: float) -> float | None:
@@ -103,18 +107,18 @@ async def run_clients(url: str, n: int, clips: list, turns: int) -> list[dict]:
     return [row for rows in results for row in rows]
 
 
-def llm_contexts(server, n: int) -> None:
-    """Reload the llm model with `contexts` = n (Triton's load with a config override)."""
+def model_parameter(server, model: str, key: str, value: str) -> None:
+    """Reload a model with one parameter changed (Triton's load with a config override)."""
     import json
 
     import tritonclient.http as httpclient
 
     client = httpclient.InferenceServerClient(f"127.0.0.1:{server.http_port}")
-    config = client.get_model_config("llm")
-    if config.get("parameters", {}).get("contexts", {}).get("string_value") == str(n):
+    config = client.get_model_config(model)
+    if config.get("parameters", {}).get(key, {}).get("string_value") == value:
         return
-    config.setdefault("parameters", {})["contexts"] = {"string_value": str(n)}
-    client.load_model("llm", config=json.dumps(config))
+    config.setdefault("parameters", {})[key] = {"string_value": value}
+    client.load_model(model, config=json.dumps(config))
 
 
 def playback_stall_ms(frames: list, rate: int) -> float:
@@ -222,10 +226,11 @@ def main() -> None:
     with triton(MODELS, port=18600) as server, tempfile.TemporaryDirectory() as tmp:
         chosen = args.configs.split(",")
         runs = [("before", 1)] * ("before" in chosen) + [("after", int(n)) for n in args.clients.split(",")] \
-            + [("one context", int(n)) for n in args.clients.split(",") if int(n) > 1 and "one context" in chosen] \
-            + [(c, 1) for c in chosen if c not in ("before", "after", "one context")]
+            + [(c, int(n)) for c in MULTI_CLIENT if c in chosen for n in args.clients.split(",") if int(n) > 1] \
+            + [(c, 1) for c in chosen if c not in ("before", "after", *MULTI_CLIENT)]
         for label, n in runs:
-            llm_contexts(server, LLM_CONTEXTS[label])
+            model_parameter(server, "llm", "contexts", str(LLM_CONTEXTS[label]))
+            model_parameter(server, "tts", "preempt", "0" if label == "no TTS pre-emption" else "1")
             settings = make_settings(server, Path(tmp) / label, **CONFIGS[label],
                                      database_url="mysql+asyncmy://voice:voice@127.0.0.1:3306/voicechat_bench")
             with AppServer(settings) as app:

@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 
-from triton_models.llm import ContextPool
+from triton_models.llm_pool import ContextPool
 
 
 class CachedContext:
@@ -72,3 +72,18 @@ def test_a_prefill_takes_only_a_free_context_and_stops_for_a_generation_that_wan
         assert pool.yielding(ctx) and not taken  # the generation waits for the longer prefix...
     waiter.join(2)
     assert taken == [pool.contexts[0]]  # ...and gets it, not the free empty context
+
+
+def test_a_generation_paused_for_critical_work_leaves_its_share_of_the_cores():
+    from triton_models.llm import LlamaCppEngine
+
+    pool = ContextPool([CachedContext([1]), CachedContext([2])])
+    engine = LlamaCppEngine.__new__(LlamaCppEngine)  # the thread rule only: no model loaded
+    engine.pool, engine.n_threads = pool, 2
+    with pool.take([1]):
+        assert engine.threads_now(2) == 2
+        with pool.take([2]):
+            assert pool.computing == 2 and engine.threads_now(2) == 1  # two generations: a core each
+            with pool.pausing():  # one waits while the other's first clause is critical
+                assert pool.computing == 1 and engine.threads_now(2) == 2
+            assert engine.threads_now(2) == 1

@@ -108,3 +108,35 @@ async def test_a_reply_is_spoken_while_a_voice_fit_runs(gateway):
     assert not fit.done(), f"the fit ended before the reply's first chunk ({first_chunk_s:.1f} s)"
     info = await fit
     print(f"\nfirst chunk {first_chunk_s:.2f} s into a {info['enroll_ms'] / 1000:.1f} s fit")
+
+
+async def test_a_reply_first_chunk_does_not_wait_for_another_streams_later_phrase(gateway, triton):
+    """Another conversation's reply is mid-way (a later phrase decoding, not critical): a new reply's
+    first chunk stops that decode instead of queueing behind it, and the stopped stream still speaks
+    all of its text (the decode starts over)."""
+    long_text = "오늘 회의에서는 다음 분기의 예산과 일정, 그리고 새로운 프로젝트의 방향에 대해 아주 자세히 논의했습니다."
+    before = await triton_counter(triton, "voice_tts_preempted_total")
+    loop = asyncio.get_running_loop()
+    arrivals, first_arrived = [], asyncio.Event()
+
+    async def background():
+        async for item in gateway.tts_stream("tts", long_text, {}):
+            if item.final:
+                return item
+            if not item.info.get("heartbeat"):
+                arrivals.append(("background", item.info["chunk"], loop.time()))
+                first_arrived.set()
+
+    other = asyncio.create_task(background())
+    await asyncio.wait_for(first_arrived.wait(), 60)
+    await asyncio.sleep(0.1)  # its second phrase (~1 s of decoding here) is under way
+    async for item in gateway.tts_stream("tts", TEXT, {"first": True}):
+        if not item.final and not item.info.get("heartbeat"):
+            arrivals.append(("reply", 0, loop.time()))
+            break
+    final = await asyncio.wait_for(other, 120)
+    order = [(who, chunk) for who, chunk, _ in sorted(arrivals, key=lambda a: a[2])]
+    print(f"\narrival order: {order}")
+    assert order[:3] == [("background", 0), ("reply", 0), ("background", 1)]
+    assert final.info["status"] == "done" and final.info["items"] == len([a for a in arrivals if a[0] == "background"])
+    assert await triton_counter(triton, "voice_tts_preempted_total") - before >= 1

@@ -14,8 +14,7 @@ spoken, evaluated into the KV cache) sends only the last: INFO {status, prefille
 from __future__ import annotations
 
 import re
-import threading
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Iterator
 import numpy as np
 
 from triton_models.common import ModelMetric, json_array, model_params, request_json
+from triton_models.llm_pool import ContextPool
 from triton_models.priority import CriticalPath
 
 ROLES = {"system", "user", "assistant"}
@@ -94,76 +94,6 @@ def check_fits(prompt_tokens: int, opts: GenOptions, n_ctx: int) -> None:
         raise ValueError(f"prompt too long: {prompt_tokens} tokens + max_tokens {opts.max_tokens} > context {n_ctx}")
 
 
-class ContextPool:
-    """llama.cpp contexts over one memory-mapped GGUF (the weights are shared, each context has its own
-    KV cache), so that conversations generate side by side instead of queueing for one context. A
-    generation takes the free context whose cached tokens share the longest prefix with its prompt:
-    a conversation comes back to its own KV cache, a new one to the shared system prompt's.
-
-    A prefill (the prompt of a turn still being spoken) only takes a context nobody waits for, and
-    gives it up at its next step when a generation wants that context (`yielding`)."""
-
-    def __init__(self, contexts: list):
-        self.contexts, self.free = list(contexts), list(contexts)
-        self.prefilling: set = set()   # contexts held by a prefill
-        self.wanted: set = set()       # ... that a generation waits for: the prefill stops
-        self.cond = threading.Condition()
-
-    @property
-    def active(self) -> int:
-        """Generations running: they share the cores (a prefill is background work and takes no share)."""
-        return len(self.contexts) - len(self.free) - len(self.prefilling)
-
-    @staticmethod
-    def shared_prefix(llm, tokens: list[int]) -> int:
-        cached = llm._input_ids[: llm.n_tokens]
-        n = min(len(cached), len(tokens))
-        differs = np.nonzero(np.asarray(cached[:n]) != np.asarray(tokens[:n], dtype=cached.dtype))[0]
-        return int(differs[0]) if len(differs) else n
-
-    @contextmanager
-    def take(self, tokens: list[int]):
-        with self.cond:
-            # a context being prefilled for this prompt is worth waiting for: it stops within one step
-            best = max(self.contexts, key=lambda c: self.shared_prefix(c, tokens))
-            if best in self.prefilling and self.shared_prefix(best, tokens) > max(
-                    (self.shared_prefix(c, tokens) for c in self.free), default=-1):
-                self.wanted.add(best)
-                self.cond.wait_for(lambda: best in self.free)
-                self.wanted.discard(best)
-            self.cond.wait_for(lambda: self.free)
-            llm = max(self.free, key=lambda c: self.shared_prefix(c, tokens))
-            self.free.remove(llm)
-        try:
-            yield llm
-        finally:
-            self.give_back(llm)
-
-    @contextmanager
-    def take_for_prefill(self, tokens: list[int]):
-        """The free context sharing most of `tokens`, or None when every context is busy."""
-        with self.cond:
-            llm = max(self.free, key=lambda c: self.shared_prefix(c, tokens)) if self.free else None
-            if llm is not None:
-                self.free.remove(llm)
-                self.prefilling.add(llm)
-        try:
-            yield llm
-        finally:
-            if llm is not None:
-                self.give_back(llm)
-
-    def yielding(self, llm) -> bool:
-        with self.cond:
-            return llm in self.wanted
-
-    def give_back(self, llm) -> None:
-        with self.cond:
-            self.prefilling.discard(llm)
-            self.free.append(llm)
-            self.cond.notify_all()
-
-
 class LlamaCppEngine:
     name = "llama_cpp"
 
@@ -229,8 +159,8 @@ class LlamaCppEngine:
         return evaluated
 
     def threads_now(self, wanted: int) -> int:
-        """The cores are shared by the generations running at once."""
-        return max(1, min(wanted, self.n_threads // max(1, self.pool.active)))
+        """The cores are shared by the generations computing at once."""
+        return max(1, min(wanted, self.n_threads // max(1, self.pool.computing)))
 
     def generate(self, messages: list[dict], opts: GenOptions, stats: dict | None = None) -> Iterator[str]:
         """Critical-path work until the first clause is out (both cores by default, shared with other
@@ -269,8 +199,9 @@ class LlamaCppEngine:
                 for chunk in stream:
                     if start is None:  # the prompt is in the context now
                         start = llm.n_tokens - 1
-                    if not in_first_clause:
-                        self.priority.yield_to_critical()
+                    if not in_first_clause and self.priority.enabled and self.priority.busy():
+                        with self.pool.pausing():  # its share of the cores goes to the others meanwhile
+                            self.priority.yield_to_critical()
                     use_threads(first_threads if in_first_clause else threads)
                     delta = chunk["choices"][0]["delta"].get("content")
                     if not delta:

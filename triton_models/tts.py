@@ -27,13 +27,13 @@ class TtsService:
     """What the Triton model does, usable in-process (benchmarks) with the same code."""
 
     def __init__(self, engine_name: str, weights_dir: Path | None, voice_dir: Path | None, threads: int = 2,
-                 priority=None):
+                 priority=None, preempt: bool = True):
         from RealTime_zeroshot_TTS_ko import load_engine
 
         from triton_models.priority import CriticalPath
 
         self.priority = priority or CriticalPath(enabled=False)
-        kwargs = {"threads": threads, "voice_dir": voice_dir} if engine_name == "kokoro" else {}
+        kwargs = {"threads": threads, "voice_dir": voice_dir, "preempt": preempt} if engine_name == "kokoro" else {}
         self.engine = load_engine(engine_name, weights_dir, **kwargs)
         self.engine.synthesize("준비.")  # warm the front end and the ONNX session
         if hasattr(self.engine, "warm_enrolment"):  # in the background: the model serves at once
@@ -66,7 +66,8 @@ class TtsService:
         {"first": true}), and any chunk of a reply whose listener is about to run out of audio: the
         reply's audio sent but not yet played ({"lead_s"}, from the orchestrator; 0 for its first
         sentence), plus what this request made, minus the time it has taken, is below
-        {"lead_min_s"} (default 0: off). Every other chunk first yields to critical work."""
+        {"lead_min_s"} (default 0: off). Every other chunk first yields to critical work, and a critical
+        chunk stops another stream's non-critical decode in progress (the engine's `urgent()`)."""
         from RealTime_zeroshot_TTS_ko import split_sentences
         from RealTime_zeroshot_TTS_ko.engines.base import resample
 
@@ -80,7 +81,7 @@ class TtsService:
             for c_idx in itertools.count():
                 reply_start = first and s_idx == 0 and c_idx == 0
                 if reply_start or lead - (time.monotonic() - started) < lead_min:
-                    with self.priority.critical("tts"):
+                    with self.priority.critical("tts"), self.engine.urgent():
                         chunk = next(pieces, None)
                 else:
                     self.priority.yield_to_critical()
@@ -115,7 +116,11 @@ class TritonPythonModel:
         self.streams = Streams("tts", args)
 
         self.service = TtsService(params.get("engine", "kokoro"), weights, voice_dir, int(params.get("threads", "2")),
-                                  priority=CriticalPath())
+                                  priority=CriticalPath(), preempt=params.get("preempt", "1") != "0")
+        self.preempted = ModelMetric("voice_tts_preempted_total",
+                                     "background decodes stopped (and started over) for a reply's first audio", args)
+        if gate := getattr(self.service.engine, "gate", None):
+            gate.on_preempt = self.preempted.add
 
     def execute(self, requests):
         import triton_python_backend_utils as pb_utils

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -38,6 +39,11 @@ class TtsEngine(ABC):
             self.voices.get(voice)
         except KeyError as exc:
             raise ValueError(str(exc)) from None
+
+    def urgent(self):
+        """Synthesis by this thread inside the block is a reply's first audio: engines that share one
+        session between conversations let it go first (kokoro: engines/run_gate.py)."""
+        return nullcontext()
 
     def enroll(self, voice_id: str, reference: np.ndarray, sr: int, pause=None) -> dict:
         """Zero-shot voice from a reference clip; engines that can, override this."""

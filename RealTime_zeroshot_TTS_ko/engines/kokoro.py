@@ -14,6 +14,7 @@ from typing import Iterator
 import numpy as np
 
 from RealTime_zeroshot_TTS_ko.engines.base import SynthChunk, TtsEngine
+from RealTime_zeroshot_TTS_ko.engines.run_gate import RunGate
 from RealTime_zeroshot_TTS_ko.frontend import to_phonemes
 from RealTime_zeroshot_TTS_ko.voice_dsp import VoicePost
 from RealTime_zeroshot_TTS_ko.voices import VoiceBank, VoiceProfile
@@ -43,16 +44,18 @@ class SplitKokoro:
         self.front = ort.InferenceSession(front.SerializeToString(), opts, providers=providers)
         self.decoder = ort.InferenceSession(decoder.SerializeToString(), opts, providers=providers)
 
-    def features(self, feeds: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return tuple(self.front.run(None, feeds))
+    def features(self, feeds: dict, run_options=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return tuple(self.front.run(None, feeds, run_options))
 
-    def decode(self, feats, style: np.ndarray, start: int, end: int, f0_scale: float = 1.0) -> np.ndarray:
+    def decode(self, feats, style: np.ndarray, start: int, end: int, f0_scale: float = 1.0,
+               run_options=None) -> np.ndarray:
         """Audio of frames [start, end). f0_scale moves the predicted pitch curve before the decoder's
         harmonic source and F0 features see it: a pitch change without a phase vocoder's artefacts."""
         asr, f0, n = feats
         f0 = f0[:, 2 * start:2 * end] * np.float32(f0_scale)
         out = self.decoder.run(None, {DECODER_INPUTS[0]: asr[:, :, start:end], DECODER_INPUTS[1]: f0,
-                                      DECODER_INPUTS[2]: n[:, 2 * start:2 * end], "style": style})[0]
+                                      DECODER_INPUTS[2]: n[:, 2 * start:2 * end], "style": style},
+                               run_options)[0]
         return np.asarray(out, np.float32).reshape(-1)
 
 
@@ -75,7 +78,8 @@ class KokoroEngine(TtsEngine):
     # instance norms see only the window): measured in benchmarks/tts_first_chunk.py.
     first_window_frames, right_context_frames, crossfade = 24, 36, 480
 
-    def __init__(self, model: Path, vocab: Path, voices: Path, threads: int = 2, voice_dir: Path | None = None):
+    def __init__(self, model: Path, vocab: Path, voices: Path, threads: int = 2, voice_dir: Path | None = None,
+                 preempt: bool = True):
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
@@ -88,7 +92,7 @@ class KokoroEngine(TtsEngine):
         self.vocab: dict[str, int] = json.loads(Path(vocab).read_text(encoding="utf-8"))["vocab"]
         self.voices = VoiceBank.from_npz(voices, voice_dir)
         self.weights_dir = Path(model).parent if Path(model).parent.joinpath("voices.npz").exists() else None
-        self._lock = threading.Lock()
+        self.gate = RunGate(preempt)  # one ORT session pair: a reply's first audio stops background decodes
         self._space, self._space_lock = None, threading.Lock()
 
     @classmethod
@@ -113,14 +117,18 @@ class KokoroEngine(TtsEngine):
         style = profile.style[min(len(tokens), len(profile.style)) - 1].reshape(1, 256).astype(np.float32)
         feeds = {"tokens": np.array([[0, *tokens, 0]], np.int64), "style": style,
                  "speed": np.array([(speed or profile.speed) / profile.formant], dtype=np.float32)}
-        with self._lock:  # one ORT session pair, serialised
-            return self.split.features(feeds), style, profile.f0_scale
+        return self.gate.run(lambda opts: self.split.features(feeds, opts)), style, profile.f0_scale
+
+    def urgent(self):
+        return self.gate.urgent()
+
+    def _decode(self, feats, style, start: int, end: int, f0_scale: float) -> np.ndarray:
+        return self.gate.run(lambda opts: self.split.decode(feats, style, start, end, f0_scale, opts))
 
     def decode(self, tokens: list[int], voice: str | VoiceProfile = "default", speed: float | None = None) -> np.ndarray:
         """One model call: the raw 24 kHz audio, lead-in and tail silence included."""
         feats, style, f0_scale = self._features(tokens, voice, speed)
-        with self._lock:
-            return self.split.decode(feats, style, 0, feats[0].shape[-1], f0_scale)
+        return self._decode(feats, style, 0, feats[0].shape[-1], f0_scale)
 
     def decode_windowed(self, tokens: list[int], voice: str | VoiceProfile = "default",
                         speed: float | None = None) -> Iterator[tuple[np.ndarray, bool]]:
@@ -134,17 +142,14 @@ class KokoroEngine(TtsEngine):
         total = len(energy)
         cut = int(np.argmax(energy > energy.max() - 3.0)) + self.first_window_frames
         if total - cut < self.right_context_frames:  # a short phrase: one call is as fast
-            with self._lock:
-                yield self.split.decode(feats, style, 0, total, f0_scale), True
+            yield self._decode(feats, style, 0, total, f0_scale), True
             return
         fade = self.crossfade
-        with self._lock:
-            first = self.split.decode(feats, style, 0, cut + self.right_context_frames, f0_scale)
+        first = self._decode(feats, style, 0, cut + self.right_context_frames, f0_scale)
         yield first[: cut * FRAME - fade], False
         # the rest is the one-call decode: a window starting later carries another sine-source phase
         # (correlation 0.1-0.2 with the one-call audio at the seam on voiced frames), audible when joined
-        with self._lock:
-            rest = self.split.decode(feats, style, 0, total, f0_scale)
+        rest = self._decode(feats, style, 0, total, f0_scale)
         offset = cut * FRAME
         ramp = np.linspace(0.0, 1.0, fade, dtype=np.float32)
         seam = first[offset - fade: offset] * (1 - ramp) + rest[offset - fade: offset] * ramp
