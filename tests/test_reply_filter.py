@@ -195,3 +195,17 @@ def test_what_the_user_said_in_an_earlier_turn_is_not_read_out_again_unless_aske
     assert guard.clean("커피 한 잔에도 많은 과정이 들어가죠.") == "커피 한 잔에도 많은 과정이 들어가죠."
     asked = reply_guard(DEFAULT_SYSTEM_PROMPT, [], "제가 아까 뭐라고 했죠?", history=history)
     assert asked.clean("그 바람에 나의 몸도 겹쳐 쓰러지며 한창 피어난 노란 동백꽃 속으로 파묻혀 버렸다고 하셨어요.")
+
+
+def test_a_word_only_the_exemplars_said_is_never_brought_up_unless_the_conversation_did():
+    """Seen in benchmarks/voice_latency.py: replies to news sentences opened with "문어는 …" (the last
+    exemplar's topic), with nothing else of the exemplar in them."""
+    news = "박 전 대통령 측은 수사 내용에 대한 입장을 공개한다는 방침이다."
+    guard = reply_guard(DEFAULT_SYSTEM_PROMPT, [], news)
+    assert guard.clean("문어는 박 전") == "" and guard.clean(" 대통령이에요.") == ""  # held back with its sentence
+    assert guard.clean("입장을 밝힌다니 지켜봐야겠네요.") == "입장을 밝힌다니 지켜봐야겠네요."
+    assert reply_guard(DEFAULT_SYSTEM_PROMPT, [], "문어 요리 좋아해요?").clean("문어 숙회가 맛있죠.")
+    history = [("어제 아쿠아리움에서 고래를 봤어요.", "멋진 경험이었겠어요.")]
+    assert reply_guard(DEFAULT_SYSTEM_PROMPT, [], "정말 컸어요.", history=history).clean("고래는 정말 크죠.")
+    assert reply_guard(DEFAULT_SYSTEM_PROMPT, [Memory("제 취미는 뜨개질이에요")], "요즘 뭐 하면 좋을까요?"
+                       ).clean("뜨개질을 다시 해 보시는 건 어때요?")

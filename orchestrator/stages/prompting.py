@@ -20,6 +20,9 @@ EXEMPLARS: list[tuple[str, str]] = [
     ("[기억]\n- 사용자가 전에 한 말: 저는 아침에 산책해요\n[/기억]\n문어는 다리가 몇 개예요?", "문어는 다리가 여덟 개예요."),
 ]
 MEMORY_OPEN, MEMORY_CLOSE = "[기억]", "[/기억]"
+# Words only the exemplars bring up: a reply that says one the conversation never did took it from
+# them (the 0.5B opened replies to news sentences with "문어는 …" in voice_latency runs).
+EXEMPLAR_TOPICS = ("고래", "포유류", "뜨개질", "문어")
 
 
 def visible_history(history: list, max_turns: int) -> list:
@@ -58,9 +61,12 @@ def build_messages(system_prompt: str, history: list[tuple[str, str]], memories:
 def reply_guard(system_prompt: str, memories: list, user_text: str,
                 exemplars: list[tuple[str, str]] = EXEMPLARS, history: list[tuple[str, str]] = ()) -> ReplyGuard:
     """Everything the reply must not read out: the instructions, the exemplars (the first, a greeting,
-    fits any greeting) line by line, the memories, and what the user said in earlier turns of the
-    history (the 0.5B reads a previous statement out again, turn after turn) unless they ask back."""
+    fits any greeting) line by line and their topics unless the conversation has them, the memories,
+    and what the user said in earlier turns of the history (the 0.5B reads a previous statement out
+    again, turn after turn) unless they ask back."""
     lines = [strip_format(line) for user, answer in exemplars[1:] for line in [*user.splitlines(), answer]]
     earlier = [] if RECALL_QUESTION.search(user_text) else [u for u, _ in history if u != user_text]
+    said = " ".join([user_text, *memory_facts(memories), *(t for turn in history for t in turn)])
     return ReplyGuard([system_prompt, *(u for u, _ in exemplars), *earlier], user_text, memory_facts(memories),
-                      examples=[line for line in lines if line])
+                      examples=[line for line in lines if line],
+                      foreign_words=[w for w in EXEMPLAR_TOPICS if w not in said])

@@ -2,7 +2,8 @@
 memories, echo the user's words, and write markdown, lists and emoji for a listener.
 
 `ReplyGuard.clean(sentence)` returns what may be spoken: formatting stripped, and "" for a sentence
-that recites guarded text (the system prompt, the exemplars, the memory block) or repeats the user.
+that recites guarded text (the system prompt, the exemplars, the memory block), repeats the user, or
+brings up a word only the prompt's exemplars said.
 A recitation is a run of ≥ `min_run` characters (spaces ignored) shared with guarded text that is
 most of the sentence; words of a memory *used* in an answer ("민수님이라고 하셨어요") stay.
 """
@@ -59,7 +60,7 @@ def strip_format(sentence: str) -> str:
 
 class ReplyGuard:
     def __init__(self, guarded: list[str], user_text: str = "", memories: list[str] = (), min_run: int = 10,
-                 share: float = 0.5, examples: list[str] = ()):
+                 share: float = 0.5, examples: list[str] = (), foreign_words: list[str] = ()):
         examples = [e for e in map(_compact, examples) if e]
         self.guarded = [_compact(g) for g in guarded if g] + examples
         self.user = _compact(user_text)
@@ -73,6 +74,7 @@ class ReplyGuard:
         self.guarded += self.memories
         # an example answer of the prompt that shares no word with the question is not this answer
         self.unrelated = self.memories + [e for e in examples if longest_shared_run(e, self.user) < 2]
+        self.foreign_words = list(foreign_words)  # words the reply can only have copied from the prompt
         self.min_run, self.share = min_run, share
         self.dropped: list[str] = []
         self.sentence = ""  # the kept pieces of the sentence in progress (a first chunk ends mid-sentence)
@@ -117,7 +119,8 @@ class ReplyGuard:
             return ""
         complete = text[-1] in SENTENCE_ENDS
         dropped = self.skipping or self.recites(text) or self.echoes(text)
-        begins = not dropped and (self.reads_unrelated(text) or (not complete and self.begins_echo(text)))
+        begins = not dropped and (self.reads_unrelated(text) or any(w in text for w in self.foreign_words)
+                                  or (not complete and self.begins_echo(text)))
         if dropped or begins:
             self.dropped.append(text)
             # the rest of a sentence that began reading a memory or the user's words out is never said alone
