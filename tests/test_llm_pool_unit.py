@@ -7,6 +7,7 @@ import time
 import numpy as np
 
 from triton_models.llm_pool import ContextPool
+from triton_models.priority import CriticalPath
 
 
 class CachedContext:
@@ -74,16 +75,20 @@ def test_a_prefill_takes_only_a_free_context_and_stops_for_a_generation_that_wan
     assert taken == [pool.contexts[0]]  # ...and gets it, not the free empty context
 
 
-def test_a_generation_paused_for_critical_work_leaves_its_share_of_the_cores():
+def test_a_first_clause_shares_the_cores_only_with_other_first_clauses(tmp_path):
+    """Later tokens wait for critical work (a first clause is): while one conversation's reply goes
+    on, the next turn's first clause gets both cores; two first clauses get one each."""
     from triton_models.llm import LlamaCppEngine
 
     pool = ContextPool([CachedContext([1]), CachedContext([2])])
     engine = LlamaCppEngine.__new__(LlamaCppEngine)  # the thread rule only: no model loaded
-    engine.pool, engine.n_threads = pool, 2
-    with pool.take([1]):
+    engine.pool, engine.n_threads, engine.priority = pool, 2, CriticalPath(tmp_path)
+    with pool.take([1]):  # a reply past its first clause
         assert engine.threads_now(2) == 2
-        with pool.take([2]):
-            assert pool.computing == 2 and engine.threads_now(2) == 1  # two generations: a core each
-            with pool.pausing():  # one waits while the other's first clause is critical
-                assert pool.computing == 1 and engine.threads_now(2) == 2
-            assert engine.threads_now(2) == 1
+        with pool.take([2]), pool.first_clause():  # the other conversation's new turn
+            assert engine.threads_now(2, first_clause=True) == 2
+            assert engine.threads_now(2) == 1  # the later tokens, when they run: their share
+            with pool.first_clause():
+                assert engine.threads_now(2, first_clause=True) == 1
+            engine.priority = CriticalPath(tmp_path, enabled=False)  # later tokens would not wait
+            assert engine.threads_now(2, first_clause=True) == 1

@@ -158,9 +158,11 @@ class LlamaCppEngine:
         stats.update(prefilled=evaluated, prompt_tokens=len(tokens))
         return evaluated
 
-    def threads_now(self, wanted: int) -> int:
-        """The cores are shared by the generations computing at once."""
-        return max(1, min(wanted, self.n_threads // max(1, self.pool.computing)))
+    def threads_now(self, wanted: int, first_clause: bool = False) -> int:
+        """The cores are shared by the generations running at once; a first clause shares them with
+        other first clauses only, where later tokens wait for critical work (the priority rule is on)."""
+        sharing = self.pool.first_clauses if first_clause and self.priority.enabled else self.pool.active
+        return max(1, min(wanted, self.n_threads // max(1, sharing)))
 
     def generate(self, messages: list[dict], opts: GenOptions, stats: dict | None = None) -> Iterator[str]:
         """Critical-path work until the first clause is out (both cores by default, shared with other
@@ -180,28 +182,29 @@ class LlamaCppEngine:
 
             def use_threads(wanted: int) -> None:
                 nonlocal current
-                n = self.threads_now(wanted)
+                n = self.threads_now(wanted, in_first_clause)
                 if n != current:
                     current = n
                     # the prompt is evaluated with every core this generation may have
-                    llama_cpp.llama_set_n_threads(llm.ctx, n, self.threads_now(self.n_threads))
+                    llama_cpp.llama_set_n_threads(llm.ctx, n, self.threads_now(self.n_threads, in_first_clause))
 
-            use_threads(first_threads)
             critical = ExitStack()  # closed when the first clause is out (or the generation ends)
+            critical.enter_context(self.pool.first_clause())
             critical.enter_context(self.priority.critical("llm"))
+            in_first_clause = True
+            use_threads(first_threads)
             # llama-cpp-python keeps the KV cache of the longest common token prefix with the last
             # prompt: a stable system prompt + history is evaluated once, not every turn
             stream = llm.create_chat_completion(
                 messages=messages, stream=True, max_tokens=opts.max_tokens, temperature=opts.temperature,
                 top_p=opts.top_p, seed=opts.seed, repeat_penalty=1.1)
-            start, text, in_first_clause = None, "", True
+            start, text = None, ""
             try:
                 for chunk in stream:
                     if start is None:  # the prompt is in the context now
                         start = llm.n_tokens - 1
-                    if not in_first_clause and self.priority.enabled and self.priority.busy():
-                        with self.pool.pausing():  # its share of the cores goes to the others meanwhile
-                            self.priority.yield_to_critical()
+                    if not in_first_clause:
+                        self.priority.yield_to_critical()
                     use_threads(first_threads if in_first_clause else threads)
                     delta = chunk["choices"][0]["delta"].get("content")
                     if not delta:

@@ -20,7 +20,7 @@ class ContextPool:
         self.contexts, self.free = list(contexts), list(contexts)
         self.prefilling: set = set()   # contexts held by a prefill
         self.wanted: set = set()       # ... that a generation waits for: the prefill stops
-        self.paused = 0                # generations waiting for another stage's critical work
+        self.first_clauses = 0         # generations before their first clause (critical-path work)
         self.cond = threading.Condition()
 
     @property
@@ -28,21 +28,17 @@ class ContextPool:
         """Generations running: they share the cores (a prefill is background work and takes no share)."""
         return len(self.contexts) - len(self.free) - len(self.prefilling)
 
-    @property
-    def computing(self) -> int:
-        """Generations using the cores now: a generation paused for critical work leaves its share to
-        the others (at two conversations, the new turn's first clause gets both cores)."""
-        return self.active - self.paused
-
     @contextmanager
-    def pausing(self):
+    def first_clause(self):
+        """A generation's first clause: critical work, which the others' later tokens wait for, so
+        the cores are split among first clauses only (at two conversations, the new turn gets both)."""
         with self.cond:
-            self.paused += 1
+            self.first_clauses += 1
         try:
             yield
         finally:
             with self.cond:
-                self.paused -= 1
+                self.first_clauses -= 1
 
     @staticmethod
     def shared_prefix(llm, tokens: list[int]) -> int:
