@@ -142,6 +142,15 @@ def speculations() -> dict[str, float]:
             for o in ("committed", "cancelled")}
 
 
+def tts_preempted(server) -> float:
+    """Background TTS decodes stopped for a reply's first audio so far (the tts model's counter)."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{server.metrics_port}/metrics") as reply:
+        lines = reply.read().decode().splitlines()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in lines if line.startswith("voice_tts_preempted_total{"))
+
+
 def summarise(rows: list[dict]) -> dict:
     out = {s: percentiles(r[s] for r in rows if r[s] is not None) for s in STAGES}
     out["server_ms"] = {s: percentiles(r["server"][s] for r in rows if s in r["server"]) for s in SERVER_STAGES}
@@ -218,6 +227,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--clients", default="1,2", help="client counts for the 'after' configuration")
     parser.add_argument("--turns", type=int, default=8)
+    parser.add_argument("--name", default="voice_latency", help="results file name")
     parser.add_argument("--configs", default=",".join(c for c in CONFIGS if c != "after"),
                         help="the single-client configurations to run besides 'after' (comma-separated)")
     args = parser.parse_args()
@@ -235,11 +245,12 @@ def main() -> None:
                                      database_url="mysql+asyncmy://voice:voice@127.0.0.1:3306/voicechat_bench")
             with AppServer(settings) as app:
                 asyncio.run(run_clients(app.ws, 1, clips[-1:], 1))  # warm-up turn (not counted)
-                before = speculations()
+                before, preempted = speculations(), tts_preempted(server)
                 rows = asyncio.run(run_clients(app.ws, n, clips, args.turns))
             key = f"{label}, {n} client{'s' if n > 1 else ''}"
             summary[key], rows_by[key] = summarise(rows), rows
             summary[key]["speculations"] = {k: v - before[k] for k, v in speculations().items()}
+            summary[key]["tts_preempted"] = tts_preempted(server) - preempted
             print(key, {s: summary[key][s]["p50"] for s in STAGES}, flush=True)
     models_only = in_process_critical_path(clips)
     after = summary["after, 1 client"]
@@ -249,13 +260,13 @@ def main() -> None:
     # first_audio - (pause at which the models started + the models' own time)
     started_at = Settings(_env_file=None).speculative_pause_ms  # the defaults' ("after")
     outside = v2v - started_at - models_only["first_audio"]
-    write("voice_latency", {
+    write(args.name, {
         "material": "ko_speech_dev (Zeroth-Korean speaker 104 + Picovoice test clip), trailing silence cut",
         "configs": CONFIGS, "llm_contexts": LLM_CONTEXTS, "summary": summary, "in_process_models_ms": models_only,
         "share_outside_models": {"voice_to_voice_p50_ms": v2v, "endpoint_p50_ms": endpoint,
                                  "models_start_ms": started_at, "models_ms": models_only["first_audio"],
                                  "outside_ms": round(outside, 1), "share": round(outside / v2v, 3)},
-        "rows": rows_by, "plot": str(plot(RESULTS / "voice_latency.png", summary))})
+        "rows": rows_by, "plot": str(plot(RESULTS / f"{args.name}.png", summary))})
 
 
 if __name__ == "__main__":
