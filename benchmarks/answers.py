@@ -28,8 +28,8 @@ from benchmarks.answer_set import IRRELEVANT_MEMORY, MEMORY_USE, RELEVANCE_PAIRS
 from benchmarks.common import RESULTS, ROOT, bar_plot, write
 from orchestrator.metrics import TurnClock
 from orchestrator.settings import Settings
-from orchestrator.stages.prompting import EXEMPLARS, build_messages, reply_guard
-from orchestrator.stages.reply_filter import EMOJI, LIST_MARKER, _compact, hangul_share, longest_shared_run
+from orchestrator.stages.prompting import EXEMPLARS, build_messages, pick_fallback, reply_guard
+from orchestrator.stages.reply_filter import EMOJI, LIST_MARKER, compact, hangul_share, longest_shared_run
 from orchestrator.stages.respond import ResponseResult, respond
 from orchestrator.storage.vectors import MemoryHit
 from orchestrator.triton_client import StreamItem
@@ -111,16 +111,16 @@ ECHO_CHARS = 10  # a reply sharing a run this long (spaces ignored) with what th
 
 
 def judge(case: dict, reply: str, memories: list, cfg: Settings, fallback: bool) -> dict:
-    guarded = [_compact(t) for t in [cfg.system_prompt, *(u for u, _ in EXEMPLARS), *(a for _, a in EXEMPLARS[1:])]]
+    guarded = [compact(t) for t in [cfg.system_prompt, *(u for u, _ in EXEMPLARS), *(a for _, a in EXEMPLARS[1:])]]
     if case["kind"] != "memory_use":  # a memory the answer needs may be quoted
-        guarded += [_compact(m.text) for m in memories]
-    text = _compact(reply)
+        guarded += [compact(m.text) for m in memories]
+    text = compact(reply)
     leak = bool(LABELS.search(reply)) or any(longest_shared_run(text, g) >= 8 for g in guarded)
     sentences = [s for s in re.split(r"(?<=[.!?。？！])\s+", reply.strip()) if s]
     spoken = (len(sentences) <= 2 and len(reply) <= 120 and not EMOJI.search(reply)
               and not LIST_MARKER.search(reply) and not re.search(r"\*\*|__|`|^#", reply))
-    hit = any(_compact(k) in text for k in case["keywords"]) if case["keywords"] else None
-    echo = longest_shared_run(text, _compact(case["user"])) >= ECHO_CHARS  # the user's words read back
+    hit = any(compact(k) in text for k in case["keywords"]) if case["keywords"] else None
+    echo = longest_shared_run(text, compact(case["user"])) >= ECHO_CHARS  # the user's words read back
     return {"leak": leak, "korean": hangul_share(reply) >= 0.9, "spoken": spoken, "keyword": hit,
             "fallback": fallback, "echo": echo}
 
@@ -136,9 +136,10 @@ async def run_case(llm: LocalLLM, cfg: Settings, case: dict, memories: list) -> 
     await respond(llm, llm_model="llm", tts_model=None, messages=messages,
                   llm_options={"max_tokens": cfg.llm_max_tokens, "temperature": cfg.llm_temperature, "seed": 7},
                   tts_options={}, clock=clock, request_id="bench", first_chunk_chars=cfg.first_chunk_chars,
-                  max_sentences=cfg.max_reply_sentences, guard=guard, fallback=cfg.reply_fallback,
+                  max_sentences=cfg.max_reply_sentences, guard=guard,
+                  fallback=pick_fallback(cfg.reply_fallbacks, case.get("history", [])),
                   on_text=ignore, on_audio=ignore, result=result)
-    fallback = result.text == cfg.reply_fallback
+    fallback = result.text in cfg.reply_fallbacks
     return {"kind": case["kind"], "user": case["user"], "reply": result.text, "dropped": guard.dropped,
             "memories": [m.text for m in memories], "ttft_ms": result.llm.get("ttft_ms"),
             "tok_s": result.llm.get("tok_s"), **judge(case, result.text, memories, cfg, fallback)}

@@ -19,7 +19,7 @@ import numpy as np
 
 from orchestrator import protocol as P
 from orchestrator.metrics import ERRORS, TURNS, TurnClock
-from orchestrator.stages.prompting import build_messages, reply_guard, visible_history
+from orchestrator.stages.prompting import build_messages, pick_fallback, reply_guard, visible_history
 from orchestrator.stages.respond import ResponseResult, respond
 from orchestrator.storage.db import utcnow
 from orchestrator.storage.turns import TurnRecord, describe
@@ -222,7 +222,7 @@ class Turn:
             tts_options={"voice": self.ctx.voice, "sample_rate": self.ctx.output_rate,
                          "lead_min_s": cfg.tts_lead_min_s}, clock=self.clock,
             request_id=f"{self.ctx.session_id}-{self.turn_id}", first_chunk_chars=cfg.first_chunk_chars,
-            max_sentences=cfg.max_reply_sentences, fallback=cfg.reply_fallback,
+            max_sentences=cfg.max_reply_sentences, fallback=pick_fallback(cfg.reply_fallbacks, self.ctx.history),
             guard=reply_guard(self.ctx.instructions, self.hits, self.user_text,
                               history=visible_history(self.ctx.history, cfg.history_turns)),
             on_text=text_out, on_audio=self._audio_out,

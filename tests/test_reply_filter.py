@@ -209,3 +209,27 @@ def test_a_word_only_the_exemplars_said_is_never_brought_up_unless_the_conversat
     assert reply_guard(DEFAULT_SYSTEM_PROMPT, [], "정말 컸어요.", history=history).clean("고래는 정말 크죠.")
     assert reply_guard(DEFAULT_SYSTEM_PROMPT, [Memory("제 취미는 뜨개질이에요")], "요즘 뭐 하면 좋을까요?"
                        ).clean("뜨개질을 다시 해 보시는 건 어때요?")
+
+
+def test_the_model_saying_its_own_earlier_reply_again_is_held_back_but_short_ones_may_repeat():
+    """Seen in benchmarks/voice_latency.py: "네, 이는 수사의 공정입니다." five turns in a row."""
+    history = [("한 잔의 커피가 여러 공정을 거친다.", "네, 이는 수사의 공정입니다."), ("좋아요.", "네, 좋아요.")]
+    guard = reply_guard(DEFAULT_SYSTEM_PROMPT, [], "검찰 수사 내용도 공개한다는 방침이다.", history=history)
+    assert guard.clean("네, 이는 수사의 공정입니다.") == ""
+    again = reply_guard(DEFAULT_SYSTEM_PROMPT, [], "그럼 내일 봬요.", history=history)
+    assert again.clean("네, 좋아요.") == "네, 좋아요."
+    asked = reply_guard(DEFAULT_SYSTEM_PROMPT, [], "아까 뭐라고 했죠?", history=history)
+    assert asked.clean("네, 이는 수사의 공정입니다.")
+
+
+def test_the_fallback_said_is_the_one_said_least_recently():
+    from orchestrator.settings import Settings
+    from orchestrator.stages.prompting import pick_fallback
+
+    fallbacks = Settings(_env_file=None).reply_fallbacks
+    assert len(set(fallbacks)) >= 2
+    assert pick_fallback(fallbacks, []) == fallbacks[0]
+    history = [("a", fallbacks[0])]
+    assert pick_fallback(fallbacks, history) == fallbacks[1]
+    history = [("a", f) for f in fallbacks] + [("b", fallbacks[0])]
+    assert pick_fallback(fallbacks, history) == fallbacks[1]  # all said: the one said longest ago

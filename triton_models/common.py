@@ -41,7 +41,7 @@ VERSION_PARAMS = "params.json"
 
 
 # How a model is served, not what a version is: config.pbtxt (or a load's config override) decides.
-SERVING_PARAMS = frozenset({"n_threads", "threads", "contexts", "coalesce_ms"})
+SERVING_PARAMS = frozenset({"n_threads", "threads", "contexts", "coalesce_ms", "preempt"})
 
 
 def model_params(args: dict) -> dict[str, str]:

@@ -8,7 +8,7 @@ user* said in earlier sessions, given as facts to use, never as text to read out
 """
 from __future__ import annotations
 
-from orchestrator.stages.reply_filter import RECALL_QUESTION, ReplyGuard, strip_format
+from orchestrator.stages.reply_filter import RECALL_QUESTION, ReplyGuard, compact, strip_format
 
 # Spoken, short, polite: a greeting, a fact, a feeling, a memory used (in the memory format) and
 # memories left alone. Their topics are far from everyday questions, so an answer has nothing to copy.
@@ -58,14 +58,24 @@ def build_messages(system_prompt: str, history: list[tuple[str, str]], memories:
     return messages + [{"role": "user", "content": user_text}]
 
 
+def pick_fallback(fallbacks: list[str], history: list[tuple[str, str]]) -> str:
+    """The fallback said least recently in the history (one never said first): not the same words
+    turn after turn."""
+    said = [answer for _, answer in history]
+    return min(fallbacks, key=lambda f: max((i for i, a in enumerate(said) if a == f), default=-1))
+
+
 def reply_guard(system_prompt: str, memories: list, user_text: str,
                 exemplars: list[tuple[str, str]] = EXEMPLARS, history: list[tuple[str, str]] = ()) -> ReplyGuard:
     """Everything the reply must not read out: the instructions, the exemplars (the first, a greeting,
     fits any greeting) line by line and their topics unless the conversation has them, the memories,
-    and what the user said in earlier turns of the history (the 0.5B reads a previous statement out
-    again, turn after turn) unless they ask back."""
+    and what was said in earlier turns of the history (the 0.5B reads a previous statement out again,
+    turn after turn, and repeats its own replies) unless the user asks back. Short ones ("네,
+    좋아요.") may come again."""
     lines = [strip_format(line) for user, answer in exemplars[1:] for line in [*user.splitlines(), answer]]
-    earlier = [] if RECALL_QUESTION.search(user_text) else [u for u, _ in history if u != user_text]
+    # the 0.5B also says its own earlier reply again ("네, 이는 수사의 공정입니다." five turns in a row)
+    earlier = [] if RECALL_QUESTION.search(user_text) else [
+        said for turn in history for said in turn if said != user_text and len(compact(said)) >= 10]
     said = " ".join([user_text, *memory_facts(memories), *(t for turn in history for t in turn)])
     return ReplyGuard([system_prompt, *(u for u, _ in exemplars), *earlier], user_text, memory_facts(memories),
                       examples=[line for line in lines if line],

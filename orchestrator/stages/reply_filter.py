@@ -39,7 +39,8 @@ ECHO_RUN, ECHO_PIECE = 20, 6
 QUESTION = re.compile(r"[?？]|(까|나요|니|냐|가요|죠|지요|는지|을지)\s*[.!]?\s*$|뭐|어디|언제|누구|왜|얼마|몇|어떻게|어떤")
 
 
-def _compact(text: str) -> str:
+def compact(text: str) -> str:
+    """Text without spaces and punctuation: what runs of shared characters are counted on."""
     return re.sub(r"[\s.,!?~…'\"“”‘’·:;()\[\]<>-]+", "", text)
 
 
@@ -61,15 +62,15 @@ def strip_format(sentence: str) -> str:
 class ReplyGuard:
     def __init__(self, guarded: list[str], user_text: str = "", memories: list[str] = (), min_run: int = 10,
                  share: float = 0.5, examples: list[str] = (), foreign_words: list[str] = ()):
-        examples = [e for e in map(_compact, examples) if e]
-        self.guarded = [_compact(g) for g in guarded if g] + examples
-        self.user = _compact(user_text)
+        examples = [e for e in map(compact, examples) if e]
+        self.guarded = [compact(g) for g in guarded if g] + examples
+        self.user = compact(user_text)
         # a recalled fact that shares no word (2+ characters) with what the user just said is not the
         # answer, unless the user asks back what they said: reading it out is a leak. A short one that
         # does may be said back ("고양이를 두 마리 키워요"); a long one read out whole is the memory block again.
         self.asked_back = asked_back = bool(RECALL_QUESTION.search(user_text))
         self.question = bool(QUESTION.search(user_text))
-        self.memories = [m for m in map(_compact, memories)
+        self.memories = [m for m in map(compact, memories)
                          if m and ((longest_shared_run(m, self.user) < 2 and not asked_back) or len(m) >= 15)]
         self.guarded += self.memories
         # an example answer of the prompt that shares no word with the question is not this answer
@@ -82,7 +83,7 @@ class ReplyGuard:
 
     def recites(self, sentence: str) -> bool:
         """Most of the sentence is a run of guarded text (a short guarded text counts whole)."""
-        text = self.sentence + _compact(sentence)
+        text = self.sentence + compact(sentence)
         for source in self.guarded:
             run = longest_shared_run(text, source)
             if run >= min(self.min_run, 0.8 * len(source)) and run >= self.share * len(text):
@@ -93,7 +94,7 @@ class ReplyGuard:
         """The sentence so far is mostly half of a memory or an example answer unrelated to the
         question: it is reading that out. Checked on a first chunk too, which stops mid-sentence:
         once it is spoken, its rest could only be cut off."""
-        text = self.sentence + _compact(piece)
+        text = self.sentence + compact(piece)
         return any(run >= min(6, 0.5 * len(m)) and run >= self.share * len(text)
                    for m in self.unrelated for run in [longest_shared_run(text, m)])
 
@@ -101,7 +102,7 @@ class ReplyGuard:
         """The sentence is mostly the user's words said back: most of what they said, or a long stretch
         of it (a small model reading a long utterance back from its middle). A short answer that reuses
         the question's words ("사과는 과일이에요") stays."""
-        text = _compact(sentence)
+        text = compact(sentence)
         run = longest_shared_run(text, self.user)
         long_stretch = run >= ECHO_RUN and not self.asked_back  # "…라고 하셨어요" answers an asking back
         return len(text) >= 8 and run >= 0.7 * len(text) and (run >= 0.75 * len(self.user) or long_stretch)
@@ -109,7 +110,7 @@ class ReplyGuard:
     def begins_echo(self, piece: str) -> bool:
         """A piece that stops mid-sentence (a first chunk) and is, almost whole, a stretch of what the
         user stated (not asked): the sentence is reading it back."""
-        text = self.sentence + _compact(piece)
+        text = self.sentence + compact(piece)
         return (not self.question and len(self.user) >= 2 * ECHO_PIECE and len(text) >= ECHO_PIECE
                 and longest_shared_run(text, self.user) >= 0.9 * len(text))
 
@@ -127,7 +128,7 @@ class ReplyGuard:
             self.skipping = not complete and (self.skipping or begins)
             self.sentence = "" if complete else self.sentence
             return ""
-        self.sentence = "" if complete else self.sentence + _compact(text)
+        self.sentence = "" if complete else self.sentence + compact(text)
         return text
 
 
