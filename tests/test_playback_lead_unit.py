@@ -9,7 +9,7 @@ import pytest
 
 from orchestrator.metrics import TurnClock
 from orchestrator.stages.respond import ResponseResult, respond
-from RealTime_zeroshot_TTS_ko.engines.base import SynthChunk
+from RealTime_zeroshot_TTS_ko.engines.base import SynthChunk, TtsEngine
 from tests.fakes.gateway import FakeGateway
 from triton_models import tts as tts_module
 from triton_models.tts import TtsService
@@ -22,7 +22,7 @@ class Clock:
         return self.t
 
 
-class ScriptedEngine:
+class ScriptedEngine(TtsEngine):
     """Chunks of `chunk_s` audio, each taking `decode_s` of the fake clock to make."""
     sample_rate = 24000
 
