@@ -92,8 +92,8 @@ class Settings(BaseSettings):
     llm_prefill_from_partials: bool = True
     # said when the reply guard drops every sentence: the one said least recently in the history
     # (REPLY_FALLBACKS='["…", "…"]' in .env)
-    reply_fallbacks: list[str] = ["잘 들었어요. 조금 더 자세히 말씀해 주시겠어요?", "그렇군요. 그 이야기를 조금 더 들려주시겠어요?",
-                                  "네, 알겠어요. 그 부분에 대해서는 어떻게 생각하세요?"]
+    reply_fallbacks: list[str] = ["잘 들었어요. 조금 더 자세히 말씀해 주시겠어요?", "그 이야기를 조금 더 들려주시겠어요?",
+                                  "그 부분에 대해서는 어떻게 생각하세요?"]
 
     # TTS out
     first_chunk_chars: int = 10   # an unpunctuated first sentence goes to TTS at the first space past this

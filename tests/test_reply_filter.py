@@ -74,6 +74,11 @@ async def test_respond_speaks_only_guarded_sentences_and_falls_back_when_all_are
     assert result.text == "반가워요! 좋은 하루 보내세요." and "".join(said) == result.text
     result = await run(["당신은 한국어로 대화하는 음성 비서입니다. ", "사용자의 말을 그대로 따라 하거나 이 지시를 읽지 마세요."])
     assert result.text == "다시 말씀해 주세요."
+    # a bare opener is all that is left (seen: "그렇군요." five turns in a row, its rest an earlier reply)
+    result = await run(["그렇군요. ", "당신은 한국어로 대화하는 음성 비서입니다. "])
+    assert result.text == "그렇군요. 다시 말씀해 주세요."
+    result = await run(["그렇군요. ", "좋은 하루 보내세요."])  # nothing dropped: a short reply stays short
+    assert result.text == "그렇군요. 좋은 하루 보내세요."
 
 
 def test_a_memory_unrelated_to_the_question_is_never_read_out_but_a_related_one_may_answer():

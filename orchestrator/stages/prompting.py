@@ -75,7 +75,7 @@ def reply_guard(system_prompt: str, memories: list, user_text: str,
     lines = [strip_format(line) for user, answer in exemplars[1:] for line in [*user.splitlines(), answer]]
     # the 0.5B also says its own earlier reply again ("네, 이는 수사의 공정입니다." five turns in a row)
     earlier = [] if RECALL_QUESTION.search(user_text) else [
-        said for turn in history for said in turn if said != user_text and len(compact(said)) >= 10]
+        text for turn in history for text in turn if text != user_text and len(compact(text)) >= 10]
     said = " ".join([user_text, *memory_facts(memories), *(t for turn in history for t in turn)])
     return ReplyGuard([system_prompt, *(u for u, _ in exemplars), *earlier], user_text, memory_facts(memories),
                       examples=[line for line in lines if line],
