@@ -62,23 +62,26 @@ async def test_respond_speaks_only_guarded_sentences_and_falls_back_when_all_are
     async def on_audio(pcm, rate):
         pass
 
-    async def run(reply: list[str]) -> ResponseResult:
+    async def run(reply: list[str], history=()) -> ResponseResult:
         said.clear()
         gateway = FakeGateway(reply=reply)
         return await respond(gateway, llm_model="llm", tts_model=None, messages=[], llm_options={}, tts_options={},
                              clock=TurnClock(speech_end=0.0), request_id="r", max_sentences=2,
-                             guard=reply_guard(DEFAULT_SYSTEM_PROMPT, [], "안녕하세요"), fallback="다시 말씀해 주세요.",
+                             guard=reply_guard(DEFAULT_SYSTEM_PROMPT, [], "안녕하세요", history=list(history)),
+                             fallback="다시 말씀해 주세요.",
                              on_text=on_text, on_audio=on_audio, result=ResponseResult())
 
     result = await run(["**반가워요**! ", "당신은 한국어로 대화하는 음성 비서입니다. ", "🌟 좋은 하루 보내세요. ", "셋째 문장."])
     assert result.text == "반가워요! 좋은 하루 보내세요." and "".join(said) == result.text
     result = await run(["당신은 한국어로 대화하는 음성 비서입니다. ", "사용자의 말을 그대로 따라 하거나 이 지시를 읽지 마세요."])
     assert result.text == "다시 말씀해 주세요."
-    # a bare opener is all that is left (seen: "그렇군요." five turns in a row, its rest an earlier reply)
-    result = await run(["그렇군요. ", "당신은 한국어로 대화하는 음성 비서입니다. "])
+    # the opener of an earlier reply is all that is left, its rest dropped (seen: "그렇군요." five turns in
+    # a row, each time followed by the earlier reply): the fallback follows
+    earlier = [("커피 공정이 복잡하대요.", "그렇군요. 그 이야기를 조금 더 들려주시겠어요?")]
+    result = await run(["그렇군요. ", "그 이야기를 조금 더 들려주시겠어요?"], earlier)
     assert result.text == "그렇군요. 다시 말씀해 주세요."
-    result = await run(["그렇군요. ", "좋은 하루 보내세요."])  # nothing dropped: a short reply stays short
-    assert result.text == "그렇군요. 좋은 하루 보내세요."
+    result = await run(["잘 자요! ", "당신은 한국어로 대화하는 음성 비서입니다. "], earlier)  # a short reply of its own
+    assert result.text == "잘 자요!"
 
 
 def test_a_memory_unrelated_to_the_question_is_never_read_out_but_a_related_one_may_answer():
@@ -221,6 +224,7 @@ def test_the_model_saying_its_own_earlier_reply_again_is_held_back_but_short_one
     history = [("한 잔의 커피가 여러 공정을 거친다.", "네, 이는 수사의 공정입니다."), ("좋아요.", "네, 좋아요.")]
     guard = reply_guard(DEFAULT_SYSTEM_PROMPT, [], "검찰 수사 내용도 공개한다는 방침이다.", history=history)
     assert guard.clean("네, 이는 수사의 공정입니다.") == ""
+    assert guard.clean("네, 이는 수사의") == ""  # a first chunk beginning it: held back with its sentence
     again = reply_guard(DEFAULT_SYSTEM_PROMPT, [], "그럼 내일 봬요.", history=history)
     assert again.clean("네, 좋아요.") == "네, 좋아요."
     asked = reply_guard(DEFAULT_SYSTEM_PROMPT, [], "아까 뭐라고 했죠?", history=history)

@@ -79,4 +79,5 @@ def reply_guard(system_prompt: str, memories: list, user_text: str,
     said = " ".join([user_text, *memory_facts(memories), *(t for turn in history for t in turn)])
     return ReplyGuard([system_prompt, *(u for u, _ in exemplars), *earlier], user_text, memory_facts(memories),
                       examples=[line for line in lines if line],
-                      foreign_words=[w for w in EXEMPLAR_TOPICS if w not in said])
+                      foreign_words=[w for w in EXEMPLAR_TOPICS if w not in said],
+                      earlier_replies=[] if RECALL_QUESTION.search(user_text) else [answer for _, answer in history])

@@ -61,7 +61,8 @@ def strip_format(sentence: str) -> str:
 
 class ReplyGuard:
     def __init__(self, guarded: list[str], user_text: str = "", memories: list[str] = (), min_run: int = 10,
-                 share: float = 0.5, examples: list[str] = (), foreign_words: list[str] = ()):
+                 share: float = 0.5, examples: list[str] = (), foreign_words: list[str] = (),
+                 earlier_replies: list[str] = ()):
         examples = [e for e in map(compact, examples) if e]
         self.guarded = [compact(g) for g in guarded if g] + examples
         self.user = compact(user_text)
@@ -76,6 +77,10 @@ class ReplyGuard:
         # an example answer of the prompt that shares no word with the question is not this answer
         self.unrelated = self.memories + [e for e in examples if longest_shared_run(e, self.user) < 2]
         self.foreign_words = list(foreign_words)  # words the reply can only have copied from the prompt
+        self.earlier_replies = [r for r in map(compact, earlier_replies) if r]
+        # a first chunk that begins an earlier reply of 10+ characters is held back with its sentence
+        # (else its start is spoken and the rest cut off: "그 이야기를 조금 더")
+        self.unrelated += [r for r in self.earlier_replies if len(r) >= 10]
         self.min_run, self.share = min_run, share
         self.dropped: list[str] = []
         self.sentence = ""  # the kept pieces of the sentence in progress (a first chunk ends mid-sentence)
@@ -113,6 +118,12 @@ class ReplyGuard:
         text = self.sentence + compact(piece)
         return (not self.question and len(self.user) >= 2 * ECHO_PIECE and len(text) >= ECHO_PIECE
                 and longest_shared_run(text, self.user) >= 0.9 * len(text))
+
+    def bare_copied_opener(self, said: str) -> bool:
+        """All that was said is a few characters that open an earlier reply, and the guard dropped
+        the rest: the model was reading that reply out again ("그렇군요." and then its old words)."""
+        text = compact(said)
+        return bool(self.dropped) and 0 < len(text) < 6 and any(r.startswith(text) for r in self.earlier_replies)
 
     def clean(self, sentence: str) -> str:
         text = strip_format(sentence)

@@ -14,7 +14,7 @@ from typing import Awaitable, Callable
 
 from RealTime_zeroshot_TTS_ko.text.splitter import SentenceSplitter
 from orchestrator.metrics import TurnClock
-from orchestrator.stages.reply_filter import SENTENCE_ENDS, ReplyGuard, compact
+from orchestrator.stages.reply_filter import SENTENCE_ENDS, ReplyGuard
 
 log = logging.getLogger("orchestrator.respond")
 
@@ -86,8 +86,7 @@ async def respond(gateway, *, llm_model: str, tts_model: str | None, messages: l
                 await speak(sentence)
             # all dropped, nothing to say, or a bare opener left of what was dropped ("그렇군요." and then
             # an earlier reply read out): the fallback, ours, is never held back with what it replaces
-            bare_opener = guard is not None and guard.dropped and len(compact(result.text)) < 6
-            if guard is not None and fallback and (not result.text or bare_opener):
+            if guard is not None and fallback and (not result.text or guard.bare_copied_opener(result.text)):
                 await speak(fallback, guarded=False)
             clock.mark("llm_done")
         finally:
