@@ -142,15 +142,6 @@ def speculations() -> dict[str, float]:
             for o in ("committed", "cancelled")}
 
 
-def tts_preempted(server) -> float:
-    """Background TTS decodes stopped for a reply's first audio so far (the tts model's counter)."""
-    import urllib.request
-
-    with urllib.request.urlopen(f"http://127.0.0.1:{server.metrics_port}/metrics") as reply:
-        lines = reply.read().decode().splitlines()
-    return sum(float(line.rsplit(" ", 1)[1]) for line in lines if line.startswith("voice_tts_preempted_total{"))
-
-
 def summarise(rows: list[dict]) -> dict:
     out = {s: percentiles(r[s] for r in rows if r[s] is not None) for s in STAGES}
     out["server_ms"] = {s: percentiles(r["server"][s] for r in rows if s in r["server"]) for s in SERVER_STAGES}
@@ -245,12 +236,13 @@ def main() -> None:
                                      database_url="mysql+asyncmy://voice:voice@127.0.0.1:3306/voicechat_bench")
             with AppServer(settings) as app:
                 asyncio.run(run_clients(app.ws, 1, clips[-1:], 1))  # warm-up turn (not counted)
-                before, preempted = speculations(), tts_preempted(server)
+                # background TTS decodes stopped for a reply's first audio (the tts model's counter)
+                before, preempted = speculations(), server.counter("voice_tts_preempted_total")
                 rows = asyncio.run(run_clients(app.ws, n, clips, args.turns))
             key = f"{label}, {n} client{'s' if n > 1 else ''}"
             summary[key], rows_by[key] = summarise(rows), rows
             summary[key]["speculations"] = {k: v - before[k] for k, v in speculations().items()}
-            summary[key]["tts_preempted"] = tts_preempted(server) - preempted
+            summary[key]["tts_preempted"] = server.counter("voice_tts_preempted_total") - preempted
             print(key, {s: summary[key][s]["p50"] for s in STAGES}, flush=True)
     models_only = in_process_critical_path(clips)
     after = summary["after, 1 client"]

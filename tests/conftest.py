@@ -45,9 +45,7 @@ async def gateway(triton):
 
 
 async def triton_counter(server, name: str) -> float:
-    """A counter from Triton's metrics port (the models' custom metrics), summed over its labels."""
-    import httpx
+    """A counter from Triton's metrics port (TritonServer.counter), read off the event loop."""
+    import asyncio
 
-    async with httpx.AsyncClient() as http:
-        text = (await http.get(f"http://127.0.0.1:{server.metrics_port}/metrics")).text
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + "{"))
+    return await asyncio.to_thread(server.counter, name)

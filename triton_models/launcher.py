@@ -134,6 +134,14 @@ class TritonServer:
         return {m["name"]: m.get("reason", "") for m in index if m.get("state") == "UNAVAILABLE" and m.get("reason")
                 and "unloaded" not in m.get("reason", "")}
 
+    def counter(self, name: str) -> float:
+        """A counter from the metrics port (the models' custom metrics), summed over its labels."""
+        import urllib.request
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics") as reply:
+            lines = reply.read().decode().splitlines()
+        return sum(float(line.rsplit(" ", 1)[1]) for line in lines if line.startswith(name + "{"))
+
     def log_tail(self, n: int = 40) -> str:
         try:
             return "\n".join(Path(self.log_path).read_text(errors="replace").splitlines()[-n:])

@@ -73,11 +73,12 @@ def reply_guard(system_prompt: str, memories: list, user_text: str,
     turn after turn, and repeats its own replies) unless the user asks back. Short ones ("네,
     좋아요.") may come again."""
     lines = [strip_format(line) for user, answer in exemplars[1:] for line in [*user.splitlines(), answer]]
+    asked_back, facts = bool(RECALL_QUESTION.search(user_text)), memory_facts(memories)
     # the 0.5B also says its own earlier reply again ("네, 이는 수사의 공정입니다." five turns in a row)
-    earlier = [] if RECALL_QUESTION.search(user_text) else [
+    earlier = [] if asked_back else [
         text for turn in history for text in turn if text != user_text and len(compact(text)) >= 10]
-    said = " ".join([user_text, *memory_facts(memories), *(t for turn in history for t in turn)])
-    return ReplyGuard([system_prompt, *(u for u, _ in exemplars), *earlier], user_text, memory_facts(memories),
+    said = " ".join([user_text, *facts, *(t for turn in history for t in turn)])
+    return ReplyGuard([system_prompt, *(u for u, _ in exemplars), *earlier], user_text, facts,
                       examples=[line for line in lines if line],
                       foreign_words=[w for w in EXEMPLAR_TOPICS if w not in said],
-                      earlier_replies=[] if RECALL_QUESTION.search(user_text) else [answer for _, answer in history])
+                      earlier_replies=[] if asked_back else [answer for _, answer in history])
