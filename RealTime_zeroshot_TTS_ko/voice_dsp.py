@@ -4,7 +4,7 @@
   spectral envelope (vocal-tract length) and pitch by that factor; the engine speaks 1/factor faster
   first so the duration is kept, and the pitch is set through the decoder's F0 input;
 - equaliser: a smooth linear-phase filter moving our long-term spectrum toward the reference's speech
-  (mel bands, median-centred, clipped to ±MAX_EQ_DB).
+  (mel bands, median-centred, clipped to ±MAX_EQ_DB, never cutting KEEP_BAND_HZ).
 
 `VoicePost` applies both to the parts of one phrase as a stream (no seams between parts).
 """
@@ -14,6 +14,9 @@ import numpy as np
 
 EQ_BANDS, EQ_TAPS, MAX_EQ_DB = 24, 255, 9.0
 FMIN, FMAX = 60.0, 7800.0
+# Never cut where consonants are told apart (the band speech-intelligibility indices weigh most): on the
+# human dev speaker's folds, CER of fitted voices 0.135 → 0.131 with similarity unchanged
+KEEP_BAND_HZ = (1500.0, 5000.0)
 
 
 def warp(audio: np.ndarray, factor: float, sr: int, out_sr: int | None = None) -> np.ndarray:
@@ -39,8 +42,13 @@ def band_levels(audio: np.ndarray, sr: int) -> np.ndarray:
 
 def eq_gains(target: np.ndarray, ours: np.ndarray, strength: float) -> np.ndarray:
     """Per-band gains (dB) moving `ours` toward `target`, level-free and bounded."""
-    gains = target - ours
-    return np.clip(strength * (gains - np.median(gains)), -MAX_EQ_DB, MAX_EQ_DB).astype(np.float32)
+    import librosa
+
+    gains = np.clip(strength * (target - ours - np.median(target - ours)), -MAX_EQ_DB, MAX_EQ_DB)
+    centres = librosa.mel_frequencies(n_mels=len(gains) + 2, fmin=FMIN, fmax=FMAX)[1:-1]
+    kept = (centres >= KEEP_BAND_HZ[0]) & (centres <= KEEP_BAND_HZ[1])
+    gains[kept] = np.maximum(gains[kept], 0.0)
+    return gains.astype(np.float32)
 
 
 def eq_taps(gains: np.ndarray, sr: int) -> np.ndarray:

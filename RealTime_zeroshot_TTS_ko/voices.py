@@ -25,7 +25,7 @@ class VoiceProfile:
     speed: float = 1.0
     pitch_semitones: float = 0.0      # moves the decoder's F0 input
     weights: dict[str, float] = field(default_factory=dict)
-    similarity: float | None = None   # to its reference's held-out part, when fitted
+    similarity: float | None = None   # to its reference clip, when fitted
     formant: float = 1.0              # spectral-envelope scale (voice_dsp.warp)
     eq_gains: np.ndarray | None = None  # per-band equaliser gains in dB (voice_dsp)
 

@@ -146,6 +146,8 @@ def main() -> None:
     summary = {"mean_gain_over_stock": round(float(np.mean([r["fitted"] - r["stock"] for r in rows])), 4),
                "folds_fitted_above_stock": f"{sum(r['fitted'] > r['stock'] for r in rows)}/{len(rows)}",
                "folds_fitted_above_best_single": f"{sum(r['fitted'] > r['best_single'] for r in rows)}/{len(rows)}",
+               "speakers_fitted_above_stock_and_best_single":
+                   f"{sum(v['fitted'] > max(v['stock'], v['best_single']) for v in per_speaker.values())}/{len(per_speaker)}",
                "enroll_s_max": max(r["enroll_s"] for r in rows), "cer_fitted_max": max(r["cer_fitted"] for r in rows)}
     png = bar_plot(RESULTS / f"{args.name}.png", "Speaker similarity to held-out human clips (Resemblyzer)",
                    {f"{r['speaker']} #{r['fold']}": {"fitted": r["fitted"], "stock": r["stock"],

@@ -52,6 +52,22 @@ def test_post_chain_streams_without_seams():
     assert abs(len(streamed) - len(whole)) <= 2 and abs(len(whole) - len(audio) / 0.9) <= 2
 
 
+def test_the_equaliser_never_cuts_the_consonant_band():
+    import librosa
+
+    from RealTime_zeroshot_TTS_ko.voice_dsp import EQ_BANDS, FMAX, FMIN, KEEP_BAND_HZ, MAX_EQ_DB, eq_gains
+
+    centres = librosa.mel_frequencies(n_mels=EQ_BANDS + 2, fmin=FMIN, fmax=FMAX)[1:-1]
+    kept = (centres >= KEEP_BAND_HZ[0]) & (centres <= KEEP_BAND_HZ[1])
+    ours = np.zeros(EQ_BANDS, np.float32)
+    duller = -np.linspace(0.0, 24.0, EQ_BANDS)  # a reference ever duller than our voice toward the treble
+    gains = eq_gains(duller, ours, 1.0)
+    assert kept.any() and np.all(gains[kept] >= 0) and np.all(np.abs(gains) <= MAX_EQ_DB)
+    assert np.all(gains[centres > KEEP_BAND_HZ[1]] < 0), "cuts outside the band stay"
+    brighter = -duller
+    assert np.all(eq_gains(brighter, ours, 1.0)[kept & (centres > 2500)] > 0), "boosts inside the band stay"
+
+
 def test_fits_at_once_never_mix_and_survive_a_restart(engine, references):
     from RealTime_zeroshot_TTS_ko import load_engine
 
