@@ -8,8 +8,8 @@ nothing here is tuned to a speaker:
 1. The reference's speech is cut into 2 s stretches that go alternately to two halves; each half and
    the whole are embedded.
 2. The voice space (`VoiceSpace`, made once per model by `export tts` and kept beside the weights):
-   styles around the stock voice (moved part of the way toward each pack, and each pack itself;
-   optionally points drawn from the packs' own spread), each with its audio for two sentences, so the
+   styles around the stock voice (moved part of the way toward each pack; optionally points drawn
+   from the packs' own spread), each with its audio for two sentences, so the
    search needs no synthesis, and its CER as heard by Whisper: a style less intelligible than stock is
    never chosen.
 3. Every style × formant factor is scored on both halves; the best few get an equaliser (two
@@ -48,10 +48,10 @@ EQ_STRENGTHS = (0.5, 1.0)
 # gain (dev speaker, pure male pack: +0.004 on the reference, +0.05 on his other clips). Rate matching
 # stays only if it rises this much more (a slower Kokoro is less natural):
 KEEP_MARGIN = 0.01
-# How far from the stock voice toward each pack: part of the way, and the pack itself (the CER check
-# then admits only the packs as intelligible as stock). Pure packs as candidates, in-process on the 5
-# folds of the human dev speaker: mean gain over stock +0.056 → +0.075, CER 0.169 → 0.147 (12 sentences).
-MOVES = (0.2, 1.0)
+# How far from the stock voice toward each pack. Pure packs as candidates (1.0) passed the 12-sentence
+# check and raised similarity (dev speaker: +0.070 over stock), but the pure male pack, pitched to the
+# speaker, read the benchmark's harder sentences (numbers, times, English) at CER 0.25 against 0.12:
+MOVES = (0.2,)
 SPACE_RANDOM, SPACE_SEED = 0, 0  # random timbre offsets: CER 0.20 on our TTS set, unseen by the 12-sentence check
 TIMBRE = slice(0, 128)
 REF_MIN_S, REF_MAX_S = 3.0, 30.0
