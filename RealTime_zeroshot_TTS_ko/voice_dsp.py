@@ -40,22 +40,27 @@ def band_levels(audio: np.ndarray, sr: int) -> np.ndarray:
     return 10 * np.log10(mel @ power.mean(axis=1) + 1e-10)
 
 
-def eq_gains(target: np.ndarray, ours: np.ndarray, strength: float) -> np.ndarray:
-    """Per-band gains (dB) moving `ours` toward `target`, level-free and bounded."""
+def band_centres(bands: int = EQ_BANDS) -> np.ndarray:
+    """Centre frequencies (Hz) of the equaliser's mel bands."""
     import librosa
 
-    gains = np.clip(strength * (target - ours - np.median(target - ours)), -MAX_EQ_DB, MAX_EQ_DB)
-    centres = librosa.mel_frequencies(n_mels=len(gains) + 2, fmin=FMIN, fmax=FMAX)[1:-1]
+    return librosa.mel_frequencies(n_mels=bands + 2, fmin=FMIN, fmax=FMAX)[1:-1]
+
+
+def eq_gains(target: np.ndarray, ours: np.ndarray, strength: float) -> np.ndarray:
+    """Per-band gains (dB) moving `ours` toward `target`, level-free and bounded."""
+    gap = target - ours
+    gains = np.clip(strength * (gap - np.median(gap)), -MAX_EQ_DB, MAX_EQ_DB)
+    centres = band_centres(len(gains))
     kept = (centres >= KEEP_BAND_HZ[0]) & (centres <= KEEP_BAND_HZ[1])
     gains[kept] = np.maximum(gains[kept], 0.0)
     return gains.astype(np.float32)
 
 
 def eq_taps(gains: np.ndarray, sr: int) -> np.ndarray:
-    import librosa
     from scipy.signal import firwin2
 
-    centres = librosa.mel_frequencies(n_mels=len(gains) + 2, fmin=FMIN, fmax=FMAX)[1:-1]
+    centres = band_centres(len(gains))
     freqs = np.linspace(0, sr / 2, 257)
     return firwin2(EQ_TAPS, freqs / (sr / 2), 10 ** (np.interp(freqs, centres, gains) / 20)).astype(np.float32)
 

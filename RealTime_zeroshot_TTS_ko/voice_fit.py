@@ -9,9 +9,8 @@ nothing here is tuned to a speaker:
    the whole are embedded.
 2. The voice space (`VoiceSpace`, made once per model by `export tts` and kept beside the weights):
    styles around the stock voice (moved part of the way toward each pack; optionally points drawn
-   from the packs' own spread), each with its audio for two sentences, so the
-   search needs no synthesis, and its CER as heard by Whisper: a style less intelligible than stock is
-   never chosen.
+   from the packs' own spread), each with its audio for two sentences, so the search needs no
+   synthesis, and its CER as heard by Whisper: a style less intelligible than stock is never chosen.
 3. Every style × formant factor is scored on both halves; the best few get an equaliser (two
    strengths), cross-fitted: toward one half's long-term spectrum and scored on the other, both ways,
    so that a setting never wins by copying the very speech it is scored on. The winner's equaliser is

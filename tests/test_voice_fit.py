@@ -53,11 +53,9 @@ def test_post_chain_streams_without_seams():
 
 
 def test_the_equaliser_never_cuts_the_consonant_band():
-    import librosa
+    from RealTime_zeroshot_TTS_ko.voice_dsp import EQ_BANDS, KEEP_BAND_HZ, MAX_EQ_DB, band_centres, eq_gains
 
-    from RealTime_zeroshot_TTS_ko.voice_dsp import EQ_BANDS, FMAX, FMIN, KEEP_BAND_HZ, MAX_EQ_DB, eq_gains
-
-    centres = librosa.mel_frequencies(n_mels=EQ_BANDS + 2, fmin=FMIN, fmax=FMAX)[1:-1]
+    centres = band_centres()
     kept = (centres >= KEEP_BAND_HZ[0]) & (centres <= KEEP_BAND_HZ[1])
     ours = np.zeros(EQ_BANDS, np.float32)
     duller = -np.linspace(0.0, 24.0, EQ_BANDS)  # a reference ever duller than our voice toward the treble
