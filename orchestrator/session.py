@@ -325,7 +325,8 @@ class VoiceSession:
                           remember, next_index, heard=self.unanswered.append)
         turn = Turn(self.turn_id + 1, audio, TurnClock(speech_end=speech_end), ctx, self.svc,
                     Outbox(self._send_any), text_input=text, answer=answer,
-                    stt_prefix=self.listener.agreed_text if text is None else "")
+                    stt_prefix=self.listener.agreed_text if text is None else "",
+                    stt_vad=self.listener.manual or self.cfg.stt_whisper_vad)
         return TurnHandle(turn, speculative=speculative)
 
     async def _send_any(self, item: dict | bytes) -> None:

@@ -108,6 +108,7 @@ class Turn:
     text_input: str | None = None  # the user's words as text: no STT
     answer: bool = True            # False: transcribe only; the answer waits for an explicit request
     stt_prefix: str = ""           # words the partials agreed on: the final transcript starts with them
+    stt_vad: bool = False          # no VAD segmented this audio (turn detection off): Whisper runs its own
     failure: str | None = None     # why the turn failed (stored with it)
 
     def after_commit(self, action: Callable[[], None]) -> None:
@@ -191,7 +192,7 @@ class Turn:
                 self.status = "empty"
                 return await self.send("response.done", status="empty", timings=self.clock.ms())
             transcript = await gateway.transcribe(cfg.stt_model, self.audio, window_s=cfg.stt_window_s,
-                                                  prefix=self.stt_prefix)
+                                                  prefix=self.stt_prefix, vad=self.stt_vad)
             self.clock.mark("stt_done")
             self.versions["stt"] = transcript.model_version
             self.user_text = transcript.text

@@ -47,6 +47,22 @@ class Harness(EventRecorder):
         await self.drain_listener(self.session.listener)
 
 
+async def test_whisper_runs_its_own_vad_only_on_audio_no_vad_segmented():
+    """The listener's VAD found the speech of a detected turn: a second pass in Whisper only cuts
+    syllables. A push-to-talk commit without turn detection may be anything: Whisper's VAD checks it."""
+    h = Harness(FakeGateway())
+    await h.start()
+    await h.frames(LOUD, 20)
+    await h.frames(QUIET, 25)
+    await h.wait_for("response.done")
+    h.session.listener.set_manual(True)
+    await h.frames(LOUD, 20)
+    assert await h.session.commit_input()
+    await asyncio.wait({h.session.current.task}, timeout=5)
+    await h.session.close()
+    assert h.gw.stt_vads == [False, True]
+
+
 async def test_speculative_turn_is_held_until_the_endpoint_then_flows():
     h = Harness(FakeGateway(), speculative_pause_ms=250, vad_end_silence_ms=600)
     await h.start()

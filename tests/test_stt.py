@@ -40,8 +40,8 @@ async def test_bad_options_are_a_clear_error(gateway):
 
 
 async def test_short_encoder_window_through_triton_keeps_the_text(gateway):
-    """Finals use a 15 s encoder window for utterances that fit (the pinned ctranslate2 accepts
-    1500 frames); the result matches the 30 s window within the CER ceiling."""
+    """Finals use a 10 or 15 s encoder window for utterances that fit (the pinned ctranslate2 accepts
+    fewer than 3000 frames); the result matches the 30 s window within the CER ceiling."""
     audio, reference = korean_clip()
     short = await gateway.transcribe("stt", to_pcm16(audio))
     full = await gateway.transcribe("stt", to_pcm16(audio), window_s=30)
@@ -50,20 +50,28 @@ async def test_short_encoder_window_through_triton_keeps_the_text(gateway):
     assert kocer.cer(full.text, short.text) <= 0.1
 
 
+async def test_a_final_without_whispers_vad_keeps_the_words(gateway):
+    """The listener's finals skip Whisper's own VAD pass (Silero already segmented the speech)."""
+    audio, reference = korean_clip()
+    result = await gateway.transcribe("stt", to_pcm16(audio), vad=False)
+    assert kocer.cer(reference, result.text) <= CER_CEILING
+
+
 def test_ctranslate2_encoder_accepts_a_short_window():
     import ctranslate2
     from faster_whisper.transcribe import get_ctranslate2_storage
 
     from tests.conftest import ROOT
-    from triton_models.stt import SHORT_WINDOW_S, WhisperTranscriber, encoder_window_s, max_new_tokens
+    from triton_models.stt import WhisperTranscriber, encoder_window_s, max_new_tokens
 
     assert ctranslate2.__version__ == "4.8.5"  # the version whose short-window encode is tested here
     engine = WhisperTranscriber(next((ROOT / "model_repository" / "stt").glob("*/whisper")))
-    frames = SHORT_WINDOW_S * 100
-    features = np.zeros((1, 80, frames), np.float32)
-    out = engine.model.model.encode(get_ctranslate2_storage(features))
-    assert list(out.shape) == [1, frames // 2, 512]
-    assert encoder_window_s(3.0) == SHORT_WINDOW_S and encoder_window_s(20.0) == 30
+    for frames in (1000, 1500):
+        features = np.zeros((1, 80, frames), np.float32)
+        out = engine.model.model.encode(get_ctranslate2_storage(features))
+        assert list(out.shape) == [1, frames // 2, 512]
+    assert [encoder_window_s(s) for s in (3.0, 8.0, 9.0, 13.0, 14.0)] == [10, 10, 15, 15, 30]
+    assert encoder_window_s(9.0, requested=10) == 30 and encoder_window_s(3.0, requested=30) == 30
     assert max_new_tokens(3.0) < max_new_tokens(10.0) <= 440
 
 

@@ -21,12 +21,13 @@ import numpy as np
 from triton_models.common import model_params, pcm16_to_float, request_json
 
 SAMPLE_RATE = 16000
-# Whisper's encoder sees the utterance padded to this window instead of 30 s (ctranslate2 4.8.5
-# accepts fewer than 3000 feature frames). Measured on the 11 human clips of ko_speech_dev (2-8 s,
-# 2 cores): 30 s window 1040 ms p50 / CER 0.087, 20 s 565 ms / 0.089, 15 s 530 ms / 0.093,
-# 10 s 430 ms / 0.104; padding to the exact length makes Whisper loop. 15 s keeps accuracy.
-SHORT_WINDOW_S = 15
-PARTIAL_WINDOW_S = 10  # partials trade a little accuracy for speed (they are replaced by the final)
+# Whisper's encoder sees the utterance padded to the smallest of these windows that leaves MIN_PAD_S
+# of padding, instead of 30 s (ctranslate2 4.8.5 accepts fewer than 3000 feature frames). The decoder
+# dominates the time (~10 ms a token; the encoder takes 80 / 125 / 490 ms at 10 / 15 / 30 s). Measured
+# on the 11 human clips of ko_speech_dev (3-10 s, 2 cores, no Whisper VAD): 15 s only 577 ms mean /
+# CER 0.078, 10 s where it fits 501 ms / 0.076; an 8 s window around 7.3 s of speech made Whisper loop.
+SHORT_WINDOWS_S = (10, 15)
+MIN_PAD_S = 2.0
 MAX_PREFIX = 300  # characters
 TOKENS_PER_S, TOKENS_MIN = 12, 16   # decoding bound: Korean read speech is ~4-7 tokens per second
 # Phrases Whisper invents on silence/noise (YouTube subtitle credits): dropped when decoding was weak.
@@ -45,13 +46,17 @@ class SttOptions:
     partial: bool = False  # partial transcripts: greedy and without the VAD pass
     window_s: int = 0      # encoder window; 0 = the short window when the utterance fits (benchmarks: 30)
     prefix: str = ""       # words the transcript must start with (the partials agreed on them)
+    # Silero VAD inside faster-whisper before a final. A caller whose own VAD segmented the speech
+    # (the orchestrator's listener) turns it off: on the human dev clips the second pass cut syllables
+    # (CER 0.093 with it, 0.078 without) and cost ~50 ms
+    vad: bool = True
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "SttOptions":
         d = d or {}
         opts = cls(language=str(d.get("language", "ko")), beam_size=int(d.get("beam_size", 1)),
                    partial=bool(d.get("partial", False)), window_s=int(d.get("window_s", 0)),
-                   prefix=str(d.get("prefix", "") or "").strip())
+                   prefix=str(d.get("prefix", "") or "").strip(), vad=bool(d.get("vad", True)))
         if opts.window_s and not 5 <= opts.window_s <= 30:
             raise ValueError("window_s must be 0 (auto) or 5..30")
         if not 1 <= opts.beam_size <= 8:
@@ -64,9 +69,12 @@ class SttOptions:
 
 
 def encoder_window_s(duration_s: float, requested: int = 0) -> int:
-    """The padded window Whisper encodes: the short one when the utterance fits in it, else 30 s."""
-    window = requested or SHORT_WINDOW_S
-    return window if duration_s <= window - 0.5 else 30
+    """The padded window Whisper encodes: the requested one, or else the smallest short one, when the
+    utterance fits in it with MIN_PAD_S to spare; otherwise 30 s."""
+    for window in (requested,) if requested else SHORT_WINDOWS_S:
+        if window < 30 and duration_s <= window - MIN_PAD_S:
+            return window
+    return 30
 
 
 def max_new_tokens(duration_s: float) -> int:
@@ -124,13 +132,13 @@ class WhisperTranscriber:
         result = {"text": "", "language": opts.language, "audio_s": round(duration, 3), "segments": 0}
         if len(audio) < SAMPLE_RATE // 10 or float(np.sqrt(np.mean(audio ** 2))) < self.min_rms:
             return {**result, "reason": "silence", "infer_ms": 0.0}
-        window = encoder_window_s(duration, opts.window_s or (PARTIAL_WINDOW_S if opts.partial else 0))
+        window = encoder_window_s(duration, opts.window_s)
         self.model.window_frames = window * 100 if window < 30 else 0
         segments, _info = self.model.transcribe(
             audio, language=opts.language, task="transcribe", beam_size=opts.beam_size,
             chunk_length=window, max_new_tokens=max_new_tokens(duration),
             temperature=0.0, condition_on_previous_text=False, without_timestamps=True,
-            no_repeat_ngram_size=3, vad_filter=not opts.partial, prefix=opts.prefix or None,
+            no_repeat_ngram_size=3, vad_filter=opts.vad and not opts.partial, prefix=opts.prefix or None,
             vad_parameters={"min_silence_duration_ms": 300, "speech_pad_ms": 200},
         )
         kept = [s for s in segments if not (s.no_speech_prob > 0.6 and s.avg_logprob < -0.7)

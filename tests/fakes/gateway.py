@@ -28,6 +28,7 @@ class FakeGateway:
     cancelled: list[str] = field(default_factory=list)
     partials: list[str] = field(default_factory=list)   # what successive partial STT calls return
     prefixes: list[str] = field(default_factory=list)   # the prefix each final STT call was given
+    stt_vads: list[bool] = field(default_factory=list)  # whether each final STT call asked for Whisper's VAD
     tts_options: list[dict] = field(default_factory=list)  # the OPTIONS of each TTS call
 
     def _maybe_fail(self, stage: str) -> None:
@@ -39,10 +40,12 @@ class FakeGateway:
         self._maybe_fail("vad")
         return (0.9 if float(np.abs(window).mean()) > 0.05 else 0.05), state
 
-    async def transcribe(self, model, pcm, *, language="ko", partial=False, beam_size=1, window_s=0, prefix=""):
+    async def transcribe(self, model, pcm, *, language="ko", partial=False, beam_size=1, window_s=0, prefix="",
+                         vad=True):
         self.calls.append("stt.partial" if partial else "stt")
         if not partial:
             self.prefixes.append(prefix)
+            self.stt_vads.append(vad)
         elif self.partials:  # scripted partial transcripts, one per call
             self._maybe_fail("stt")
             return Transcript(self.partials.pop(0), "1", {})
