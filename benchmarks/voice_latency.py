@@ -53,7 +53,7 @@ CONFIGS = {
     "before": {"speculative_pause_ms": 0, "stt_window_s": 30, "llm_first_sentence_threads": 1,
                "first_chunk_chars": 0, "llm_prefill_from_partials": False},
     "after": {},
-    "Whisper VAD, 15 s window": {"stt_whisper_vad": True, "stt_window_s": 15},
+    "Whisper VAD + 15 s window": {"stt_whisper_vad": True, "stt_window_s": 15},
     "one context": {},
     "no STT prefix": {"stt_prefix_from_partials": False},
     "pause 120 ms": {"speculative_pause_ms": 120},
@@ -62,7 +62,7 @@ CONFIGS = {
     "no TTS pre-emption": {},
 }
 # the llm model's `contexts` parameter per configuration
-LLM_CONTEXTS = {"before": 1, "after": 2, "Whisper VAD, 15 s window": 2, "one context": 1, "no STT prefix": 2, "pause 120 ms": 2, "no playback lead": 2,
+LLM_CONTEXTS = {"before": 1, "after": 2, "Whisper VAD + 15 s window": 2, "one context": 1, "no STT prefix": 2, "pause 120 ms": 2, "no playback lead": 2,
                 "no LLM prefill": 2, "no TTS pre-emption": 2}
 MULTI_CLIENT = ("one context", "no TTS pre-emption")  # configurations that only differ with several clients
 
