@@ -62,8 +62,8 @@ CONFIGS = {
     "no TTS pre-emption": {},
 }
 # the llm model's `contexts` parameter per configuration
-LLM_CONTEXTS = {"before": 1, "after": 2, "Whisper VAD + 15 s window": 2, "one context": 1, "no STT prefix": 2, "pause 120 ms": 2, "no playback lead": 2,
-                "no LLM prefill": 2, "no TTS pre-emption": 2}
+LLM_CONTEXTS = {"before": 1, "after": 2, "Whisper VAD + 15 s window": 2, "one context": 1, "no STT prefix": 2,
+                "pause 120 ms": 2, "no playback lead": 2, "no LLM prefill": 2, "no TTS pre-emption": 2}
 MULTI_CLIENT = ("one context", "no TTS pre-emption")  # configurations that only differ with several clients
 
 
