@@ -4,7 +4,8 @@
   spectral envelope (vocal-tract length) and pitch by that factor; the engine speaks 1/factor faster
   first so the duration is kept, and the pitch is set through the decoder's F0 input;
 - equaliser: a smooth linear-phase filter moving our long-term spectrum toward the reference's speech
-  (mel bands, median-centred, clipped to ±MAX_EQ_DB, never cutting KEEP_BAND_HZ).
+  (mel bands, median-centred, clipped to ±MAX_EQ_DB, never cutting KEEP_BAND_HZ, never copying the
+  band limits of the reference's channel).
 
 `VoicePost` applies both to the parts of one phrase as a stream (no seams between parts).
 """
@@ -17,6 +18,11 @@ FMIN, FMAX = 60.0, 7800.0
 # Never cut where consonants are told apart (the band speech-intelligibility indices weigh most): on the
 # human dev speaker's folds, CER of fitted voices 0.135 → 0.131 with similarity unchanged
 KEEP_BAND_HZ = (1500.0, 5000.0)
+# A band the reference's channel did not carry (a phone line's 300-3400 Hz, a narrowband headset) lies
+# far under our voice there, counted inward from either end of the spectrum. Voices differ from ours by
+# at most ~10 dB a band (median-centred; the human dev speaker, clean, noisy or bright), a phone band's
+# edges by 19-51 dB: a fitted voice is never equalised toward a channel's band limit.
+CHANNEL_EDGE_DB = 15.0
 
 
 def warp(audio: np.ndarray, factor: float, sr: int, out_sr: int | None = None) -> np.ndarray:
@@ -47,10 +53,36 @@ def band_centres(bands: int = EQ_BANDS) -> np.ndarray:
     return librosa.mel_frequencies(n_mels=bands + 2, fmin=FMIN, fmax=FMAX)[1:-1]
 
 
-def eq_gains(target: np.ndarray, ours: np.ndarray, strength: float) -> np.ndarray:
-    """Per-band gains (dB) moving `ours` toward `target`, level-free and bounded."""
+def carried_bands(gap: np.ndarray) -> np.ndarray:
+    """Which bands the reference's channel carried, from its level gap to our voice per band: False
+    for the run of bands at either end that lie CHANNEL_EDGE_DB or more under the median gap."""
+    low = gap - np.median(gap) <= -CHANNEL_EDGE_DB
+    carried = np.ones(len(gap), bool)
+    for order in (range(len(gap)), range(len(gap) - 1, -1, -1)):
+        for i in order:
+            if not low[i]:
+                break
+            carried[i] = False
+    return carried
+
+
+def reference_channel(target: np.ndarray, ours: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """(the bands the reference's channel carried, its band limits as gains (dB) that put them on our
+    voice: 0 where carried, its deficit (down to -40) elsewhere; None for a full-band reference)."""
     gap = target - ours
-    gains = np.clip(strength * (gap - np.median(gap)), -MAX_EQ_DB, MAX_EQ_DB)
+    carried = carried_bands(gap)
+    if carried.all():
+        return carried, None
+    return carried, np.where(carried, 0.0, np.maximum(gap - np.median(gap[carried]), -40.0)).astype(np.float32)
+
+
+def eq_gains(target: np.ndarray, ours: np.ndarray, strength: float, carried: np.ndarray | None = None) -> np.ndarray:
+    """Per-band gains (dB) moving `ours` toward `target`, level-free and bounded; 0 in the bands the
+    reference's channel did not carry (`carried`: reference_channel's)."""
+    gap = target - ours
+    carried = np.ones(len(gap), bool) if carried is None else carried
+    gains = np.zeros(len(gap))
+    gains[carried] = np.clip(strength * (gap[carried] - np.median(gap[carried])), -MAX_EQ_DB, MAX_EQ_DB)
     centres = band_centres(len(gains))
     kept = (centres >= KEEP_BAND_HZ[0]) & (centres <= KEEP_BAND_HZ[1])
     gains[kept] = np.maximum(gains[kept], 0.0)

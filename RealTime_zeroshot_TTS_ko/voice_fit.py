@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from RealTime_zeroshot_TTS_ko.voice_dsp import band_levels, eq_gains, equalise, warp
+from RealTime_zeroshot_TTS_ko.voice_dsp import band_levels, eq_gains, equalise, reference_channel, warp
 from RealTime_zeroshot_TTS_ko.voices import DEFAULT_BLEND, VoiceProfile
 
 log = logging.getLogger("tts.voice_fit")
@@ -276,13 +276,15 @@ def split_reference(reference: np.ndarray, sr: int) -> tuple[np.ndarray, np.ndar
 
 class _Scorer:
     """Renders settings from the space's stored audio (both sentences, 16 kHz) and embeds them, a batch
-    at a time, with equalisers toward `levels`; `pause()` runs between batches (a background fit yields
-    to a reply's critical work there)."""
+    at a time, with equalisers toward `levels` in the bands the reference's channel carried, heard
+    through that channel's band limits (voice_dsp.reference_channel); `pause()` runs between batches
+    (a background fit yields to a reply's critical work there)."""
 
     BATCH = 4
 
-    def __init__(self, space: VoiceSpace, levels: np.ndarray, pause=None):
+    def __init__(self, space: VoiceSpace, levels: np.ndarray, channel: tuple, pause=None):
         self.space, self.levels, self._ours = space, levels, {}
+        self.carried, self.limits = channel
         self.pause = pause or (lambda: None)
 
     def gains(self, s: Setting) -> np.ndarray | None:
@@ -291,7 +293,7 @@ class _Scorer:
         key = (s.style, s.formant)  # the long-term spectrum does not depend on the strength: measured once
         if key not in self._ours:
             self._ours[key] = band_levels(warp(self.space.search_audio[s.style], s.formant, 24000, 16000), 16000)
-        return eq_gains(self.levels, self._ours[key], s.eq)
+        return eq_gains(self.levels, self._ours[key], s.eq, self.carried)
 
     def parts(self, s: Setting) -> list[np.ndarray]:
         """The setting's two sentences (SPACE_SENTENCE, CHECK_SENTENCE) at 16 kHz."""
@@ -299,7 +301,8 @@ class _Scorer:
                 for clip in (self.space.search_audio, self.space.check_audio)]
 
     def render(self, s: Setting) -> np.ndarray:
-        return np.concatenate(self.parts(s))
+        """The setting as the reference's channel would carry it: what is compared with the reference."""
+        return equalise(np.concatenate(self.parts(s)), self.limits, 16000)
 
     def embed(self, settings: list[Setting]) -> dict[Setting, np.ndarray]:
         out = {}
@@ -322,7 +325,10 @@ def fit_voice(engine, space: VoiceSpace, reference: np.ndarray, sr: int, shortli
     pause()
     targets = [speaker_embedding(h, 16000) for h in halves]
     whole = speaker_embedding(np.concatenate(halves), 16000)
-    scorers = [_Scorer(space, band_levels(h, 16000), pause) for h in halves]
+    # a band-limited reference (a phone line) is compared with our voices band-limited alike
+    channel = reference_channel(band_levels(np.concatenate(halves), 16000),
+                                band_levels(warp(space.search_audio[0], 1.0, 24000, 16000), 16000))
+    scorers = [_Scorer(space, band_levels(h, 16000), channel, pause) for h in halves]
     # 3. every style × formant as it is, scored on both halves (the same audio: embedded once)
     plain = scorers[0].embed([Setting(i, f) for i in space.intelligible() for f in FORMANTS])
     score = {s: float(np.mean([e @ t for t in targets])) for s, e in plain.items()}
@@ -332,7 +338,7 @@ def fit_voice(engine, space: VoiceSpace, reference: np.ndarray, sr: int, shortli
     toward = [scorer.embed(equalised) for scorer in scorers]
     score |= {s: float(toward[0][s] @ targets[1] + toward[1][s] @ targets[0]) / 2 for s in equalised}
     best = max(score, key=score.get)
-    whole_scorer = _Scorer(space, band_levels(np.concatenate(halves), 16000))
+    whole_scorer = _Scorer(space, band_levels(np.concatenate(halves), 16000), channel)
     profile = dataclasses.replace(space.profile(best.style), formant=best.formant, eq_gains=whole_scorer.gains(best))
     # 5. pitch and rate matching, kept where they raise similarity to the whole reference: each tried with
     # real synthesis (pitch: both sentences; rate: the second one), against the space's stored audio
@@ -342,7 +348,7 @@ def fit_voice(engine, space: VoiceSpace, reference: np.ndarray, sr: int, shortli
         return [warp(engine.synth_phonemes(_phonemes(t), p), 1.0, engine.sample_rate, 16000) for t in texts]
 
     def heard(parts: list[np.ndarray]) -> float:
-        return float(speaker_embeddings([np.concatenate(parts)])[0] @ whole)
+        return float(speaker_embeddings([equalise(np.concatenate(parts), channel[1], 16000)])[0] @ whole)
 
     parts = whole_scorer.parts(best)
     sim = heard(parts)

@@ -6,6 +6,7 @@ two clips or more); `--speaker NAME=PATH` takes any folder (or glob) of one pers
 Per speaker and fold: the reference is a run of consecutive clips of 6–15 s (cut at 15 s), the targets
 are all the speaker's *other* clips, never the reference. Similarity: Resemblyzer cosine between
 speech synthesised for three sentences that no reference says and the mean embedding of the targets.
+`--reference-channel phone` sends each reference through a phone line's band (300-3400 Hz) first.
 Enrolment is the request a session makes (Triton's `tts` model, timed); CER of fitted voices is read
 by our `stt` model on the TTS sentence set.
 
@@ -30,6 +31,16 @@ from benchmarks.corpus import HUMAN_DEV, TTS_SENTENCES, to_16k
 EVAL_SENTENCES = ["새로운 문장으로 목소리가 얼마나 비슷한지 확인해 봅시다.", "오늘 저녁에는 친구들과 함께 식사를 할 거예요.",
                   "주말마다 가까운 공원에서 자전거를 타곤 합니다."]
 REF_MIN_S, REF_MAX_S = 6.0, 15.0
+
+
+def phone_line(audio: np.ndarray, sr: int = 16000) -> np.ndarray:
+    """The reference as a phone line or a narrowband headset carries it: 300-3400 Hz."""
+    from scipy.signal import butter, sosfilt
+
+    return sosfilt(butter(4, [300, 3400], btype="band", fs=sr, output="sos"), audio).astype(np.float32)
+
+
+CHANNELS = {"as recorded": lambda audio: audio, "phone": phone_line}
 
 
 def dev_speakers() -> dict[str, list[Path]]:
@@ -85,7 +96,8 @@ async def cer(gw, voice: str, sentences: list[str]) -> float:
     return round(kocer.cer(sentences, hyps), 4)
 
 
-async def run(url: str, speakers: dict[str, list[Path]], n_folds: int, cer_sentences: list[str]) -> list[dict]:
+async def run(url: str, speakers: dict[str, list[Path]], n_folds: int, cer_sentences: list[str],
+              channel: str = "as recorded") -> list[dict]:
     from orchestrator.triton_client import TritonGateway
     from RealTime_zeroshot_TTS_ko.voice_fit import similarity, speaker_embedding
 
@@ -102,7 +114,8 @@ async def run(url: str, speakers: dict[str, list[Path]], n_folds: int, cer_sente
             target = np.mean([speaker_embedding(c, 16000) for c in targets], axis=0)
             voice = f"bench_{speaker}_{k}"
             t0 = time.perf_counter()
-            info = await gw.enroll_voice("tts", voice, (ref * 32767).astype(np.int16), 16000)
+            sent = np.clip(CHANNELS[channel](ref), -1, 1)  # the targets stay as recorded
+            info = await gw.enroll_voice("tts", voice, (sent * 32767).astype(np.int16), 16000)
             enroll_s = time.perf_counter() - t0
             fitted = speaker_embedding(np.concatenate(await synth(gw, voice, EVAL_SENTENCES)), 24000)
             singles = {v: similarity(stock[v], target) for v in packs}
@@ -125,6 +138,8 @@ def main() -> None:
     parser.add_argument("--cer-sentences", type=int, default=16)
     parser.add_argument("--speaker", action="append", default=[], help="NAME=DIR or NAME=GLOB of one person's clips")
     parser.add_argument("--name", default="voice_clone", help="results file name")
+    parser.add_argument("--reference-channel", choices=list(CHANNELS), default="as recorded",
+                        help="what the reference goes through before it is sent (the targets never do)")
     args = parser.parse_args()
     if args.speaker:
         speakers = {}
@@ -136,7 +151,8 @@ def main() -> None:
     skipped = [s for s, p in speakers.items() if len(p) < 2]
     speakers = {s: p for s, p in speakers.items() if len(p) >= 2}
     with triton(["stt", "tts"]) as server:
-        rows = asyncio.run(run(server.grpc_url, speakers, args.folds, TTS_SENTENCES[: args.cer_sentences]))
+        rows = asyncio.run(run(server.grpc_url, speakers, args.folds, TTS_SENTENCES[: args.cer_sentences],
+                               args.reference_channel))
     per_speaker = {}
     for s in speakers:
         mine = [r for r in rows if r["speaker"] == s]
@@ -152,7 +168,8 @@ def main() -> None:
     png = bar_plot(RESULTS / f"{args.name}.png", "Speaker similarity to held-out human clips (Resemblyzer)",
                    {f"{r['speaker']} #{r['fold']}": {"fitted": r["fitted"], "stock": r["stock"],
                                                      "best single": r["best_single"]} for r in rows}, "cosine")
-    write(args.name, {"material": "human speech only; references never scored against", "speakers": per_speaker,
+    write(args.name, {"material": "human speech only; references never scored against",
+                      "reference_channel": args.reference_channel, "speakers": per_speaker,
                       "summary": summary, "skipped_speakers (one clip)": skipped,
                       "targets": {"gain_over_stock": 0.05, "enroll_s": 15, "cer": 0.13}, "folds": rows,
                       "plot": str(png)})

@@ -66,6 +66,32 @@ def test_the_equaliser_never_cuts_the_consonant_band():
     assert np.all(eq_gains(brighter, ours, 1.0)[kept & (centres > 2500)] > 0), "boosts inside the band stay"
 
 
+def test_a_phone_lines_band_limit_is_not_copied_into_the_voice(engine, references):
+    """A reference through a phone line (300-3400 Hz) lacks the bands outside it: the fitted voice's
+    equaliser leaves them as they are (the fit hears its candidates band-limited alike instead). The
+    human dev speaker as recorded has no band limit."""
+    from benchmarks.voice_clone import phone_line
+    from RealTime_zeroshot_TTS_ko.voice_dsp import band_centres, band_levels, reference_channel
+    from RealTime_zeroshot_TTS_ko.voice_fit import fit_voice
+
+    space = engine.voice_space()
+    ours = band_levels(warp(space.search_audio[0], 1.0, 24000, 16000), 16000)
+    clean = references[0]
+    phone = phone_line(clean)
+    def channel(reference):  # as the fit sees it: the reference's speech against the stock voice
+        return reference_channel(band_levels(np.concatenate(split_reference(reference, 16000)), 16000), ours)
+
+    full_band, no_limits = channel(clean)
+    assert full_band.all() and no_limits is None
+    centres = band_centres()
+    carried, limits = channel(phone)
+    assert not carried[(centres < 200) | (centres > 6500)].any() and carried[(centres > 400) & (centres < 3000)].all()
+    assert np.all(limits[carried] == 0) and np.all(limits[~carried] < -10)
+    profile = fit_voice(engine, space, phone, 16000)
+    assert profile.eq_gains is not None and np.all(profile.eq_gains[~carried] == 0)
+    assert np.any(profile.eq_gains[carried] != 0)  # the voice's colour is still matched where the line carried it
+
+
 def test_fits_at_once_never_mix_and_survive_a_restart(engine, references):
     from RealTime_zeroshot_TTS_ko import load_engine
 
