@@ -25,7 +25,8 @@ SAMPLE_RATE = 16000
 # of padding, instead of 30 s (ctranslate2 4.8.5 accepts fewer than 3000 feature frames). The decoder
 # dominates the time (~10 ms a token; the encoder takes 80 / 125 / 490 ms at 10 / 15 / 30 s). Measured
 # on the 11 human clips of ko_speech_dev (3-10 s, 2 cores, no Whisper VAD): 15 s only 577 ms mean /
-# CER 0.078, 10 s where it fits 501 ms / 0.076; an 8 s window around 7.3 s of speech made Whisper loop.
+# CER 0.078, 10 s wherever 0.5 s of padding was left 501 ms / 0.076; an 8 s window around 7.3 s of
+# speech made Whisper loop, hence the 2 s kept.
 SHORT_WINDOWS_S = (10, 15)
 MIN_PAD_S = 2.0
 MAX_PREFIX = 300  # characters
@@ -44,7 +45,7 @@ class SttOptions:
     language: str = "ko"
     beam_size: int = 1
     partial: bool = False  # partial transcripts: greedy and without the VAD pass
-    window_s: int = 0      # encoder window; 0 = the short window when the utterance fits (benchmarks: 30)
+    window_s: int = 0      # encoder window; 0 = the smallest short one the utterance fits (benchmarks: 30)
     prefix: str = ""       # words the transcript must start with (the partials agreed on them)
     # Silero VAD inside faster-whisper before a final. A caller whose own VAD segmented the speech
     # (the orchestrator's listener) turns it off: on the human dev clips the second pass cut syllables
