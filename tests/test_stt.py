@@ -22,8 +22,9 @@ async def test_korean_clip_transcribed_with_low_cer(gateway):
 
 @pytest.mark.parametrize("audio", [np.zeros(16000 * 3, np.float32), noise(3.0, 0.002), noise(3.0, 0.05, seed=1)],
                          ids=["digital-silence", "room-hiss", "loud-white-noise"])
-async def test_silence_and_noise_give_empty_transcript(gateway, audio):
-    result = await gateway.transcribe("stt", to_pcm16(audio))
+@pytest.mark.parametrize("vad", [True, False], ids=["whisper-vad", "listener-segmented"])
+async def test_silence_and_noise_give_empty_transcript(gateway, audio, vad):
+    result = await gateway.transcribe("stt", to_pcm16(audio), vad=vad)
     assert result.text == "", result.info
 
 

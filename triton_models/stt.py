@@ -5,8 +5,9 @@ CTranslate2 runs encoder and greedy/beam decoding fused with int8 kernels on CPU
 and float16 on CUDA, and a split would move the 1500x512 encoder states across a process boundary
 per request for no gain. The same engine class runs in-process for the benchmark.
 
-Silence never yields text: an energy gate, Silero VAD inside faster-whisper, Whisper's own
-no-speech probability, and a list of the well-known subtitle hallucinations.
+Silence never yields text: an energy gate, Silero VAD (the orchestrator listener's, or faster-whisper's
+own for audio no VAD segmented), Whisper's own no-speech probability, and a list of the well-known
+subtitle hallucinations.
 """
 from __future__ import annotations
 
