@@ -54,6 +54,7 @@ CONFIGS = {
                "first_chunk_chars": 0, "llm_prefill_from_partials": False},
     "after": {},
     "Whisper VAD + 15 s window": {"stt_whisper_vad": True, "stt_window_s": 15},
+    "no partials": {"partial_interval_ms": 100_000},  # nor, therefore, the STT prefix or the LLM prefill
     "one context": {},
     "no STT prefix": {"stt_prefix_from_partials": False},
     "pause 120 ms": {"speculative_pause_ms": 120},
@@ -62,8 +63,9 @@ CONFIGS = {
     "no TTS pre-emption": {},
 }
 # the llm model's `contexts` parameter per configuration
-LLM_CONTEXTS = {"before": 1, "after": 2, "Whisper VAD + 15 s window": 2, "one context": 1, "no STT prefix": 2,
-                "pause 120 ms": 2, "no playback lead": 2, "no LLM prefill": 2, "no TTS pre-emption": 2}
+LLM_CONTEXTS = {"before": 1, "after": 2, "Whisper VAD + 15 s window": 2, "no partials": 2, "one context": 1,
+                "no STT prefix": 2, "pause 120 ms": 2, "no playback lead": 2, "no LLM prefill": 2,
+                "no TTS pre-emption": 2}
 MULTI_CLIENT = ("one context", "no TTS pre-emption")  # configurations that only differ with several clients
 
 
