@@ -274,6 +274,12 @@ def split_reference(reference: np.ndarray, sr: int) -> tuple[np.ndarray, np.ndar
     return np.concatenate(parts[0::2]), np.concatenate(parts[1::2])
 
 
+def speech_channel(space: VoiceSpace, levels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """The channel a reference's speech (its band levels) came through, told against the stock voice
+    (voice_dsp.reference_channel)."""
+    return reference_channel(levels, band_levels(warp(space.search_audio[0], 1.0, 24000, 16000), 16000))
+
+
 class _Scorer:
     """Renders settings from the space's stored audio (both sentences, 16 kHz) and embeds them, a batch
     at a time, with equalisers toward `levels` in the bands the reference's channel carried, heard
@@ -325,9 +331,8 @@ def fit_voice(engine, space: VoiceSpace, reference: np.ndarray, sr: int, shortli
     pause()
     targets = [speaker_embedding(h, 16000) for h in halves]
     whole = speaker_embedding(np.concatenate(halves), 16000)
-    # a band-limited reference (a phone line) is compared with our voices band-limited alike
-    channel = reference_channel(band_levels(np.concatenate(halves), 16000),
-                                band_levels(warp(space.search_audio[0], 1.0, 24000, 16000), 16000))
+    whole_levels = band_levels(np.concatenate(halves), 16000)
+    channel = speech_channel(space, whole_levels)  # a phone line's reference: our voices heard band-limited alike
     scorers = [_Scorer(space, band_levels(h, 16000), channel, pause) for h in halves]
     # 3. every style × formant as it is, scored on both halves (the same audio: embedded once)
     plain = scorers[0].embed([Setting(i, f) for i in space.intelligible() for f in FORMANTS])
@@ -338,7 +343,7 @@ def fit_voice(engine, space: VoiceSpace, reference: np.ndarray, sr: int, shortli
     toward = [scorer.embed(equalised) for scorer in scorers]
     score |= {s: float(toward[0][s] @ targets[1] + toward[1][s] @ targets[0]) / 2 for s in equalised}
     best = max(score, key=score.get)
-    whole_scorer = _Scorer(space, band_levels(np.concatenate(halves), 16000), channel)
+    whole_scorer = _Scorer(space, whole_levels, channel)
     profile = dataclasses.replace(space.profile(best.style), formant=best.formant, eq_gains=whole_scorer.gains(best))
     # 5. pitch and rate matching, kept where they raise similarity to the whole reference: each tried with
     # real synthesis (pitch: both sentences; rate: the second one), against the space's stored audio
@@ -348,7 +353,7 @@ def fit_voice(engine, space: VoiceSpace, reference: np.ndarray, sr: int, shortli
         return [warp(engine.synth_phonemes(_phonemes(t), p), 1.0, engine.sample_rate, 16000) for t in texts]
 
     def heard(parts: list[np.ndarray]) -> float:
-        return float(speaker_embeddings([equalise(np.concatenate(parts), channel[1], 16000)])[0] @ whole)
+        return float(speaker_embeddings([equalise(np.concatenate(parts), whole_scorer.limits, 16000)])[0] @ whole)
 
     parts = whole_scorer.parts(best)
     sim = heard(parts)

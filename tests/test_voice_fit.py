@@ -71,15 +71,15 @@ def test_a_phone_lines_band_limit_is_not_copied_into_the_voice(engine, reference
     equaliser leaves them as they are (the fit hears its candidates band-limited alike instead). The
     human dev speaker as recorded has no band limit."""
     from benchmarks.voice_clone import phone_line
-    from RealTime_zeroshot_TTS_ko.voice_dsp import band_centres, band_levels, reference_channel
-    from RealTime_zeroshot_TTS_ko.voice_fit import fit_voice
+    from RealTime_zeroshot_TTS_ko.voice_dsp import band_centres, band_levels
+    from RealTime_zeroshot_TTS_ko.voice_fit import fit_voice, speech_channel
 
     space = engine.voice_space()
-    ours = band_levels(warp(space.search_audio[0], 1.0, 24000, 16000), 16000)
     clean = references[0]
     phone = phone_line(clean)
-    def channel(reference):  # as the fit sees it: the reference's speech against the stock voice
-        return reference_channel(band_levels(np.concatenate(split_reference(reference, 16000)), 16000), ours)
+
+    def channel(reference):  # as the fit sees it: the reference's speech, both halves
+        return speech_channel(space, band_levels(np.concatenate(split_reference(reference, 16000)), 16000))
 
     full_band, no_limits = channel(clean)
     assert full_band.all() and no_limits is None
