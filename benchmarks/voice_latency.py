@@ -55,6 +55,7 @@ CONFIGS = {
     "after": {},
     "Whisper VAD + 15 s window": {"stt_whisper_vad": True, "stt_window_s": 15},
     "no partials": {"partial_interval_ms": 100_000},  # nor, therefore, the STT prefix or the LLM prefill
+    "recall by the final transcript": {"recall_partial_min_share": 1.01},  # the prefill's memories never reused
     "one context": {},
     "no STT prefix": {"stt_prefix_from_partials": False},
     "pause 120 ms": {"speculative_pause_ms": 120},
@@ -63,7 +64,8 @@ CONFIGS = {
     "no TTS pre-emption": {},
 }
 # the llm model's `contexts` parameter per configuration
-LLM_CONTEXTS = {"before": 1, "after": 2, "Whisper VAD + 15 s window": 2, "no partials": 2, "one context": 1,
+LLM_CONTEXTS = {"before": 1, "after": 2, "Whisper VAD + 15 s window": 2, "no partials": 2,
+                "recall by the final transcript": 2, "one context": 1,
                 "no STT prefix": 2, "pause 120 ms": 2, "no playback lead": 2, "no LLM prefill": 2,
                 "no TTS pre-emption": 2}
 MULTI_CLIENT = ("one context", "no TTS pre-emption")  # configurations that only differ with several clients

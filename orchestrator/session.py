@@ -72,6 +72,7 @@ class VoiceSession:
         self.speculative: TurnHandle | None = None   # started at a pause, not committed yet
         self.transcribing: TurnHandle | None = None  # a transcription whose answer waits (auto_respond off)
         self.prefilling: asyncio.Task | None = None  # the LLM evaluating the prompt of the turn being spoken
+        self.recalled: tuple[str, list] | None = None  # (partial, memories) the latest prefill recalled
         self.background: set[asyncio.Task] = set()
         self.closed = False
         self._error_window, self._errors_sent, self._errors_dropped = 0.0, 0, 0
@@ -225,6 +226,7 @@ class VoiceSession:
 
     # ---------------------------------------------------------------- listener events
     async def on_speech_started(self) -> None:
+        self.recalled = None  # a new utterance: the memories of the last one's words are not its own
         if self.responding and self.options.interrupt_on_speech:
             await self.interrupt("speech")
         await self.send("speech.started", turn_id=self.turn_id + 1)
@@ -240,6 +242,7 @@ class VoiceSession:
         heard so far, so that the turn's own prompt costs only its last words (llm.prefill)."""
         try:
             hits = await recall_memories(self.svc, self.user_id, self.id, partial)
+            self.recalled = (partial, hits)
             messages = turn_messages(self.cfg, self.options.instructions, self.history, hits, partial)
             info = await self.svc.gateway.llm_prefill(self.cfg.llm_model, messages, request_id=f"{self.id}-prefill")
             self.log.debug("prefill: %s", info)
@@ -322,7 +325,7 @@ class VoiceSession:
         ctx = TurnContext(self.id, self.user_id, self.voice, self.output_rate, list(self.history),
                           instructions or self.options.instructions, self.options.speak,
                           lambda record: self._spawn(self._store(record)),
-                          remember, next_index, heard=self.unanswered.append)
+                          remember, next_index, heard=self.unanswered.append, recalled=lambda: self.recalled)
         turn = Turn(self.turn_id + 1, audio, TurnClock(speech_end=speech_end), ctx, self.svc,
                     Outbox(self._send_any), text_input=text, answer=answer,
                     stt_prefix=self.listener.agreed_text if text is None else "",

@@ -93,6 +93,9 @@ class Settings(BaseSettings):
     # while the user speaks, each partial transcript has the LLM evaluate the turn's prompt (history,
     # memories, the words so far) into its KV cache: the final prompt's prefill shrinks to the last words
     llm_prefill_from_partials: bool = True
+    # the prefill's memories serve the turn when its partial has this share of the final's characters
+    # (1.01 = always search again with the final transcript)
+    recall_partial_min_share: float = 0.7
     # said when the reply guard drops every sentence: the one said least recently in the history
     # (REPLY_FALLBACKS='["…", "…"]' in .env)
     reply_fallbacks: list[str] = ["잘 들었어요. 조금 더 자세히 말씀해 주시겠어요?", "그 이야기를 조금 더 들려주시겠어요?",

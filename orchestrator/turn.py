@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from difflib import SequenceMatcher
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable
 
@@ -43,6 +44,14 @@ async def recall_memories(svc, user_id: str, session_id: str, text: str) -> list
                                                         exclude_session=session_id), cfg.storage_timeout_s)
     except Exception as exc:  # noqa: BLE001 - Milvus down or stalled: this turn fails, the next may not
         raise MemoryUnavailable(f"memory recall failed ({describe(exc)})") from exc
+
+
+def words_covered(partial: str, final: str) -> float:
+    """The share of the final transcript's characters (spaces aside) the partial has, in order."""
+    a, b = partial.replace(" ", ""), final.replace(" ", "")
+    if not b:
+        return 0.0
+    return sum(block.size for block in SequenceMatcher(None, a, b, autojunk=False).get_matching_blocks()) / len(b)
 
 
 def turn_messages(cfg, instructions: str, history: list, hits: list, user_text: str) -> list[dict]:
@@ -88,6 +97,8 @@ class TurnContext:
     remember: Callable[[str, str], None]                     # appends (user, assistant) to the history
     next_turn_index: Callable[[], int]
     heard: Callable[[str], None] = lambda text: None        # a transcript left for a later answer
+    # the memories the prefill recalled for this utterance, as (partial transcript, hits), if any
+    recalled: Callable[[], tuple[str, list] | None] = lambda: None
 
 
 @dataclass
@@ -208,7 +219,7 @@ class Turn:
         if not cfg.llm_enabled:
             self.status = "completed"
             return await self.send("response.done", status="completed", text="", timings=self.clock.ms())
-        self.hits = await recall_memories(self.svc, self.ctx.user_id, self.ctx.session_id, self.user_text)
+        self.hits = await self._recall(cfg)
         self.clock.mark("recall_done")
         await self.send("response.started", memory_hits=len(self.hits))
 
@@ -232,6 +243,16 @@ class Turn:
         self.after_commit(lambda: self.ctx.remember(self.user_text, self.result.text))
         await self.send("response.done", status="completed", text=self.result.text, timings=self.clock.ms(),
                         llm=self.result.llm, model_versions={**self.versions, **self.result.versions})
+
+
+    async def _recall(self, cfg) -> list:
+        """Memories for the user's words. The prefill's recall from a partial transcript that has most
+        of them is reused: no second search on the critical path, and the prompt is the one prefilled."""
+        early = self.ctx.recalled() if self.text_input is None else None
+        if early is not None and words_covered(early[0], self.user_text) >= cfg.recall_partial_min_share:
+            self.clock.mark("recall_reused")
+            return early[1]
+        return await recall_memories(self.svc, self.ctx.user_id, self.ctx.session_id, self.user_text)
 
 
 class TurnHandle:

@@ -13,6 +13,7 @@ import pytest
 
 from orchestrator.session import VoiceSession
 from orchestrator.settings import Settings
+from orchestrator.turn import words_covered
 from tests.fakes.gateway import FakeDb, FakeGateway, FakeMemory, fake_services
 from tests.fakes.recorder import EventRecorder
 
@@ -128,6 +129,32 @@ async def test_partials_prefill_the_turns_prompt_and_a_failing_prefill_changes_n
     h2, _ = await turn_after_partials(gw2, llm_prefill_from_partials=False)
     assert "llm.prefill" not in gw2.calls
     await h2.session.close()
+
+
+async def test_the_prefills_memories_serve_the_turn_when_its_partial_has_most_of_the_words():
+    """Recall by the final transcript is one more embedding and search on the critical path; the
+    prefill made it from a partial already. Reused when the partial has most of the final's words."""
+    said = "오늘 날씨가 좋아서 산책을 했어요"
+    gw = FakeGateway(partials=["오늘 날씨가", "오늘 날씨가 좋아서 산책을"], transcript=said)
+    h, done = await turn_after_partials(gw, speculative_pause_ms=250, vad_end_silence_ms=600)
+    prefills = gw.calls.count("llm.prefill")
+    assert done["status"] == "completed" and "recall_reused" in done["timings"]
+    assert gw.calls.count("embed.query") == prefills  # no search of its own
+    assert gw.prefilled[-1][:-1] == gw.last_messages[:-1]
+    await h.session.close()
+    # a partial far behind the final transcript: the turn searches with the final words
+    gw2 = FakeGateway(partials=["오늘", "오늘 날씨가"], transcript=said)
+    h2, done2 = await turn_after_partials(gw2, speculative_pause_ms=250, vad_end_silence_ms=600)
+    assert "recall_reused" not in done2["timings"]
+    assert gw2.calls.count("embed.query") == gw2.calls.count("llm.prefill") + 1
+    await h2.session.close()
+
+
+def test_words_covered_counts_the_finals_characters_the_partial_has_in_order():
+    assert words_covered("오늘 날씨가 좋아서", "오늘 날씨가 좋아서") == 1.0
+    assert words_covered("오늘 날씨가", "오늘 날씨가 좋아서") == 5 / 8
+    assert words_covered("오늘 날시가 좋아서", "오늘 날씨가 좋아서") == 7 / 8  # a partial's slip costs only itself
+    assert words_covered("", "오늘") == 0.0 and words_covered("오늘", "") == 0.0
 
 
 async def test_user_speaking_on_cancels_the_speculation_without_a_trace():
