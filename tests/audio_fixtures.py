@@ -25,5 +25,13 @@ def korean_clip() -> tuple[np.ndarray, str]:
     return synth_clip(text), text
 
 
+def spoken_turns(n: int) -> list[np.ndarray]:
+    """n utterances for a conversation test: human recordings of ko_speech_dev (the shortest first),
+    else our TTS speaking SENTENCES."""
+    if (HUMAN_DEV / "transcripts.tsv").exists():
+        return sorted((audio for audio, _text, _name in human_clips()), key=len)[:n]
+    return [synth_clip(text) for text in SENTENCES[:n]]
+
+
 def noise(seconds: float, level: float, seed: int = 0) -> np.ndarray:
     return (np.random.default_rng(seed).normal(0, level, int(seconds * 16000))).astype(np.float32)

@@ -14,7 +14,7 @@ import pytest
 
 from orchestrator.client import VoiceClient
 from benchmarks.stack import AppServer, make_settings
-from tests.audio_fixtures import synth_clip, to_pcm16
+from tests.audio_fixtures import spoken_turns, to_pcm16
 from triton_models.launcher import TritonServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,9 +41,10 @@ def swap_stack(tmp_path_factory):
 async def test_swap_tts_version_mid_session(swap_stack):
     repo, app = swap_stack
     session_id = f"swap-{uuid.uuid4().hex[:8]}"
+    first, second = spoken_turns(2)
     async with VoiceClient(app.ws, session_id) as client:
         await client.start("user-swap")
-        await client.stream(to_pcm16(synth_clip("오늘 날씨 어때요?")))
+        await client.stream(to_pcm16(first))
         final1 = await client.wait_for("transcript.final", timeout=30)
         await client.wait_for("response.audio.started", timeout=120, turn_id=final1["turn_id"])
         # while turn 1 is being spoken: export version 2 and make Triton load it
@@ -53,7 +54,7 @@ async def test_swap_tts_version_mid_session(swap_stack):
         assert "version 2" in out.stdout
         done1 = await client.wait_for("response.done", timeout=120, turn_id=final1["turn_id"])
         assert done1["status"] == "completed" and done1["model_versions"]["tts"] in ("1", "2")
-        await client.stream(to_pcm16(synth_clip("고마워요. 내일은요?")))
+        await client.stream(to_pcm16(second))
         final2 = await client.wait_for("transcript.final", timeout=60, turn_id=final1["turn_id"] + 1)
         done2 = await client.wait_for("response.done", timeout=120, turn_id=final2["turn_id"])
         assert done2["status"] == "completed" and done2["model_versions"]["tts"] == "2"

@@ -77,6 +77,20 @@ def test_chunks_are_critical_while_the_listener_is_about_to_run_dry(monkeypatch,
     assert "".join(svc.priority.steps[:4]) == expected
 
 
+@pytest.mark.parametrize("options, expected", [
+    ({"first": True}, "CBBB"),   # no lead asked for: only the first chunk, however slow the decode
+    ({}, "BBBB"),                # not a reply's start, no lead asked for: all background
+    ({"first": True, "lead_min_s": 1.0}, "CCCC"),  # a lead asked for: critical while it is short
+])
+def test_without_a_lead_asked_for_a_slow_decode_stays_background(monkeypatch, options, expected):
+    """Slower than real time (a loaded CPU): the listener is always behind. Without `lead_min_s` that
+    must not make every chunk critical work (it would stop other streams' decodes and voice fits)."""
+    svc = service(monkeypatch, decode_s=2.0)
+    chunks = list(svc.chunks("안녕하세요.", {"sample_rate": 24000, **options}))
+    assert len(chunks) == 4
+    assert "".join(svc.priority.steps[:4]) == expected
+
+
 async def test_each_later_sentence_carries_the_audio_still_ahead_of_playback():
     gateway = FakeGateway(reply=["네, ", "반가워요. ", "좋은 하루예요."])  # 0.1 s of audio per sentence
 

@@ -80,7 +80,7 @@ class TtsService:
             pieces = self.engine.stream(sentence, voice, speed, windowed_first=first and s_idx == 0)
             for c_idx in itertools.count():
                 reply_start = first and s_idx == 0 and c_idx == 0
-                if reply_start or lead - (time.monotonic() - started) < lead_min:
+                if reply_start or lead_min > 0 and lead - (time.monotonic() - started) < lead_min:
                     with self.priority.critical("tts"), self.engine.urgent():
                         chunk = next(pieces, None)
                 else:
