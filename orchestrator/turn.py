@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from difflib import SequenceMatcher
 from dataclasses import dataclass, field
+from difflib import SequenceMatcher
 from typing import Awaitable, Callable
 
 import numpy as np
@@ -243,7 +243,6 @@ class Turn:
         self.after_commit(lambda: self.ctx.remember(self.user_text, self.result.text))
         await self.send("response.done", status="completed", text=self.result.text, timings=self.clock.ms(),
                         llm=self.result.llm, model_versions={**self.versions, **self.result.versions})
-
 
     async def _recall(self, cfg) -> list:
         """Memories for the user's words. The prefill's recall from a partial transcript that has most
