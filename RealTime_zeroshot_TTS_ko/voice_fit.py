@@ -160,6 +160,15 @@ class VoiceSpace:
                  search_audio: list[np.ndarray], check_audio: list[np.ndarray], cer: np.ndarray):
         self.names, self.tables, self.weights, self.offsets = names, tables, weights, offsets
         self.search_audio, self.check_audio, self.cer = search_audio, check_audio, cer
+        self._levels: dict[tuple[int, float], np.ndarray] = {}
+
+    def levels(self, style: int, formant: float = 1.0) -> np.ndarray:
+        """The long-term band levels of a style's stored search audio at a formant factor (16 kHz):
+        measured once per space, shared by every fit and scorer (the audio never changes)."""
+        key = (style, formant)
+        if key not in self._levels:
+            self._levels[key] = band_levels(warp(self.search_audio[style], formant, 24000, 16000), 16000)
+        return self._levels[key]
 
     def profile(self, i: int) -> VoiceProfile:
         style = np.tensordot(self.weights[i], self.tables, axes=1) + self.offsets[i][None, :]
@@ -277,7 +286,7 @@ def split_reference(reference: np.ndarray, sr: int) -> tuple[np.ndarray, np.ndar
 def speech_channel(space: VoiceSpace, levels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     """The channel a reference's speech (its band levels) came through, told against the stock voice
     (voice_dsp.reference_channel)."""
-    return reference_channel(levels, band_levels(warp(space.search_audio[0], 1.0, 24000, 16000), 16000))
+    return reference_channel(levels, space.levels(0))
 
 
 class _Scorer:
@@ -289,17 +298,14 @@ class _Scorer:
     BATCH = 4
 
     def __init__(self, space: VoiceSpace, levels: np.ndarray, channel: tuple, pause=None):
-        self.space, self.levels, self._ours = space, levels, {}
+        self.space, self.levels = space, levels
         self.carried, self.limits = channel
         self.pause = pause or (lambda: None)
 
     def gains(self, s: Setting) -> np.ndarray | None:
         if not s.eq:
             return None
-        key = (s.style, s.formant)  # the long-term spectrum does not depend on the strength: measured once
-        if key not in self._ours:
-            self._ours[key] = band_levels(warp(self.space.search_audio[s.style], s.formant, 24000, 16000), 16000)
-        return eq_gains(self.levels, self._ours[key], s.eq, self.carried)
+        return eq_gains(self.levels, self.space.levels(s.style, s.formant), s.eq, self.carried)
 
     def parts(self, s: Setting) -> list[np.ndarray]:
         """The setting's two sentences (SPACE_SENTENCE, CHECK_SENTENCE) at 16 kHz."""
