@@ -21,6 +21,7 @@ import numpy as np
 from orchestrator import protocol as P
 from orchestrator.metrics import ERRORS, TURNS, TurnClock
 from orchestrator.stages.prompting import build_messages, pick_fallback, reply_guard, visible_history
+from orchestrator.stages.reply_filter import compact
 from orchestrator.stages.respond import ResponseResult, respond
 from orchestrator.storage.db import utcnow
 from orchestrator.storage.turns import TurnRecord, describe
@@ -47,8 +48,9 @@ async def recall_memories(svc, user_id: str, session_id: str, text: str) -> list
 
 
 def words_covered(partial: str, final: str) -> float:
-    """The share of the final transcript's characters (spaces aside) the partial has, in order."""
-    a, b = partial.replace(" ", ""), final.replace(" ", "")
+    """The share of the final transcript's characters (spaces and punctuation aside) the partial has,
+    in order: a partial lacks the final's full stop, which is not a word."""
+    a, b = compact(partial), compact(final)
     if not b:
         return 0.0
     return sum(block.size for block in SequenceMatcher(None, a, b, autojunk=False).get_matching_blocks()) / len(b)

@@ -154,6 +154,7 @@ def test_words_covered_counts_the_finals_characters_the_partial_has_in_order():
     assert words_covered("오늘 날씨가 좋아서", "오늘 날씨가 좋아서") == 1.0
     assert words_covered("오늘 날씨가", "오늘 날씨가 좋아서") == 5 / 8
     assert words_covered("오늘 날시가 좋아서", "오늘 날씨가 좋아서") == 7 / 8  # a partial's slip costs only itself
+    assert words_covered("오늘 날씨가", "오늘, 날씨가?") == 1.0  # punctuation is not a word
     assert words_covered("", "오늘") == 0.0 and words_covered("오늘", "") == 0.0
 
 
