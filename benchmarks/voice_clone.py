@@ -6,7 +6,8 @@ two clips or more); `--speaker NAME=PATH` takes any folder (or glob) of one pers
 Per speaker and fold: the reference is a run of consecutive clips of 6–15 s (cut at 15 s), the targets
 are all the speaker's *other* clips, never the reference. Similarity: Resemblyzer cosine between
 speech synthesised for three sentences that no reference says and the mean embedding of the targets.
-`--reference-channel phone` sends each reference through a phone line's band (300-3400 Hz) first.
+`--reference-channel phone` sends each reference through a phone line's band (300-3400 Hz) first;
+`--reference-s 3` makes every reference exactly 3 s (the shortest a session may send) instead of 6-15 s.
 Enrolment is the request a session makes (Triton's `tts` model, timed); CER of fitted voices is read
 by our `stt` model on the TTS sentence set.
 
@@ -63,18 +64,20 @@ def load(path: Path) -> np.ndarray:
     return to_16k(audio if audio.ndim == 1 else audio.mean(axis=1), sr)
 
 
-def folds(clips: list[np.ndarray], n: int) -> list[tuple[np.ndarray, list[int]]]:
-    """(reference, indices of its clips) for up to n folds, each starting at another clip."""
+def folds(clips: list[np.ndarray], n: int, length_s: float | None = None) -> list[tuple[np.ndarray, list[int]]]:
+    """(reference, indices of its clips) for up to n folds, each starting at another clip; `length_s`
+    makes each reference exactly that long instead of REF_MIN_S-REF_MAX_S."""
+    low, high = (length_s, length_s) if length_s else (REF_MIN_S, REF_MAX_S)
     out = []
     for start in np.linspace(0, len(clips) - 1, num=min(n, len(clips)), dtype=int):
         used, ref = [], np.zeros(0, np.float32)
         for i in list(range(start, len(clips))) + list(range(start)):
-            if len(ref) >= REF_MIN_S * 16000 or len(used) == len(clips) - 1:
+            if len(ref) >= low * 16000 or len(used) == len(clips) - 1:
                 break
             used.append(i)
             ref = np.concatenate([ref, clips[i]])
-        if len(ref) >= REF_MIN_S * 16000:
-            out.append((ref[: int(REF_MAX_S * 16000)], used))
+        if len(ref) >= low * 16000:
+            out.append((ref[: int(high * 16000)], used))
     return out
 
 
@@ -97,7 +100,7 @@ async def cer(gw, voice: str, sentences: list[str]) -> float:
 
 
 async def run(url: str, speakers: dict[str, list[Path]], n_folds: int, cer_sentences: list[str],
-              channel: str = "as recorded") -> list[dict]:
+              channel: str = "as recorded", reference_s: float | None = None) -> list[dict]:
     from orchestrator.triton_client import TritonGateway
     from RealTime_zeroshot_TTS_ko.voice_fit import similarity, speaker_embedding
 
@@ -109,7 +112,7 @@ async def run(url: str, speakers: dict[str, list[Path]], n_folds: int, cer_sente
     rows = []
     for speaker, paths in speakers.items():
         clips = [load(p) for p in paths]
-        for k, (ref, used) in enumerate(tqdm(folds(clips, n_folds), desc=speaker)):
+        for k, (ref, used) in enumerate(tqdm(folds(clips, n_folds, reference_s), desc=speaker)):
             targets = [c for i, c in enumerate(clips) if i not in used]
             target = np.mean([speaker_embedding(c, 16000) for c in targets], axis=0)
             voice = f"bench_{speaker}_{k}"
@@ -140,6 +143,8 @@ def main() -> None:
     parser.add_argument("--name", default="voice_clone", help="results file name")
     parser.add_argument("--reference-channel", choices=list(CHANNELS), default="as recorded",
                         help="what the reference goes through before it is sent (the targets never do)")
+    parser.add_argument("--reference-s", type=float, default=None,
+                        help="every reference exactly this long (seconds) instead of 6-15 s")
     args = parser.parse_args()
     if args.speaker:
         speakers = {}
@@ -152,7 +157,7 @@ def main() -> None:
     speakers = {s: p for s, p in speakers.items() if len(p) >= 2}
     with triton(["stt", "tts"]) as server:
         rows = asyncio.run(run(server.grpc_url, speakers, args.folds, TTS_SENTENCES[: args.cer_sentences],
-                               args.reference_channel))
+                               args.reference_channel, args.reference_s))
     per_speaker = {}
     for s in speakers:
         mine = [r for r in rows if r["speaker"] == s]
@@ -169,7 +174,8 @@ def main() -> None:
                    {f"{r['speaker']} #{r['fold']}": {"fitted": r["fitted"], "stock": r["stock"],
                                                      "best single": r["best_single"]} for r in rows}, "cosine")
     write(args.name, {"material": "human speech only; references never scored against",
-                      "reference_channel": args.reference_channel, "speakers": per_speaker,
+                      "reference_channel": args.reference_channel,
+                      "reference_s": args.reference_s or f"{REF_MIN_S:g}-{REF_MAX_S:g}", "speakers": per_speaker,
                       "summary": summary, "skipped_speakers (one clip)": skipped,
                       "targets": {"gain_over_stock": 0.05, "enroll_s": 15, "cer": 0.13}, "folds": rows,
                       "plot": str(png)})
