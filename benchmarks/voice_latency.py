@@ -23,6 +23,8 @@ before it has played. Configurations run in one process, one after the other, on
           is known, instead of from each partial transcript while the user speaks, at 1 client
   no TTS pre-emption  the defaults, but a reply's first TTS chunk waits for another conversation's
           later phrase in progress instead of stopping it (the tts model's `preempt` = 0), at 2 clients
+  turns share the critical path  the defaults, but two conversations' turns that end together share
+          the cores on the critical path instead of going first come, first served, at 2 clients
 
 and the same models called in-process along the critical path (STT → LLM first sentence → TTS first
 chunk) give the share of a turn spent outside the models.
@@ -62,13 +64,14 @@ CONFIGS = {
     "no playback lead": {"tts_lead_min_s": 0.0},
     "no LLM prefill": {"llm_prefill_from_partials": False},
     "no TTS pre-emption": {},
+    "turns share the critical path": {"critical_path_in_turn_order": False},
 }
 # the llm model's `contexts` parameter per configuration
 LLM_CONTEXTS = {"before": 1, "after": 2, "Whisper VAD + 15 s window": 2, "no partials": 2,
                 "recall by the final transcript": 2, "one context": 1,
                 "no STT prefix": 2, "pause 120 ms": 2, "no playback lead": 2, "no LLM prefill": 2,
-                "no TTS pre-emption": 2}
-MULTI_CLIENT = ("one context", "no TTS pre-emption")  # configurations that only differ with several clients
+                "no TTS pre-emption": 2, "turns share the critical path": 2}
+MULTI_CLIENT = ("one context", "no TTS pre-emption", "turns share the critical path")  # configurations that only differ with several clients
 
 
 def _ms(event: dict | None, t0: float) -> float | None:
@@ -249,20 +252,23 @@ def main() -> None:
             summary[key]["speculations"] = {k: v - before[k] for k, v in speculations().items()}
             summary[key]["tts_preempted"] = server.counter("voice_tts_preempted_total") - preempted
             print(key, {s: summary[key][s]["p50"] for s in STAGES}, flush=True)
-    models_only = in_process_critical_path(clips)
-    after = summary["after, 1 client"]
-    v2v = after["first_audio"]["p50"]
-    endpoint = after["endpoint"]["p50"]
-    # with speculation the models start at the pause, so the part of first audio outside the models is
-    # first_audio - (pause at which the models started + the models' own time)
-    started_at = Settings(_env_file=None).speculative_pause_ms  # the defaults' ("after")
-    outside = v2v - started_at - models_only["first_audio"]
+    share = models_only = None
+    if "after, 1 client" in summary:  # the outside-models share is of the defaults at one client
+        models_only = in_process_critical_path(clips)
+        after = summary["after, 1 client"]
+        v2v = after["first_audio"]["p50"]
+        # with speculation the models start at the pause, so the part of first audio outside the models
+        # is first_audio - (pause at which the models started + the models' own time)
+        started_at = Settings(_env_file=None).speculative_pause_ms  # the defaults' ("after")
+        outside = v2v - started_at - models_only["first_audio"]
+        share = {"voice_to_voice_p50_ms": v2v,
+                 "endpoint_p50_ms": after["endpoint"]["p50"], "models_start_ms": started_at,
+                 "models_ms": models_only["first_audio"], "outside_ms": round(outside, 1),
+                 "share": round(outside / v2v, 3)}
     write(args.name, {
         "material": "ko_speech_dev (Zeroth-Korean speaker 104 + Picovoice test clip), trailing silence cut",
         "configs": CONFIGS, "llm_contexts": LLM_CONTEXTS, "summary": summary, "in_process_models_ms": models_only,
-        "share_outside_models": {"voice_to_voice_p50_ms": v2v, "endpoint_p50_ms": endpoint,
-                                 "models_start_ms": started_at, "models_ms": models_only["first_audio"],
-                                 "outside_ms": round(outside, 1), "share": round(outside / v2v, 3)},
+        "share_outside_models": share,
         "rows": rows_by, "plot": str(plot(RESULTS / f"{args.name}.png", summary))})
 
 

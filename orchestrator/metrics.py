@@ -1,6 +1,7 @@
 """Timing and Prometheus metrics: one clock and one helper, so benchmarks, metrics and turn rows agree."""
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, field
 
@@ -36,6 +37,12 @@ class TurnClock:
             return
         self.marks[stage] = now()
         STAGE_LATENCY.labels(stage).observe(self.marks[stage] - self.speech_end)
+
+    @functools.cached_property
+    def order(self) -> float:
+        """When the user stopped speaking, on the wall clock the models share (epoch seconds, the same
+        value for every stage): the turn's place in line on the critical path (triton_models/priority.py)."""
+        return time.time() - (now() - self.speech_end)
 
     def ms(self) -> dict[str, float]:
         return {k: round((v - self.speech_end) * 1000, 1) for k, v in self.marks.items()}

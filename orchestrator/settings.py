@@ -96,6 +96,9 @@ class Settings(BaseSettings):
     # the prefill's memories serve the turn when its partial has this share of the final's characters
     # (1.01 = always search again with the final transcript)
     recall_partial_min_share: float = 0.7
+    # conversations' turns reach the models' critical path first come, first served (by when their
+    # user stopped speaking) instead of sharing the cores when they end together
+    critical_path_in_turn_order: bool = True
     # said when the reply guard drops every sentence: the one said least recently in the history
     # (REPLY_FALLBACKS='["…", "…"]' in .env)
     reply_fallbacks: list[str] = ["잘 들었어요. 조금 더 자세히 말씀해 주시겠어요?", "그 이야기를 조금 더 들려주시겠어요?",

@@ -168,9 +168,10 @@ class TritonGateway:
         return float(out["output"].reshape(-1)[0]), out["stateN"]
 
     async def transcribe(self, model: str, pcm: np.ndarray, *, language: str = "ko", partial: bool = False,
-                         beam_size: int = 1, window_s: int = 0, prefix: str = "", vad: bool = True) -> Transcript:
+                         beam_size: int = 1, window_s: int = 0, prefix: str = "", vad: bool = True,
+                         order: float | None = None) -> Transcript:
         opts = {"language": language, "partial": partial, "beam_size": beam_size, "window_s": window_s,
-                "prefix": prefix, "vad": vad}
+                "prefix": prefix, "vad": vad, "order": order}
         result, out = await self.infer(model, [_input("AUDIO", pcm.astype(np.int16).reshape(-1)),
                                                _input("OPTIONS", json_array(opts))], ["TRANSCRIPT"])
         info = parse_json_array(out["TRANSCRIPT"])

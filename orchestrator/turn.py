@@ -196,6 +196,10 @@ class Turn:
         if self.answer:
             await self.send("response.done", status="failed", text=self.result.text, timings=self.clock.ms())
 
+    def order(self, cfg) -> float | None:
+        """The turn's place in line on the models' critical path (when its user stopped speaking)."""
+        return self.clock.order if cfg.critical_path_in_turn_order else None
+
     async def _run(self, cfg) -> None:
         gateway = self.svc.gateway
         if self.text_input is not None:
@@ -205,7 +209,7 @@ class Turn:
                 self.status = "empty"
                 return await self.send("response.done", status="empty", timings=self.clock.ms())
             transcript = await gateway.transcribe(cfg.stt_model, self.audio, window_s=cfg.stt_window_s,
-                                                  prefix=self.stt_prefix, vad=self.stt_vad)
+                                                  prefix=self.stt_prefix, vad=self.stt_vad, order=self.order(cfg))
             self.clock.mark("stt_done")
             self.versions["stt"] = transcript.model_version
             self.user_text = transcript.text
@@ -232,9 +236,10 @@ class Turn:
             gateway, llm_model=cfg.llm_model, tts_model=cfg.tts_model if cfg.tts_enabled and self.ctx.speak else None,
             messages=turn_messages(cfg, self.ctx.instructions, self.ctx.history, self.hits, self.user_text),
             llm_options={"max_tokens": cfg.llm_max_tokens, "temperature": cfg.llm_temperature,
-                         "threads": cfg.llm_threads or None, "first_threads": cfg.llm_first_sentence_threads or None},
+                         "threads": cfg.llm_threads or None, "first_threads": cfg.llm_first_sentence_threads or None,
+                         "order": self.order(cfg)},
             tts_options={"voice": self.ctx.voice, "sample_rate": self.ctx.output_rate,
-                         "lead_min_s": cfg.tts_lead_min_s}, clock=self.clock,
+                         "lead_min_s": cfg.tts_lead_min_s, "order": self.order(cfg)}, clock=self.clock,
             request_id=f"{self.ctx.session_id}-{self.turn_id}", first_chunk_chars=cfg.first_chunk_chars,
             max_sentences=cfg.max_reply_sentences, fallback=pick_fallback(cfg.reply_fallbacks, self.ctx.history),
             guard=reply_guard(self.ctx.instructions, self.hits, self.user_text,

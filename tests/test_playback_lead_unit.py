@@ -44,14 +44,22 @@ class Recorder:
 
     def __init__(self):
         self.steps: list[str] = []
+        self.orders: list[float | None] = []  # the turn order each critical chunk was marked with
 
     @contextmanager
-    def critical(self, what: str):
+    def critical(self, what: str, order: float | None = None):
         self.steps.append("C")
+        self.orders.append(order)
         yield
 
     def yield_to_critical(self) -> float:
         self.steps.append("B")
+        return 0.0
+
+    def yield_to_earlier(self, order: float | None) -> float:
+        return 0.0
+
+    def yield_to_first_audio(self) -> float:
         return 0.0
 
 
@@ -89,6 +97,16 @@ def test_without_a_lead_asked_for_a_slow_decode_stays_background(monkeypatch, op
     chunks = list(svc.chunks("안녕하세요.", {"sample_rate": 24000, **options}))
     assert len(chunks) == 4
     assert "".join(svc.priority.steps[:4]) == expected
+
+
+def test_only_a_replys_first_chunk_takes_its_turns_place_in_line(monkeypatch):
+    """A reply's first chunk is first-audio work, ranked by its turn's order against other
+    conversations' turns; the chunks after it, critical while the listener runs dry, rank nobody (a
+    later turn's first audio must not wait for this reply's lead)."""
+    svc = service(monkeypatch, decode_s=2.0)
+    list(svc.chunks("안녕하세요.", {"sample_rate": 24000, "first": True, "lead_min_s": 1.0, "order": 1234.5}))
+    first, *later = svc.priority.orders
+    assert first == 1234.5 and len(later) >= 3 and set(later) == {None}
 
 
 async def test_each_later_sentence_carries_the_audio_still_ahead_of_playback():

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import numpy as np
 import pytest
@@ -83,6 +84,24 @@ async def test_speculative_turn_is_held_until_the_endpoint_then_flows():
     assert h.gw.calls.count("stt") == 1  # the speculative STT was the final one
     await h.session.close()
     assert len(h.db.stored) == 1 and len(h.memory.rows) == 2
+
+
+@pytest.mark.parametrize("in_order", [True, False])
+async def test_a_turns_model_calls_carry_its_place_in_line(in_order):
+    """STT final, LLM and the reply's TTS carry one `order`: when the user stopped speaking, on the
+    wall clock the models share (triton_models/priority.py ranks conversations' turns by it)."""
+    h = Harness(FakeGateway(), critical_path_in_turn_order=in_order)
+    await h.start()
+    await h.frames(LOUD, 20)
+    stopped_speaking = time.time()
+    await h.frames(QUIET, 30)
+    assert (await h.wait_for("response.done"))["status"] == "completed"
+    orders = {h.gw.stt_orders[0], h.gw.llm_options[0]["order"], *(o["order"] for o in h.gw.tts_options)}
+    if in_order:
+        assert len(orders) == 1 and abs(orders.pop() - stopped_speaking) < 1.0
+    else:
+        assert orders == {None}
+    await h.session.close()
 
 
 async def speak_until_partials_are_used(h: Harness) -> None:

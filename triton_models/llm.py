@@ -6,7 +6,7 @@
   a GGUF that transformers dequantises), the tokenizer's chat template, TextIteratorStreamer.
 
 MESSAGES: json [{"role": "system"|"user"|"assistant", "content": str}, ...]
-OPTIONS:  json {"max_tokens", "temperature", "top_p", "seed", "threads", "first_threads", "prefill"}
+OPTIONS:  json {"max_tokens", "temperature", "top_p", "seed", "threads", "first_threads", "prefill", "order"}
 Responses: DELTA (utf-8 text piece) + INFO {"index"}; the last: INFO {status, tokens, ttft_ms, tok_s,
 prompt_tokens, prompt_cached, ...}. A prefill ({"prefill": true}: the prompt of a turn still being
 spoken, evaluated into the KV cache) sends only the last: INFO {status, prefilled, cached, prompt_tokens}.
@@ -51,6 +51,7 @@ class GenOptions:
     first_threads: int | None = None  # decode threads until the first clause is out (TTS idle until then)
     first_clause_chars: int = 0  # the first clause also ends at a space past this many chars (0 = punctuation only)
     prefill: bool = False  # only evaluate the prompt into the KV cache (a turn still being spoken): no text
+    order: float | None = None  # when the turn's user stopped speaking: an earlier turn's first clause goes first
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "GenOptions":
@@ -59,7 +60,8 @@ class GenOptions:
                 None if d.get("seed") is None else int(d["seed"]),
                 None if d.get("threads") is None else int(d["threads"]),
                 None if d.get("first_threads") is None else int(d["first_threads"]),
-                int(d.get("first_clause_chars", 0)), bool(d.get("prefill", False)))
+                int(d.get("first_clause_chars", 0)), bool(d.get("prefill", False)),
+                None if d.get("order") is None else float(d["order"]))
         if any(t is not None and not 1 <= t <= 64 for t in (o.threads, o.first_threads)):
             raise ValueError("threads and first_threads must be in 1..64")
         if not 1 <= o.max_tokens <= 2048:
@@ -188,9 +190,10 @@ class LlamaCppEngine:
                     # the prompt is evaluated with every core this generation may have
                     llama_cpp.llama_set_n_threads(llm.ctx, n, self.threads_now(self.n_threads, in_first_clause))
 
+            self.priority.yield_to_earlier(opts.order)  # another conversation's turn that ended first
             critical = ExitStack()  # closed when the first clause is out (or the generation ends)
             critical.enter_context(self.pool.first_clause())
-            critical.enter_context(self.priority.critical("llm"))
+            critical.enter_context(self.priority.critical("llm", opts.order))
             in_first_clause = True
             use_threads(first_threads)
             # llama-cpp-python keeps the KV cache of the longest common token prefix with the last
@@ -203,7 +206,9 @@ class LlamaCppEngine:
                 for chunk in stream:
                     if start is None:  # the prompt is in the context now
                         start = llm.n_tokens - 1
-                    if not in_first_clause:
+                    if in_first_clause:
+                        self.priority.yield_to_earlier(opts.order)
+                    else:
                         self.priority.yield_to_critical()
                     use_threads(first_threads if in_first_clause else threads)
                     delta = chunk["choices"][0]["delta"].get("content")

@@ -6,6 +6,13 @@ tokens, later TTS chunks) waits while any mark is present, at most `max_wait_s` 
 slowed but never starved. The models run in separate processes, hence a folder (in /dev/shm: no disk
 I/O), one per Triton server (`VOICE_PRIORITY_DIR`, set by the launcher). `VOICE_PRIORITY=0` turns the
 rule off (a GPU server, where the stages do not share two cores).
+
+Between conversations: a turn's first-audio work (final STT, the LLM's first clause, the reply's
+first TTS chunk) carries its `order` (when its user stopped speaking, epoch seconds). Such work of a
+later turn waits while an earlier turn's runs (`yield_to_earlier`): two turns ending together share
+two cores and both answer late; first come, first served, the first answers as if alone and the
+second no later. A reply's later chunk that is critical only because its listener is about to run
+dry waits while any turn's first-audio work runs (`yield_to_first_audio`). Both waits are bounded.
 """
 from __future__ import annotations
 
@@ -30,12 +37,14 @@ class CriticalPath:
             self.folder.mkdir(parents=True, exist_ok=True)
 
     @contextmanager
-    def critical(self, what: str):
-        """Mark critical-path work for as long as the block runs."""
+    def critical(self, what: str, order: float | None = None):
+        """Mark critical-path work for as long as the block runs; `order` ranks a turn's first-audio
+        work against other turns' (yield_to_earlier)."""
         if not self.enabled:
             yield
             return
-        mark = self.folder / f"{what}.{os.getpid()}.{threading.get_ident()}.{next(self._ids)}"
+        rank = f"@{round(order * 1000)}" if order else ""
+        mark = self.folder / f"{what}{rank}.{os.getpid()}.{threading.get_ident()}.{next(self._ids)}"
         mark.touch()
         try:
             yield
@@ -53,11 +62,35 @@ class CriticalPath:
                 pass
         return False
 
-    def yield_to_critical(self) -> float:
-        """Background work calls this between steps; returns the seconds it waited."""
-        if not self.enabled:
-            return 0.0
+    def first_audio(self, before: float | None = None) -> bool:
+        """Is a turn's first-audio work running (of a turn that ended before `before`, when given)?"""
+        mine, now = (None if before is None else round(before * 1000)), time.time()
+        for entry in os.scandir(self.folder):
+            rank = entry.name.split(".", 1)[0].partition("@")[2]
+            try:
+                if rank and (mine is None or int(rank) < mine) and now - entry.stat().st_mtime < STALE_S:
+                    return True
+            except FileNotFoundError:
+                pass
+        return False
+
+    def _wait(self, busy) -> float:
         t0 = time.monotonic()
-        while self.busy() and time.monotonic() - t0 < self.max_wait_s:
+        while busy() and time.monotonic() - t0 < self.max_wait_s:
             time.sleep(self.poll_s)
         return time.monotonic() - t0
+
+    def yield_to_critical(self) -> float:
+        """Background work calls this between steps; returns the seconds it waited."""
+        return self._wait(self.busy) if self.enabled else 0.0
+
+    def yield_to_earlier(self, order: float | None) -> float:
+        """A turn's first-audio work calls this before (and between) its steps: it waits while an
+        earlier turn's runs; returns the seconds it waited."""
+        return self._wait(lambda: self.first_audio(before=order)) if self.enabled and order else 0.0
+
+    def yield_to_first_audio(self) -> float:
+        """A reply's later chunk, critical only because its listener is about to run dry, waits while
+        any turn's first-audio work runs: another conversation's first audio does not queue behind
+        it (and llama.cpp's first clause does not share the cores with it)."""
+        return self._wait(self.first_audio) if self.enabled else 0.0

@@ -52,13 +52,15 @@ class SttOptions:
     # (the orchestrator's listener) turns it off: on the human dev clips the second pass cut syllables
     # (CER 0.093 with it, 0.078 without) and cost ~50 ms
     vad: bool = True
+    order: float | None = None  # a final's turn: when its user stopped speaking (an earlier turn goes first)
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "SttOptions":
         d = d or {}
         opts = cls(language=str(d.get("language", "ko")), beam_size=int(d.get("beam_size", 1)),
                    partial=bool(d.get("partial", False)), window_s=int(d.get("window_s", 0)),
-                   prefix=str(d.get("prefix", "") or "").strip(), vad=bool(d.get("vad", True)))
+                   prefix=str(d.get("prefix", "") or "").strip(), vad=bool(d.get("vad", True)),
+                   order=None if d.get("order") is None else float(d["order"]))
         if opts.window_s and not 5 <= opts.window_s <= 30:
             raise ValueError("window_s must be 0 (auto) or 5..30")
         if not 1 <= opts.beam_size <= 8:
@@ -125,7 +127,8 @@ class WhisperTranscriber:
         if opts.partial:
             self.priority.yield_to_critical()
             return self._transcribe(audio, opts)
-        with self.priority.critical("stt"):
+        self.priority.yield_to_earlier(opts.order)  # another conversation's turn that ended first
+        with self.priority.critical("stt", opts.order):
             return self._transcribe(audio, opts)
 
     def _transcribe(self, audio: np.ndarray, opts: SttOptions) -> dict:

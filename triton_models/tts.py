@@ -67,7 +67,10 @@ class TtsService:
         reply's audio sent but not yet played ({"lead_s"}, from the orchestrator; 0 for its first
         sentence), plus what this request made, minus the time it has taken, is below
         {"lead_min_s"} (default 0: off). Every other chunk first yields to critical work, and a critical
-        chunk stops another stream's non-critical decode in progress (the engine's `urgent()`)."""
+        chunk stops another stream's non-critical decode in progress (the engine's `urgent()`). A reply's
+        first chunk waits for another conversation's first-audio work whose turn ended before its own
+        ({"order"}: when the user stopped speaking, epoch seconds); a chunk critical for its lead
+        waits for any turn's first-audio work (priority.py)."""
         from RealTime_zeroshot_TTS_ko import split_sentences
         from RealTime_zeroshot_TTS_ko.engines.base import resample
 
@@ -75,13 +78,18 @@ class TtsService:
         voice, speed = str(options.get("voice", "default")), options.get("speed")
         first = bool(options.get("first", False))
         lead, lead_min = float(options.get("lead_s", 0.0)), float(options.get("lead_min_s", 0.0))
+        order = None if options.get("order") is None else float(options["order"])  # the turn's, for its first chunk
         started = time.monotonic()  # playback's clock for this request (a reply's: from its first chunk)
         for s_idx, sentence in enumerate(split_sentences(text)):
             pieces = self.engine.stream(sentence, voice, speed, windowed_first=first and s_idx == 0)
             for c_idx in itertools.count():
                 reply_start = first and s_idx == 0 and c_idx == 0
                 if reply_start or lead_min > 0 and lead - (time.monotonic() - started) < lead_min:
-                    with self.priority.critical("tts"), self.engine.urgent():
+                    if reply_start:  # another conversation's turn that ended first goes first
+                        self.priority.yield_to_earlier(order)
+                    else:  # this listener's lead comes after another conversation's first audio
+                        self.priority.yield_to_first_audio()
+                    with self.priority.critical("tts", order if reply_start else None), self.engine.urgent():
                         chunk = next(pieces, None)
                 else:
                     self.priority.yield_to_critical()

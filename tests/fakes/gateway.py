@@ -29,7 +29,9 @@ class FakeGateway:
     partials: list[str] = field(default_factory=list)   # what successive partial STT calls return
     prefixes: list[str] = field(default_factory=list)   # the prefix each final STT call was given
     stt_vads: list[bool] = field(default_factory=list)  # whether each final STT call asked for Whisper's VAD
+    stt_orders: list = field(default_factory=list)      # the turn order each final STT call carried
     tts_options: list[dict] = field(default_factory=list)  # the OPTIONS of each TTS call
+    llm_options: list[dict] = field(default_factory=list)  # the OPTIONS of each LLM call
 
     def _maybe_fail(self, stage: str) -> None:
         if stage in self.fail:
@@ -41,11 +43,12 @@ class FakeGateway:
         return (0.9 if float(np.abs(window).mean()) > 0.05 else 0.05), state
 
     async def transcribe(self, model, pcm, *, language="ko", partial=False, beam_size=1, window_s=0, prefix="",
-                         vad=True):
+                         vad=True, order=None):
         self.calls.append("stt.partial" if partial else "stt")
         if not partial:
             self.prefixes.append(prefix)
             self.stt_vads.append(vad)
+            self.stt_orders.append(order)
         elif self.partials:  # scripted partial transcripts, one per call
             self._maybe_fail("stt")
             return Transcript(self.partials.pop(0), "1", {})
@@ -76,6 +79,7 @@ class FakeGateway:
 
     def llm_stream(self, model, messages, options, request_id=""):
         self.last_messages = messages
+        self.llm_options.append(options)
         return self._stream("llm", [(np.array([d.encode()], dtype=object), {}) for d in self.reply],
                             self.llm_delay_s)
 
