@@ -233,7 +233,7 @@ def main() -> None:
     clips = [(trim_to_speech(a), t, n) for a, t, n in human_clips()]
     summary, rows_by = {}, {}
     with triton(MODELS, port=18600) as server, tempfile.TemporaryDirectory() as tmp:
-        chosen = args.configs.split(",")
+        chosen = [c for c in args.configs.split(",") if c]  # "" runs the defaults only
         runs = [("before", 1)] * ("before" in chosen) + [("after", int(n)) for n in args.clients.split(",")] \
             + [(c, int(n)) for c in MULTI_CLIENT if c in chosen for n in args.clients.split(",") if int(n) > 1] \
             + [(c, 1) for c in chosen if c not in ("before", "after", *MULTI_CLIENT)]
