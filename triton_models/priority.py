@@ -51,28 +51,26 @@ class CriticalPath:
         finally:
             mark.unlink(missing_ok=True)
 
-    def busy(self) -> bool:
+    def _live_marks(self):
+        """Names of the marks present; a stale one (a crashed process's) is removed instead."""
         now = time.time()
         for entry in os.scandir(self.folder):
             try:
                 if now - entry.stat().st_mtime < STALE_S:
-                    return True
-                os.unlink(entry.path)
+                    yield entry.name
+                else:
+                    os.unlink(entry.path)
             except FileNotFoundError:
                 pass
-        return False
+
+    def busy(self) -> bool:
+        return any(True for _ in self._live_marks())
 
     def first_audio(self, before: float | None = None) -> bool:
         """Is a turn's first-audio work running (of a turn that ended before `before`, when given)?"""
-        mine, now = (None if before is None else round(before * 1000)), time.time()
-        for entry in os.scandir(self.folder):
-            rank = entry.name.split(".", 1)[0].partition("@")[2]
-            try:
-                if rank and (mine is None or int(rank) < mine) and now - entry.stat().st_mtime < STALE_S:
-                    return True
-            except FileNotFoundError:
-                pass
-        return False
+        mine = None if before is None else round(before * 1000)
+        ranks = (name.split(".", 1)[0].partition("@")[2] for name in self._live_marks())
+        return any(rank and (mine is None or int(rank) < mine) for rank in ranks)
 
     def _wait(self, busy) -> float:
         t0 = time.monotonic()
