@@ -97,8 +97,10 @@ TTS = ModelSpec(
     inputs=[Tensor("TEXT", "STRING", [1], optional=True), Tensor("OPTIONS", "STRING", [1], optional=True),
             Tensor("REFERENCE", "INT16", [-1], optional=True)],
     outputs=[Tensor("AUDIO", "INT16", [-1]), Tensor("INFO", "STRING", [1])],
-    # preempt: a reply's first chunk stops another conversation's later chunk in progress ("0": waits for it)
-    params={"engine": "kokoro", "weights": "kokoro", "sample_rate": "24000", "threads": "2", "preempt": "1"},
+    # preempt: a reply's first chunk stops another conversation's later chunk in progress ("0": waits for it);
+    # preempt_leads: also a chunk critical for its listener's lead, and for first-audio work in other models
+    params={"engine": "kokoro", "weights": "kokoro", "sample_rate": "24000", "threads": "2", "preempt": "1",
+            "preempt_leads": "1"},
 )
 
 

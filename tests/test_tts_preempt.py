@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from RealTime_zeroshot_TTS_ko.engines.run_gate import RunGate
+from RealTime_zeroshot_TTS_ko.engines.run_gate import BACKGROUND, LEAD, RunGate
 from tests.conftest import ROOT
 
 LONG = "오늘 회의에서는 다음 분기의 예산과 일정, 그리고 새로운 프로젝트의 방향에 대해 아주 자세히 논의했습니다."
@@ -87,6 +87,83 @@ def test_urgent_runs_never_stop_each_other_and_real_errors_reach_the_caller():
     with pytest.raises(RuntimeError, match="bad input"):
         gate.run(broken)
     assert gate.run(lambda options: "free again") == "free again"
+
+
+def lead_run(gate: RunGate, seconds: float, started: threading.Event | None = None):
+    def body():
+        with gate.urgent(lead=True):
+            return gate.run(timed_run(seconds, started))
+    return body
+
+
+def test_a_first_audio_run_stops_a_lead_run_and_a_lead_run_stops_only_background_runs():
+    gate, done, started = RunGate(), [], threading.Event()
+    lead = in_thread(lead_run(gate, 0.6, started), done, "lead")
+    assert started.wait(5)
+    with gate.urgent():
+        gate.run(timed_run(0.05))
+    done.append("first audio")
+    lead.join(5)
+    assert done == ["first audio", "lead"] and gate.preempted == 1
+
+    done, started = [], threading.Event()
+    background = in_thread(lambda: gate.run(timed_run(0.6, started)), done, "background")
+    assert started.wait(5)
+    lead_run(gate, 0.05)()
+    done.append("lead")
+    background.join(5)
+    assert done == ["lead", "background"] and gate.preempted == 2
+
+    done, started = [], threading.Event()  # a lead never stops a reply's first audio
+    def first_audio():
+        with gate.urgent():
+            gate.run(timed_run(0.3, started))
+    first = in_thread(first_audio, done, "first audio")
+    assert started.wait(5)
+    lead_run(gate, 0.01)()
+    done.append("lead")
+    first.join(5)
+    assert done == ["first audio", "lead"] and gate.preempted == 2
+
+
+def test_without_lead_preemption_a_first_audio_run_waits_for_a_lead_run():
+    gate, done, started = RunGate(preempt_leads=False), [], threading.Event()
+    gate.watch(LEAD, lambda: True, lambda: None)  # ignored too
+    lead = in_thread(lead_run(gate, 0.3, started), done, "lead")
+    assert started.wait(5)
+    with gate.urgent():
+        gate.run(timed_run(0.01))
+    done.append("first audio")
+    lead.join(5)
+    assert done == ["lead", "first audio"] and gate.preempted == 0
+
+
+def test_a_lead_run_stops_once_for_first_audio_work_elsewhere_and_waits_before_starting_over():
+    """`elsewhere` stands for another process's first-audio mark (priority.first_audio)."""
+    gate, elsewhere, waits = RunGate(poll_s=0.005), threading.Event(), []
+    gate.watch(LEAD, elsewhere.is_set, lambda: waits.append(time.monotonic()))
+    started, result = threading.Event(), {}
+    lead = threading.Thread(target=lambda: result.setdefault("lead", lead_run(gate, 0.4, started)()))
+    lead.start()
+    assert started.wait(5)
+    t0 = time.monotonic()
+    elsewhere.set()  # and it stays set: the run started over is not stopped again
+    lead.join(5)
+    assert result["lead"] == 0.4 and gate.preempted == 1 and len(waits) == 1
+    assert waits[0] - t0 < 0.1  # stopped within a few polls
+
+    lead_run(gate, 0.05)()  # work already there as a run starts: its caller yielded to it first
+    assert gate.preempted == 1
+
+    elsewhere.clear()
+    gate.watch(BACKGROUND, elsewhere.is_set, lambda: waits.append(time.monotonic()))
+    started, result = threading.Event(), {}
+    background = threading.Thread(target=lambda: result.setdefault("bg", gate.run(timed_run(0.4, started))))
+    background.start()
+    assert started.wait(5)
+    elsewhere.set()
+    background.join(5)
+    assert result["bg"] == 0.4 and gate.preempted == 2 and len(waits) == 2
 
 
 # ---------------------------------------------------------------- the real engine

@@ -3,6 +3,7 @@ through Whisper (CER ceiling), and a zero-shot voice fitted to a human speaker."
 from __future__ import annotations
 
 import asyncio
+import time
 
 import kocer
 import numpy as np
@@ -151,3 +152,40 @@ async def test_a_critical_chunk_does_not_wait_for_another_streams_later_phrase(g
         assert preempted >= 1
     else:  # the later phrase in progress finishes first; nothing is stopped
         assert order[:2] == [("background", 0), ("background", 1)] and preempted == 0
+
+
+
+@pytest.mark.parametrize("final", [True, False], ids=["final transcript", "partial transcript"])
+async def test_a_lead_decode_stops_for_another_turns_final_transcript(gateway, triton, final):
+    """A reply is mid-way and its listener has run dry: each chunk is critical for its lead, and a
+    long phrase decodes. Another conversation's final transcript starts in the `stt` model (another
+    process; its turn's first-audio work). The decode stops for it instead of halving its two cores,
+    waits, and starts over: the reply still speaks all of its text. A partial transcript (background
+    work) stops nothing."""
+    from tests.audio_fixtures import korean_clip, to_pcm16
+
+    long_text = "네, 알겠습니다. 오늘 회의에서는 다음 분기의 예산과 일정, 그리고 새로운 프로젝트의 방향에 대해 아주 자세히 논의했습니다."
+    lead = {"lead_s": 0.0, "lead_min_s": 30.0}
+    speech = to_pcm16(korean_clip()[0])
+    await gateway.transcribe("stt", speech, vad=False, partial=not final)  # both paths once, whole
+    await collect(gateway, long_text, lead)
+    before = await triton_counter(triton, "voice_tts_preempted_total")
+    first_arrived = asyncio.Event()
+
+    async def reply():
+        async for item in gateway.tts_stream("tts", long_text, lead):
+            if item.final:
+                return item
+            if not item.info.get("heartbeat"):
+                first_arrived.set()
+
+    speaking = asyncio.create_task(reply())
+    await asyncio.wait_for(first_arrived.wait(), 60)
+    await asyncio.sleep(0.1)  # its long second sentence is decoding
+    order = time.time() if final else None
+    transcript = await gateway.transcribe("stt", speech, vad=False, partial=not final, order=order)
+    done = await asyncio.wait_for(speaking, 120)
+    preempted = await triton_counter(triton, "voice_tts_preempted_total") - before
+    print(f"\n{'final' if final else 'partial'} transcript beside a lead decode: {preempted:.0f} stopped")
+    assert transcript.text and done.info["status"] == "done"
+    assert (preempted >= 1) if final else (preempted == 0)

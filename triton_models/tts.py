@@ -27,14 +27,22 @@ class TtsService:
     """What the Triton model does, usable in-process (benchmarks) with the same code."""
 
     def __init__(self, engine_name: str, weights_dir: Path | None, voice_dir: Path | None, threads: int = 2,
-                 priority=None, preempt: bool = True):
+                 priority=None, preempt: bool = True, preempt_leads: bool = True):
         from RealTime_zeroshot_TTS_ko import load_engine
 
         from triton_models.priority import CriticalPath
 
         self.priority = priority or CriticalPath(enabled=False)
-        kwargs = {"threads": threads, "voice_dir": voice_dir, "preempt": preempt} if engine_name == "kokoro" else {}
+        kwargs = {"threads": threads, "voice_dir": voice_dir, "preempt": preempt,
+                  "preempt_leads": preempt_leads} if engine_name == "kokoro" else {}
         self.engine = load_engine(engine_name, weights_dir, **kwargs)
+        if (gate := getattr(self.engine, "gate", None)) and self.priority.enabled:
+            from RealTime_zeroshot_TTS_ko.engines.run_gate import BACKGROUND, LEAD
+
+            # a decode in progress stops for critical work in the other models (a lead decode: for
+            # another turn's final transcript or first clause) and starts over after it
+            gate.watch(LEAD, self.priority.first_audio, self.priority.yield_to_first_audio)
+            gate.watch(BACKGROUND, self.priority.busy, self.priority.yield_to_critical)
         self.engine.synthesize("준비.")  # warm the front end and the ONNX session
         if hasattr(self.engine, "warm_enrolment"):  # in the background: the model serves at once
             threading.Thread(target=self._warm_enrolment, name="tts-warm-enrolment", daemon=True).start()
@@ -66,8 +74,9 @@ class TtsService:
         {"first": true}), and any chunk of a reply whose listener is about to run out of audio: the
         reply's audio sent but not yet played ({"lead_s"}, from the orchestrator; 0 for its first
         sentence), plus what this request made, minus the time it has taken, is below
-        {"lead_min_s"} (default 0: off). Every other chunk first yields to critical work, and a critical
-        chunk stops another stream's non-critical decode in progress (the engine's `urgent()`). A reply's
+        {"lead_min_s"} (default 0: off). Every other chunk first yields to critical work. A reply's first
+        chunk stops another stream's decode in progress, a lead chunk a background one (the engine's
+        `urgent()`); a lead decode also stops for another turn's first-audio work elsewhere. A reply's
         first chunk waits for another conversation's first-audio work whose turn ended before its own
         ({"order"}: when the user stopped speaking, epoch seconds); a chunk critical for its lead
         waits for any turn's first-audio work (priority.py)."""
@@ -89,7 +98,8 @@ class TtsService:
                         self.priority.yield_to_earlier(order)
                     else:  # this listener's lead comes after another conversation's first audio
                         self.priority.yield_to_first_audio()
-                    with self.priority.critical("tts", order if reply_start else None), self.engine.urgent():
+                    with self.priority.critical("tts", order if reply_start else None), \
+                            self.engine.urgent(lead=not reply_start):
                         chunk = next(pieces, None)
                 else:
                     self.priority.yield_to_critical()
@@ -124,9 +134,10 @@ class TritonPythonModel:
         self.streams = Streams("tts", args)
 
         self.service = TtsService(params.get("engine", "kokoro"), weights, voice_dir, int(params.get("threads", "2")),
-                                  priority=CriticalPath(), preempt=params.get("preempt", "1") != "0")
+                                  priority=CriticalPath(), preempt=params.get("preempt", "1") != "0",
+                                  preempt_leads=params.get("preempt_leads", "1") != "0")
         self.preempted = ModelMetric("voice_tts_preempted_total",
-                                     "background decodes stopped (and started over) for a reply's first audio", args)
+                                     "decodes stopped (and started over) for a more urgent one", args)
         if gate := getattr(self.service.engine, "gate", None):
             gate.on_preempt = self.preempted.add
 

@@ -40,9 +40,10 @@ class TtsEngine(ABC):
         except KeyError as exc:
             raise ValueError(str(exc)) from None
 
-    def urgent(self):
-        """Synthesis by this thread inside the block is a reply's first audio: engines that share one
-        session between conversations let it go first (kokoro: engines/run_gate.py)."""
+    def urgent(self, lead: bool = False):
+        """Synthesis by this thread inside the block is a reply's first audio (with `lead`: a later
+        chunk its listener is about to run out of audio for): engines that share one session between
+        conversations let it go first (kokoro: engines/run_gate.py)."""
         return nullcontext()
 
     def enroll(self, voice_id: str, reference: np.ndarray, sr: int, pause=None) -> dict:

@@ -79,7 +79,7 @@ class KokoroEngine(TtsEngine):
     first_window_frames, right_context_frames, crossfade = 24, 36, 480
 
     def __init__(self, model: Path, vocab: Path, voices: Path, threads: int = 2, voice_dir: Path | None = None,
-                 preempt: bool = True):
+                 preempt: bool = True, preempt_leads: bool = True):
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
@@ -92,7 +92,7 @@ class KokoroEngine(TtsEngine):
         self.vocab: dict[str, int] = json.loads(Path(vocab).read_text(encoding="utf-8"))["vocab"]
         self.voices = VoiceBank.from_npz(voices, voice_dir)
         self.weights_dir = Path(model).parent if Path(model).parent.joinpath("voices.npz").exists() else None
-        self.gate = RunGate(preempt)  # one ORT session pair: a reply's first audio stops background decodes
+        self.gate = RunGate(preempt, preempt_leads)  # one ORT session pair: a reply's first audio goes first
         self._space, self._space_lock = None, threading.Lock()
 
     @classmethod
@@ -119,8 +119,8 @@ class KokoroEngine(TtsEngine):
                  "speed": np.array([(speed or profile.speed) / profile.formant], dtype=np.float32)}
         return self.gate.run(lambda opts: self.split.features(feeds, opts)), style, profile.f0_scale
 
-    def urgent(self):
-        return self.gate.urgent()
+    def urgent(self, lead: bool = False):
+        return self.gate.urgent(lead)
 
     def _decode(self, feats, style, start: int, end: int, f0_scale: float) -> np.ndarray:
         return self.gate.run(lambda opts: self.split.decode(feats, style, start, end, f0_scale, opts))
