@@ -25,9 +25,10 @@ before it has played. Configurations run in one process, one after the other, on
           later phrase in progress instead of stopping it (the tts model's `preempt` = 0), at 2 clients
   turns share the critical path  the defaults, but two conversations' turns that end together share
           the cores on the critical path instead of going first come, first served, at 2 clients
-  lead decodes run on  the defaults, but a reply's chunk that is critical for its listener's lead runs
-          to its end beside another conversation's first-audio work instead of stopping for it and
-          starting over (the tts model's `preempt_leads` = 0), at 2 clients
+  decodes run on  the defaults, but a TTS decode in progress runs to its end beside another turn's
+          final transcript or first clause, and one critical for its listener's lead beside another
+          reply's first chunk, instead of stopping for them and starting over (the tts model's
+          `stop_for_critical` = 0), at 2 clients
 
 and the same models called in-process along the critical path (STT → LLM first sentence → TTS first
 chunk) give the share of a turn spent outside the models.
@@ -68,16 +69,16 @@ CONFIGS = {
     "no LLM prefill": {"llm_prefill_from_partials": False},
     "no TTS pre-emption": {},
     "turns share the critical path": {"critical_path_in_turn_order": False},
-    "lead decodes run on": {},
+    "decodes run on": {},
 }
 # the llm model's `contexts` parameter per configuration
 LLM_CONTEXTS = {"before": 1, "after": 2, "Whisper VAD + 15 s window": 2, "no partials": 2,
                 "recall by the final transcript": 2, "one context": 1,
                 "no STT prefix": 2, "pause 120 ms": 2, "no playback lead": 2, "no LLM prefill": 2,
                 "no TTS pre-emption": 2, "turns share the critical path": 2,
-                "lead decodes run on": 2}
+                "decodes run on": 2}
 # configurations that only differ with several clients
-MULTI_CLIENT = ("one context", "no TTS pre-emption", "turns share the critical path", "lead decodes run on")
+MULTI_CLIENT = ("one context", "no TTS pre-emption", "turns share the critical path", "decodes run on")
 
 
 def _ms(event: dict | None, t0: float) -> float | None:
@@ -246,7 +247,7 @@ def main() -> None:
         for label, n in runs:
             model_parameter(server, "llm", "contexts", str(LLM_CONTEXTS[label]))
             model_parameter(server, "tts", "preempt", "0" if label == "no TTS pre-emption" else "1")
-            model_parameter(server, "tts", "preempt_leads", "0" if label == "lead decodes run on" else "1")
+            model_parameter(server, "tts", "stop_for_critical", "0" if label == "decodes run on" else "1")
             settings = make_settings(server, Path(tmp) / label, **CONFIGS[label],
                                      database_url="mysql+asyncmy://voice:voice@127.0.0.1:3306/voicechat_bench")
             with AppServer(settings) as app:

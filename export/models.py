@@ -98,9 +98,10 @@ TTS = ModelSpec(
             Tensor("REFERENCE", "INT16", [-1], optional=True)],
     outputs=[Tensor("AUDIO", "INT16", [-1]), Tensor("INFO", "STRING", [1])],
     # preempt: a reply's first chunk stops another conversation's later chunk in progress ("0": waits for it);
-    # preempt_leads: also a chunk critical for its listener's lead, and for first-audio work in other models
+    # stop_for_critical: a decode in progress also stops for critical work in the other models, and a
+    # chunk critical for its listener's lead for another turn's first audio ("0": only the rule above)
     params={"engine": "kokoro", "weights": "kokoro", "sample_rate": "24000", "threads": "2", "preempt": "1",
-            "preempt_leads": "1"},
+            "stop_for_critical": "1"},
 )
 
 
