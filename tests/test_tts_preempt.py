@@ -89,53 +89,36 @@ def test_urgent_runs_never_stop_each_other_and_real_errors_reach_the_caller():
     assert gate.run(lambda options: "free again") == "free again"
 
 
-def lead_run(gate: RunGate, seconds: float, started: threading.Event | None = None):
-    def body():
-        with gate.urgent(lead=True):
-            return gate.run(timed_run(seconds, started))
-    return body
+def run_at(gate: RunGate, level: str, seconds: float, started: threading.Event | None = None) -> float:
+    """A run of `level` ("background", "lead" or "first audio") through the gate."""
+    if level == "background":
+        return gate.run(timed_run(seconds, started))
+    with gate.urgent(lead=level == "lead"):
+        return gate.run(timed_run(seconds, started))
+
+
+def race(gate: RunGate, running: str, asked: str, running_s: float = 0.6) -> list[str]:
+    """A run of level `running` in progress, and one of level `asked` asked for meanwhile: which ended first."""
+    done, started = [], threading.Event()
+    thread = in_thread(lambda: run_at(gate, running, running_s, started), done, running)
+    assert started.wait(5)
+    run_at(gate, asked, 0.05)
+    done.append(asked)
+    thread.join(5)
+    return done
 
 
 def test_a_first_audio_run_stops_a_lead_run_and_a_lead_run_stops_only_background_runs():
-    gate, done, started = RunGate(), [], threading.Event()
-    lead = in_thread(lead_run(gate, 0.6, started), done, "lead")
-    assert started.wait(5)
-    with gate.urgent():
-        gate.run(timed_run(0.05))
-    done.append("first audio")
-    lead.join(5)
-    assert done == ["first audio", "lead"] and gate.preempted == 1
-
-    done, started = [], threading.Event()
-    background = in_thread(lambda: gate.run(timed_run(0.6, started)), done, "background")
-    assert started.wait(5)
-    lead_run(gate, 0.05)()
-    done.append("lead")
-    background.join(5)
-    assert done == ["lead", "background"] and gate.preempted == 2
-
-    done, started = [], threading.Event()  # a lead never stops a reply's first audio
-    def first_audio():
-        with gate.urgent():
-            gate.run(timed_run(0.3, started))
-    first = in_thread(first_audio, done, "first audio")
-    assert started.wait(5)
-    lead_run(gate, 0.01)()
-    done.append("lead")
-    first.join(5)
-    assert done == ["first audio", "lead"] and gate.preempted == 2
+    gate = RunGate()
+    assert race(gate, "lead", "first audio") == ["first audio", "lead"] and gate.preempted == 1
+    assert race(gate, "background", "lead") == ["lead", "background"] and gate.preempted == 2
+    assert race(gate, "first audio", "lead", 0.3) == ["first audio", "lead"] and gate.preempted == 2
 
 
 def test_without_lead_preemption_a_first_audio_run_waits_for_a_lead_run():
-    gate, done, started = RunGate(preempt_leads=False), [], threading.Event()
+    gate = RunGate(preempt_leads=False)
     gate.watch(LEAD, lambda: True, lambda: None)  # ignored too
-    lead = in_thread(lead_run(gate, 0.3, started), done, "lead")
-    assert started.wait(5)
-    with gate.urgent():
-        gate.run(timed_run(0.01))
-    done.append("first audio")
-    lead.join(5)
-    assert done == ["lead", "first audio"] and gate.preempted == 0
+    assert race(gate, "lead", "first audio", 0.3) == ["lead", "first audio"] and gate.preempted == 0
 
 
 def test_a_lead_run_stops_once_for_first_audio_work_elsewhere_and_waits_before_starting_over():
@@ -143,7 +126,7 @@ def test_a_lead_run_stops_once_for_first_audio_work_elsewhere_and_waits_before_s
     gate, elsewhere, waits = RunGate(poll_s=0.005), threading.Event(), []
     gate.watch(LEAD, elsewhere.is_set, lambda: waits.append(time.monotonic()))
     started, result = threading.Event(), {}
-    lead = threading.Thread(target=lambda: result.setdefault("lead", lead_run(gate, 0.4, started)()))
+    lead = threading.Thread(target=lambda: result.setdefault("lead", run_at(gate, "lead", 0.4, started)))
     lead.start()
     assert started.wait(5)
     t0 = time.monotonic()
@@ -152,13 +135,13 @@ def test_a_lead_run_stops_once_for_first_audio_work_elsewhere_and_waits_before_s
     assert result["lead"] == 0.4 and gate.preempted == 1 and len(waits) == 1
     assert waits[0] - t0 < 0.1  # stopped within a few polls
 
-    lead_run(gate, 0.05)()  # work already there as a run starts: its caller yielded to it first
+    run_at(gate, "lead", 0.05)  # work already there as a run starts: its caller yielded to it first
     assert gate.preempted == 1
 
     elsewhere.clear()
     gate.watch(BACKGROUND, elsewhere.is_set, lambda: waits.append(time.monotonic()))
     started, result = threading.Event(), {}
-    background = threading.Thread(target=lambda: result.setdefault("bg", gate.run(timed_run(0.4, started))))
+    background = threading.Thread(target=lambda: result.setdefault("bg", run_at(gate, "background", 0.4, started)))
     background.start()
     assert started.wait(5)
     elsewhere.set()
