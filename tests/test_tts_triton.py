@@ -181,7 +181,7 @@ async def test_a_lead_decode_stops_for_another_turns_final_transcript(gateway, t
 
     speaking = asyncio.create_task(reply())
     await asyncio.wait_for(first_arrived.wait(), 60)
-    await asyncio.sleep(0.1)  # its long second sentence is decoding
+    await asyncio.sleep(0.3)  # its long second sentence is decoding (past its text side)
     order = time.time() if final else None
     transcript = await gateway.transcribe("stt", speech, vad=False, partial=not final, order=order)
     done = await asyncio.wait_for(speaking, 120)
