@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 import numpy as np
 
@@ -13,6 +13,7 @@ _DTYPES = {
     "TYPE_INT64": np.int64, "TYPE_INT32": np.int32, "TYPE_INT16": np.int16, "TYPE_INT8": np.int8,
     "TYPE_UINT8": np.uint8, "TYPE_BOOL": np.bool_, "TYPE_STRING": np.object_,
 }
+T = TypeVar("T")
 
 
 def np_dtype(triton_type: str):
@@ -42,6 +43,12 @@ VERSION_PARAMS = "params.json"
 
 # How a model is served, not what a version is: config.pbtxt (or a load's config override) decides.
 SERVING_PARAMS = frozenset({"n_threads", "threads", "contexts", "coalesce_ms", "preempt"})
+
+
+def optional(options: dict, key: str, cast: Callable[[Any], T]) -> T | None:
+    """A request option that may be absent or null: `cast` of it, or None."""
+    value = options.get(key)
+    return None if value is None else cast(value)
 
 
 def model_params(args: dict) -> dict[str, str]:

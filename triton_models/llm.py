@@ -22,7 +22,7 @@ from typing import Iterator
 
 import numpy as np
 
-from triton_models.common import ModelMetric, json_array, model_params, request_json
+from triton_models.common import ModelMetric, json_array, model_params, optional, request_json
 from triton_models.llm_pool import ContextPool
 from triton_models.priority import CriticalPath
 
@@ -57,11 +57,9 @@ class GenOptions:
     def from_dict(cls, d: dict | None) -> "GenOptions":
         d = d or {}
         o = cls(int(d.get("max_tokens", 128)), float(d.get("temperature", 0.6)), float(d.get("top_p", 0.9)),
-                None if d.get("seed") is None else int(d["seed"]),
-                None if d.get("threads") is None else int(d["threads"]),
-                None if d.get("first_threads") is None else int(d["first_threads"]),
+                optional(d, "seed", int), optional(d, "threads", int), optional(d, "first_threads", int),
                 int(d.get("first_clause_chars", 0)), bool(d.get("prefill", False)),
-                None if d.get("order") is None else float(d["order"]))
+                optional(d, "order", float))
         if any(t is not None and not 1 <= t <= 64 for t in (o.threads, o.first_threads)):
             raise ValueError("threads and first_threads must be in 1..64")
         if not 1 <= o.max_tokens <= 2048:

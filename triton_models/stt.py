@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from triton_models.common import model_params, pcm16_to_float, request_json
+from triton_models.common import model_params, optional, pcm16_to_float, request_json
 
 SAMPLE_RATE = 16000
 # Whisper's encoder sees the utterance padded to the smallest of these windows that leaves MIN_PAD_S
@@ -60,7 +60,7 @@ class SttOptions:
         opts = cls(language=str(d.get("language", "ko")), beam_size=int(d.get("beam_size", 1)),
                    partial=bool(d.get("partial", False)), window_s=int(d.get("window_s", 0)),
                    prefix=str(d.get("prefix", "") or "").strip(), vad=bool(d.get("vad", True)),
-                   order=None if d.get("order") is None else float(d["order"]))
+                   order=optional(d, "order", float))
         if opts.window_s and not 5 <= opts.window_s <= 30:
             raise ValueError("window_s must be 0 (auto) or 5..30")
         if not 1 <= opts.beam_size <= 8:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from triton_models.common import ModelMetric, float_to_pcm16, json_array, model_params, request_json
+from triton_models.common import ModelMetric, float_to_pcm16, json_array, model_params, optional, request_json
 
 MAX_TEXT = 2000
 log = logging.getLogger("triton.tts")
@@ -87,7 +87,7 @@ class TtsService:
         voice, speed = str(options.get("voice", "default")), options.get("speed")
         first = bool(options.get("first", False))
         lead, lead_min = float(options.get("lead_s", 0.0)), float(options.get("lead_min_s", 0.0))
-        order = None if options.get("order") is None else float(options["order"])  # the turn's, for its first chunk
+        order = optional(options, "order", float)  # the turn's, for its first chunk
         started = time.monotonic()  # playback's clock for this request (a reply's: from its first chunk)
         for s_idx, sentence in enumerate(split_sentences(text)):
             pieces = self.engine.stream(sentence, voice, speed, windowed_first=first and s_idx == 0)
