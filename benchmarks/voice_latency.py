@@ -29,6 +29,8 @@ before it has played. Configurations run in one process, one after the other, on
           final transcript or first clause, and one critical for its listener's lead beside another
           reply's first chunk, instead of stopping for them and starting over (the tts model's
           `stop_for_critical` = 0), at 2 clients
+  STT decoder on 2 threads  the defaults, but Whisper's decoder runs on two threads like its encoder
+          (the stt model's `decoder_threads` = 2, the setting before 2026-11-27's evening), at 1 client
 
 and the same models called in-process along the critical path (STT → LLM first sentence → TTS first
 chunk) give the share of a turn spent outside the models.
@@ -70,13 +72,14 @@ CONFIGS = {
     "no TTS pre-emption": {},
     "turns share the critical path": {"critical_path_in_turn_order": False},
     "decodes run on": {},
+    "STT decoder on 2 threads": {},
 }
 # the llm model's `contexts` parameter per configuration
 LLM_CONTEXTS = {"before": 1, "after": 2, "Whisper VAD + 15 s window": 2, "no partials": 2,
                 "recall by the final transcript": 2, "one context": 1,
                 "no STT prefix": 2, "pause 120 ms": 2, "no playback lead": 2, "no LLM prefill": 2,
                 "no TTS pre-emption": 2, "turns share the critical path": 2,
-                "decodes run on": 2}
+                "decodes run on": 2, "STT decoder on 2 threads": 2}
 # configurations that only differ with several clients
 MULTI_CLIENT = ("one context", "no TTS pre-emption", "turns share the critical path", "decodes run on")
 
@@ -248,6 +251,7 @@ def main() -> None:
             model_parameter(server, "llm", "contexts", str(LLM_CONTEXTS[label]))
             model_parameter(server, "tts", "preempt", "0" if label == "no TTS pre-emption" else "1")
             model_parameter(server, "tts", "stop_for_critical", "0" if label == "decodes run on" else "1")
+            model_parameter(server, "stt", "decoder_threads", "2" if label == "STT decoder on 2 threads" else "1")
             settings = make_settings(server, Path(tmp) / label, **CONFIGS[label],
                                      database_url="mysql+asyncmy://voice:voice@127.0.0.1:3306/voicechat_bench")
             with AppServer(settings) as app:

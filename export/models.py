@@ -17,7 +17,7 @@ STT = ModelSpec(
     name="stt", backend="python", module="triton_models.stt",
     inputs=[Tensor("AUDIO", "INT16", [-1]), Tensor("OPTIONS", "STRING", [1], optional=True)],
     outputs=[Tensor("TRANSCRIPT", "STRING", [1])],
-    params={"weights": "whisper", "device": "auto", "compute_type": "auto", "cpu_threads": "2"},
+    params={"weights": "whisper", "device": "auto", "compute_type": "auto", "encoder_threads": "2", "decoder_threads": "1"},
     instances=2,  # a final never queues behind a partial transcript already running
 )
 

@@ -11,7 +11,7 @@ from typing import Iterable
 
 from tqdm import tqdm
 
-from triton_models.common import SERVING_PARAMS, VERSION_PARAMS, bootstrap_source
+from triton_models.common import VERSION_KEYS, VERSION_PARAMS, bootstrap_source
 
 log = logging.getLogger("export")
 
@@ -117,7 +117,7 @@ def write_model(repo: Path, spec: ModelSpec, files: dict[str, list[Path] | Path]
         write_atomically(vdir / "model.py", bootstrap_source(spec.module))
     # everything version-specific (weights file, variant, engine) also lives in the version folder, so an
     # older version still loads after the model-level config.pbtxt was rewritten for a newer one
-    version_params = {k: v for k, v in spec.params.items() if k not in SERVING_PARAMS}
+    version_params = {k: v for k, v in spec.params.items() if k in VERSION_KEYS}
     write_atomically(vdir / VERSION_PARAMS, json.dumps(version_params, indent=1, ensure_ascii=False))
     write_atomically(model_dir / "config.pbtxt", spec.pbtxt())
     log.info("wrote %s version %d (%s backend) into %s", spec.name, ver, spec.backend, repo)

@@ -41,8 +41,10 @@ def request_json(pb_utils, request, name: str, default: Any = None) -> Any:
 VERSION_PARAMS = "params.json"
 
 
-# How a model is served, not what a version is: config.pbtxt (or a load's config override) decides.
-SERVING_PARAMS = frozenset({"n_threads", "threads", "contexts", "coalesce_ms", "preempt"})
+# What a version is (its engine and weights) lives in its folder; everything else is how the model is
+# served (threads, contexts, scheduling rules), which config.pbtxt or a load's config override decides.
+# (A list of the serving keys instead let a new one, stop_for_critical, be pinned by params.json.)
+VERSION_KEYS = frozenset({"engine", "weights", "variant", "sample_rate"})
 
 
 def optional(options: dict, key: str, cast: Callable[[Any], T]) -> T | None:
@@ -53,12 +55,12 @@ def optional(options: dict, key: str, cast: Callable[[Any], T]) -> T | None:
 
 def model_params(args: dict) -> dict[str, str]:
     """The string parameters of a model's config.pbtxt, overridden by its version folder's params.json
-    (what `export` wrote for that version: weights, variant, engine) except for SERVING_PARAMS."""
+    (what `export` wrote for that version: its VERSION_KEYS)."""
     config = json.loads(args["model_config"])
     params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
     version_file = Path(args.get("model_repository", "")) / str(args.get("model_version", "")) / VERSION_PARAMS
     if args.get("model_repository") and version_file.is_file():
-        params |= {k: str(v) for k, v in json.loads(version_file.read_text()).items() if k not in SERVING_PARAMS}
+        params |= {k: str(v) for k, v in json.loads(version_file.read_text()).items() if k in VERSION_KEYS}
     return params
 
 
