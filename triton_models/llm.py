@@ -261,14 +261,18 @@ def stream_chat(engine, messages: list[dict], opts: GenOptions, summary: dict) -
             summary["tok_s"] = round((tokens - 1) / max(time.perf_counter() - first, 1e-6), 2)
 
 
-def coalesce(deltas: Iterator[str], window_s: float) -> Iterator[str]:
-    """The first delta at once, then what arrived within each window as one piece: fewer responses
-    (each costs IPC and client CPU on the same 2 cores the decoder uses), at most window_s later."""
-    pending, last = "", None
+def coalesce(deltas: Iterator[str], window_s: float, first_clause_chars: int = 0) -> Iterator[str]:
+    """Each delta at once until the first clause is complete (the reply's first TTS piece waits for
+    it), then what arrived within each window as one piece: fewer responses (each costs IPC and client
+    CPU on the same 2 cores the decoder uses), at most window_s later. A delta held back waits for the
+    next one, so the clause's last delta held could have delayed the first audio by a token or more."""
+    pending, last, text = "", None, ""
     for delta in deltas:
+        urgent = not first_clause_done(text, first_clause_chars)
         pending += delta
+        text += delta
         now = time.perf_counter()
-        if last is None or now - last >= window_s:
+        if urgent or now - last >= window_s:
             yield pending
             pending, last = "", now
     if pending:
@@ -308,7 +312,7 @@ class TritonPythonModel:
                     self.engine.prefill(messages, summary)
                     return
                 made = self.deltas_made.counting(stream_chat(self.engine, messages, opts, summary))
-                for i, delta in enumerate(coalesce(made, self.coalesce_s)):
+                for i, delta in enumerate(coalesce(made, self.coalesce_s, opts.first_clause_chars)):
                     yield [pb_utils.Tensor("DELTA", np.array([delta.encode("utf-8")], dtype=np.object_)),
                            pb_utils.Tensor("INFO", json_array({"index": i, "deltas": summary.get("deltas", 0)}))]
 
