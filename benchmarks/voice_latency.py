@@ -30,7 +30,8 @@ before it has played. Configurations run in one process, one after the other, on
           reply's first chunk, instead of stopping for them and starting over (the tts model's
           `stop_for_critical` = 0), at 2 clients
   STT decoder on 2 threads  the defaults, but Whisper's decoder runs on two threads like its encoder
-          (the stt model's `decoder_threads` = 2, the setting before 2026-11-27's evening), at 1 client
+          (the stt model's `decoder_threads` = 2, the setting before 2026-11-27's evening), at every
+          client count given
 
 and the same models called in-process along the critical path (STT → LLM first sentence → TTS first
 chunk) give the share of a turn spent outside the models.
@@ -82,6 +83,8 @@ LLM_CONTEXTS = {"before": 1, "after": 2, "Whisper VAD + 15 s window": 2, "no par
                 "decodes run on": 2, "STT decoder on 2 threads": 2}
 # configurations that only differ with several clients
 MULTI_CLIENT = ("one context", "no TTS pre-emption", "turns share the critical path", "decodes run on")
+# configurations compared at every client count asked for
+EVERY_CLIENT_COUNT = ("STT decoder on 2 threads",)
 
 
 def _ms(event: dict | None, t0: float) -> float | None:
@@ -246,7 +249,8 @@ def main() -> None:
         chosen = [c for c in args.configs.split(",") if c]  # "" runs the defaults only
         runs = [("before", 1)] * ("before" in chosen) + [("after", int(n)) for n in args.clients.split(",")] \
             + [(c, int(n)) for c in MULTI_CLIENT if c in chosen for n in args.clients.split(",") if int(n) > 1] \
-            + [(c, 1) for c in chosen if c not in ("before", "after", *MULTI_CLIENT)]
+            + [(c, int(n)) for c in EVERY_CLIENT_COUNT if c in chosen for n in args.clients.split(",")] \
+            + [(c, 1) for c in chosen if c not in ("before", "after", *MULTI_CLIENT, *EVERY_CLIENT_COUNT)]
         for label, n in runs:
             model_parameter(server, "llm", "contexts", str(LLM_CONTEXTS[label]))
             model_parameter(server, "tts", "preempt", "0" if label == "no TTS pre-emption" else "1")
