@@ -12,6 +12,15 @@ from tests.conftest import ROOT
 
 SENTENCES = ["안녕하세요, 오늘 날씨가 정말 좋네요.", "네, 김치의 주재료는 배추와 고춧가루예요.",
              "서울은 대한민국의 수도입니다.", "오늘 회의는 세 시에 시작합니다."]
+# CER over 4 sentences (58 characters) moved by one misheard syllable per 0.017: the int8 model's audio
+# differs between CPUs, and on one VM both decodes of "서울은" were heard as "소른" and the windowed
+# one lost two more syllables (0.224 against 0.172), where the benchmark's 32 sentences gave 0.124
+# against 0.120. 8 more long sentences without digits (spelling of numbers is STT noise, not TTS).
+INTELLIGIBILITY_SENTENCES = SENTENCES + [
+    "오늘 날씨가 맑고 따뜻해서 산책하기 좋아요.", "이 문제를 어떻게 해결하면 좋을지 같이 생각해 봅시다.",
+    "다음 주 월요일까지 보고서를 제출해 주세요.", "우리는 작년 여름에 제주도로 가족 여행을 다녀왔습니다.",
+    "주문하신 상품은 내일 오후에 도착할 예정입니다.", "한국어를 배우는 외국인이 점점 늘어나고 있어요.",
+    "이 식당은 김치찌개와 된장찌개가 특히 맛있기로 유명해요.", "혹시 시간이 괜찮으시면 잠깐 이야기 좀 나눌 수 있을까요?"]
 
 
 @pytest.fixture(scope="module")
@@ -66,10 +75,10 @@ def test_windowed_audio_is_as_intelligible(engine):
 
     stt = WhisperTranscriber(next((ROOT / "model_repository" / "stt").glob("*/whisper")))
     hyps = {False: [], True: []}
-    for text in SENTENCES:
+    for text in INTELLIGIBILITY_SENTENCES:
         for windowed in hyps:
             audio = np.concatenate([c.audio for c in engine.stream(text, windowed_first=windowed)])
             hyps[windowed].append(stt.transcribe(resample(audio, 24000, 16000), SttOptions(beam_size=5))["text"])
-    plain, windowed = kocer.cer(SENTENCES, hyps[False]), kocer.cer(SENTENCES, hyps[True])
+    plain, windowed = (kocer.cer(INTELLIGIBILITY_SENTENCES, hyps[w]) for w in (False, True))
     print(f"\nCER plain {plain:.3f} windowed {windowed:.3f}: {hyps[True]}")
     assert windowed <= max(0.12, plain + 0.03)
