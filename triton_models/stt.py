@@ -24,7 +24,8 @@ from triton_models.common import model_params, optional, pcm16_to_float, request
 SAMPLE_RATE = 16000
 # Whisper's encoder sees the utterance padded to the smallest of these windows that leaves MIN_PAD_S
 # of padding, instead of 30 s (ctranslate2 4.8.5 accepts fewer than 3000 feature frames). The decoder
-# dominates the time (~10 ms a token; the encoder takes 80 / 125 / 490 ms at 10 / 15 / 30 s). Measured
+# dominates the time (~10 ms a token on two threads, ~6 on one: see short_window_model; the encoder
+# takes 80 / 125 / 490 ms at 10 / 15 / 30 s). Measured
 # on the 11 human clips of ko_speech_dev (3-10 s, 2 cores, no Whisper VAD): 15 s only 577 ms mean /
 # CER 0.078, 10 s wherever 0.5 s of padding was left 501 ms / 0.076; an 8 s window around 7.3 s of
 # speech made Whisper loop, hence the 2 s kept.
