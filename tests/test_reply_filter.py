@@ -242,3 +242,30 @@ def test_the_fallback_said_is_the_one_said_least_recently():
     assert pick_fallback(fallbacks, history) == fallbacks[1]
     history = [("a", f) for f in fallbacks] + [("b", fallbacks[0])]
     assert pick_fallback(fallbacks, history) == fallbacks[1]  # all said: the one said longest ago
+
+
+async def test_list_numbers_are_never_read_out_nor_said_alone():
+    """Seen in benchmarks/voice_latency.py (2 clients): a reply cut off at "…다음과 같습니다: 1." went into
+    the history, and the 0.5B went on counting, "그렇습니다. 2." then "그렇습니다. 3.", turn after turn."""
+    user = "한 잔의 커피가 소비자에게 전해지기 위해선 여러 차례의 공정을 거쳐야 한다."
+
+    async def ignore(*_):
+        pass
+
+    async def run(reply: list[str]) -> ResponseResult:
+        return await respond(FakeGateway(reply=reply), llm_model="llm", tts_model=None, messages=[], llm_options={},
+                             tts_options={}, clock=TurnClock(speech_end=0.0), request_id="r", max_sentences=2,
+                             first_chunk_chars=10, guard=reply_guard(DEFAULT_SYSTEM_PROMPT, [], user),
+                             fallback="다시 말씀해 주세요.", on_text=ignore, on_audio=ignore, result=ResponseResult())
+
+    # the list's number no longer ends a sentence, and is not said
+    result = await run(["그렇습니다. ", "공정을 거쳐야 하는 차례는 다음과 같습니다: ", "1. 원료를 ", "준비합니다. ", "2. 섞습니다."])
+    assert result.text == "그렇습니다. 공정을 거쳐야 하는 차례는 다음과 같습니다: 원료를 준비합니다."
+    result = await run(["차례는 다음과 같습니다: 1."])  # cut off after the number
+    assert result.text == "차례는 다음과 같습니다:"
+    result = await run(["순서는 이래요: 1) 씻기 2) 썰기."])
+    assert result.text == "순서는 이래요: 씻기 썰기."
+    result = await run(["2."])  # a number alone is never a reply
+    assert result.text == "다시 말씀해 주세요."
+    for kept in ("가격은 3.5달러예요.", "오후 2시에 만나요.", "1,000원이에요.", "2024년이에요."):
+        assert (await run([kept])).text == kept

@@ -93,6 +93,7 @@ def test_phonemes_use_only_kokoro_vocabulary():
     ("음... 글쎄요. 모르겠어요", ["음...", "글쎄요.", "모르겠어요"]),
     ("정말?! 대박이다", ["정말?!", "대박이다"]),
     ("첫 줄\n둘째 줄", ["첫 줄", "둘째 줄"]),
+    ("다음과 같아요: 1. 먼저 씻어요. 2. 썰어요.", ["다음과 같아요: 1. 먼저 씻어요.", "2. 썰어요."]),  # list numbers
 ])
 def test_split_sentences(text, expected):
     assert split_sentences(text) == expected

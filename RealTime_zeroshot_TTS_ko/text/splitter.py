@@ -2,7 +2,8 @@
 
 Feed text as it arrives; complete sentences come out as soon as their end is certain. Boundaries:
 . ? ! 。？！… and newlines (closing quotes/brackets stay with their sentence), never inside a
-number (3.5, 1,000), an abbreviation (Mr., e.g., U.S.) or an open quote/bracket. The first chunk of a
+number (3.5, 1,000), an abbreviation (Mr., e.g., U.S.), a list number ("…다음과 같아요: 1. 먼저") or
+an open quote/bracket. The first chunk of a
 reply may end at a comma once it is long enough, so the first audio starts early; an unpunctuated
 run is cut after a Korean sentence ending (…다/요/까/죠 + space) once it grows long.
 """
@@ -18,6 +19,8 @@ OPENERS = {"(": ")", "[": "]", "{": "}", "「": "」", "『": "』", "《": "》
 ABBREVIATIONS = {"mr", "mrs", "ms", "dr", "prof", "st", "vs", "etc", "e.g", "i.e", "no", "jr", "sr", "inc", "co"}
 KOREAN_ENDING = re.compile(r"(?:다|요|까|죠|네|니다|세요)(?=\s)")
 FIRST_CHUNK_COMMA = ",，、"
+# one or two digits standing alone after the start, a space or a colon, before a "." (a list item's number)
+LIST_NUMBER = re.compile(r"(?:^|[\s:：])\d{1,2}$")
 
 
 @dataclass
@@ -95,6 +98,8 @@ class SentenceSplitter:
             nxt = buf[i + 1]
             if prev.isdigit() and nxt.isdigit():
                 return 0  # 3.5
+            if LIST_NUMBER.search(buf[:i]):
+                return 0  # "1." opening a list item (a Korean sentence does not end in a bare number)
             word = re.search(r"([A-Za-z.]+)$", buf[:i])
             if word and (word.group(1).lower().rstrip(".") in ABBREVIATIONS or re.fullmatch(r"(?:[A-Z]\.)*[A-Z]", word.group(1))):
                 return 0  # Mr. / U.S.
