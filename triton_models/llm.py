@@ -266,11 +266,13 @@ def coalesce(deltas: Iterator[str], window_s: float, first_clause_chars: int = 0
     it), then what arrived within each window as one piece: fewer responses (each costs IPC and client
     CPU on the same 2 cores the decoder uses), at most window_s later. A delta held back waits for the
     next one, so the clause's last delta held could have delayed the first audio by a token or more."""
-    pending, last, text = "", None, ""
+    pending, last, text, in_clause = "", None, "", True
     for delta in deltas:
-        urgent = not first_clause_done(text, first_clause_chars)
+        urgent = in_clause  # this delta belongs to the first clause, or completes it
         pending += delta
-        text += delta
+        if in_clause:
+            text += delta
+            in_clause = not first_clause_done(text, first_clause_chars)
         now = time.perf_counter()
         if urgent or now - last >= window_s:
             yield pending

@@ -24,11 +24,11 @@ TAGS = re.compile(r"\[/?[^\]\s]{1,12}\]|<</?SYS>>|<\|[^|>]{1,20}\|>|</?(start|en
 SPEAKER_LABEL = re.compile(r"^\s*(말|답|답변|대답|어시스턴트|비서|ai|assistant|model)\s*[:：]\s*", re.IGNORECASE)
 HTML_TAG = re.compile(r"</?[a-zA-Z]{1,8}\s*/?>")
 EMOJI = re.compile(r"[\U0001F000-\U0001FAFF\u2600-\u27BF\u2B00-\u2BFF\uFE0F\u200D]")
-LIST_MARKER = re.compile(r"^\s*(?:[-*•·▪►]|\d{1,2}[.)]|[①-⑳])\s+")
-# a list item's number inside a sentence ("다음과 같습니다: 1. 원료를"), or a sentence that is nothing else
-# ("2."): read out, and then seen in the history, the model went on counting ("그렇습니다. 3.") turn after turn
+# a list marker opening a sentence, or all there is of it ("2."): the latter is then left with no words
+LIST_MARKER = re.compile(r"^\s*(?:[-*•·▪►]|\d{1,2}[.)]|[①-⑳])(?:\s+|$)")
+# a list item's number inside a sentence ("다음과 같습니다: 1. 원료를"): read out, and then seen in the
+# history, it made the model go on counting ("그렇습니다. 3.") turn after turn
 INNER_LIST_NUMBER = re.compile(r"(?:(?<=[:：])\s*\d{1,2}[.)]|(?<=\s)\d{1,2}\))(?=\s|$)")
-BARE_LIST_NUMBER = re.compile(r"\d{1,2}[.)]")
 # The user asks back what they told before ("제가 무슨 악기를 친다고 했죠?", "제 생일 기억나요?"): a
 # recalled fact is then the answer even when it shares no word with the question (피아노 / 악기).
 RECALL_QUESTION = re.compile(r"(했|했었|였|이었|이라|라)(죠|지요|나요|더라)|기억(나|하|해)|말(했|한|씀드)")
@@ -131,7 +131,7 @@ class ReplyGuard:
 
     def clean(self, sentence: str) -> str:
         text = strip_format(sentence)
-        if not re.search(r"[가-힣A-Za-z0-9]", text) or BARE_LIST_NUMBER.fullmatch(text):
+        if not re.search(r"[가-힣A-Za-z0-9]", text):
             return ""
         complete = text[-1] in SENTENCE_ENDS
         dropped = self.skipping or self.recites(text) or self.echoes(text)
