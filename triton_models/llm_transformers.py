@@ -37,8 +37,11 @@ class StaticKV:
 
     def rewind(self, length: int) -> None:
         """Keep the first `length` positions; later writes start there (StaticLayer.cumulative_length)."""
-        for layer in self.cache.layers:
-            layer.cumulative_length.fill_(length)
+        import torch
+
+        with torch.inference_mode():  # the cache's tensors were made in inference mode (on CUDA)
+            for layer in self.cache.layers:
+                layer.cumulative_length.fill_(length)
         del self.tokens[length:]
 
 
