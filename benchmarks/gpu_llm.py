@@ -6,11 +6,12 @@ random weights and the real Gemma 3 tokenizer (from the Gemma 3 270M GGUF on PyP
 give random text: tok/s, time to first token and time to the 12th token (about a first clause)
 are what is measured, not answers.
 
-  before     model.generate() + TextIteratorStreamer, dynamic cache (the engine until 2026-11-27)
-  eager      our decode loop, static cache, no CUDA graph
-  engine     our decode loop, static cache, the one-token step as a CUDA graph (the default on CUDA)
-  next turn  the same conversation one exchange later: the unchanged prefix is kept in the cache
-  16 clients 16 threads asking at once (one engine: they queue)
+  before         model.generate() + TextIteratorStreamer, dynamic cache (the engine until 2026-11-27)
+  eager          our batched decode loop, one row, no CUDA graph
+  graph_1_row    the same, the decode step a CUDA graph (one conversation at a time: others queue)
+  graph_16_rows  the same, 16 rows: 16 conversations decode together (one active here)
+  next turn      the same conversation one exchange later: its unchanged prefix is in its row
+  4/16 clients   threads asking at once, distinct conversations
 
   .venv/bin/python -m benchmarks.gpu_llm prepare .gpu/llm   # here: the tokenizer
   python3 benchmarks/gpu_llm.py run .gpu/llm                # there: writes $OUT/gpu_llm.json
@@ -47,8 +48,9 @@ MAX_TOKENS = 64
 FIRST_CLAUSE_TOKENS = 12
 
 
-def conversation(turns: int) -> list[dict]:
-    msgs = [{"role": "system", "content": SYSTEM}]
+def conversation(turns: int, tag: int = 0) -> list[dict]:
+    """A conversation (tag: which one; a new tag shares no cached prefix) after `turns` questions."""
+    msgs = [{"role": "system", "content": f"[대화 {tag}] {SYSTEM}"}]
     for q, a in HISTORY:
         msgs += [{"role": "user", "content": q}, {"role": "assistant", "content": a}]
     for i in range(turns):
@@ -90,7 +92,7 @@ def before(engine, msgs) -> dict:
     stamps: list[float] = []
     t0 = time.perf_counter()
     inputs = engine.tokenizer.apply_chat_template(msgs, add_generation_prompt=True, return_tensors="pt",
-                                                  return_dict=True).to(engine.device)
+                                                  return_dict=True).to(engine.model.device)
     streamer = Stamped(engine.tokenizer, skip_prompt=True, skip_special_tokens=False)
     kwargs = dict(**inputs, max_new_tokens=MAX_TOKENS, min_new_tokens=MAX_TOKENS, do_sample=False,
                   streamer=streamer, pad_token_id=engine.tokenizer.eos_token_id)
@@ -102,22 +104,41 @@ def before(engine, msgs) -> dict:
     return summarise(stamps)
 
 
-def engine_pieces(engine, msgs, stats: dict):
+def engine_run(engine, msgs, max_tokens: int = MAX_TOKENS) -> dict:
     from triton_models.llm import GenOptions
 
-    engine.stop_ids = set()  # random weights: no early stop, every run makes MAX_TOKENS tokens
-    yield from engine.generate(msgs, GenOptions(max_tokens=MAX_TOKENS, temperature=0.0), stats)
-
-
-def greedy_ids(engine, msgs) -> list[int]:
     stats: dict = {}
-    text = "".join(engine_pieces(engine, msgs, stats))
-    return engine.tokenizer.encode(text, add_special_tokens=False)[:32]
+    out = timed(engine.generate(msgs, GenOptions(max_tokens=max_tokens, temperature=0.0), stats))
+    return out | {"prompt_cached": stats.get("prompt_cached"), "prompt_tokens": stats.get("prompt_tokens")}
+
+
+def greedy_text(engine, msgs) -> str:
+    from triton_models.llm import GenOptions
+
+    return "".join(engine.generate(msgs, GenOptions(max_tokens=32, temperature=0.0), {}))
 
 
 def p50(runs, key):
     vals = [r[key] for r in runs if key in r]
     return round(statistics.median(vals), 1) if vals else None
+
+
+def clients(engine, n: int, tag: int) -> dict:
+    """n conversations asking at once, 32 tokens each."""
+    results, start = [], threading.Barrier(n)
+
+    def client(i):
+        msgs = conversation(1, tag * 100 + i)  # distinct conversations: no shared cached prefix
+        start.wait()
+        results.append(engine_run(engine, msgs, 32))
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(n)]
+    t = time.perf_counter()
+    [th.start() for th in threads]
+    [th.join() for th in threads]
+    return {"clients": n, "wall_s": round(time.perf_counter() - t, 2),
+            **{f"{m}_p50": p50(results, m) for m in ("ttft_ms", "t12_ms", "tok_s")},
+            "ttft_max_ms": max(r["ttft_ms"] for r in results)}
 
 
 def run_shape(name: str, shape: dict, tok_dir: Path) -> dict:
@@ -136,64 +157,41 @@ def run_shape(name: str, shape: dict, tok_dir: Path) -> dict:
     del model
     torch.cuda.empty_cache()
     out: dict = {}
-    t = time.perf_counter()
-    eager = TransformersEngine(folder, n_threads=4, n_ctx=2048, kv_cache="static", cuda_graph=False)
-    out["load_s"] = round(time.perf_counter() - t, 1)
-    t = time.perf_counter()
-    engine = TransformersEngine(folder, n_threads=4, n_ctx=2048, kv_cache="static")
-    out["cuda_graph"] = engine.graph is not None
-    out["load_with_graph_s"] = round(time.perf_counter() - t, 1)
-    out["params_M"] = round(sum(p.numel() for p in engine.model.parameters()) / 1e6)
-    first = conversation(1)
-    out["prompt_tokens"] = len(engine._prompt_ids(first))
-    runs = {"before": [], "eager": [], "engine": [], "engine_next_turn": []}
+    engines = {}
+    for label, kw in (("eager", dict(contexts=1, cuda_graph=False)), ("graph_1_row", dict(contexts=1)),
+                      ("graph_16_rows", dict(contexts=16))):
+        t = time.perf_counter()
+        engines[label] = TransformersEngine(folder, n_threads=4, n_ctx=2048, **kw)
+        engines[label].stop_ids.clear()  # random weights: no early stop, every run makes all its tokens
+        out[f"load_s_{label}"] = round(time.perf_counter() - t, 1)
+    out["cuda_graph"] = engines["graph_16_rows"].batcher.graph is not None
+    out["params_M"] = round(sum(p.numel() for p in engines["eager"].model.parameters()) / 1e6)
+    runs: dict = {k: [] for k in ("before", "eager", "graph_1_row", "graph_16_rows", "graph_16_rows_next_turn")}
     for i in range(4):  # interleaved; the first round warms up and is dropped
-        rnd = {"before": before(eager, first)}
-        for label, eng in (("eager", eager), ("engine", engine)):
-            eng.kv.rewind(0)  # a new conversation: nothing cached
-            stats: dict = {}
-            rnd[label] = timed(engine_pieces(eng, first, stats)) | {"prompt_cached": stats.get("prompt_cached")}
-        stats = {}
-        rnd["engine_next_turn"] = timed(engine_pieces(engine, conversation(2), stats)) | {
-            "prompt_cached": stats.get("prompt_cached"), "prompt_tokens": stats.get("prompt_tokens")}
+        first = conversation(1, tag=i)
+        rnd = {"before": before(engines["eager"], first)}
+        for label, eng in engines.items():
+            rnd[label] = engine_run(eng, first)
+        rnd["graph_16_rows_next_turn"] = engine_run(engines["graph_16_rows"], conversation(2, tag=i))
         if i:
             for k, v in rnd.items():
                 runs[k].append(v)
         print(name, i, json.dumps(rnd), flush=True)
     out["runs"] = runs
     out["p50"] = {k: {m: p50(v, m) for m in ("ttft_ms", "t12_ms", "tok_s")} for k, v in runs.items()}
-    # the captured graph decodes what the eager loop decodes (greedy, same weights)
-    eager.kv.rewind(0)
-    engine.kv.rewind(0)
-    a, b = greedy_ids(eager, first), greedy_ids(engine, first)
-    out["graph_matches_eager_tokens"] = sum(1 for x, y in zip(a, b) if x == y) if a and b else 0
-    out["compared_tokens"] = min(len(a), len(b))
-    out["sixteen_clients"] = sixteen_clients(engine, first)
+    out["prompt_tokens"] = runs["eager"][0]["prompt_tokens"]
+    # the captured graph, alone or among 16 rows, decodes what the eager loop decodes (greedy, same weights)
+    probe = conversation(1, tag=99)
+    texts = {label: greedy_text(eng, probe) for label, eng in engines.items()}
+    out["greedy_text_chars"] = len(texts["eager"])
+    out["graph_decodes_as_eager"] = {label: texts[label] == texts["eager"] for label in ("graph_1_row", "graph_16_rows")}
+    out["sixteen_clients"] = {label: clients(engines[label], 16, tag) for tag, label in
+                              enumerate(("graph_1_row", "graph_16_rows"), start=1)}
+    out["four_clients"] = clients(engines["graph_16_rows"], 4, tag=3)
     print(name, json.dumps({k: v for k, v in out.items() if k != "runs"}), flush=True)
-    del eager, engine
+    del engines
     torch.cuda.empty_cache()
     return out
-
-
-def sixteen_clients(engine, msgs) -> dict:
-    """16 conversations asking at once, each 32 tokens: one engine serves them one after another."""
-    from triton_models.llm import GenOptions
-
-    results, start = [], threading.Barrier(16)
-
-    def client(i):
-        conv = [dict(m) for m in msgs]
-        conv[-1]["content"] += f" ({i}번)"  # distinct prompts
-        start.wait()
-        results.append(timed(engine.generate(conv, GenOptions(max_tokens=32, temperature=0.0), {})))
-
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(16)]
-    t = time.perf_counter()
-    [th.start() for th in threads]
-    [th.join() for th in threads]
-    ttft = sorted(r["ttft_ms"] for r in results)
-    return {"ttft_p50_ms": round(statistics.median(ttft), 1), "ttft_max_ms": ttft[-1],
-            "wall_s": round(time.perf_counter() - t, 2), "tok_s_each_p50": p50(results, "tok_s")}
 
 
 def prepare(folder: Path) -> None:

@@ -1,11 +1,13 @@
-"""Our decode loop of the transformers engine (triton_models/llm_transformers.py) against
-transformers' own generate(), on real-format Gemma 3 weights (random, small) and the real Gemma 3
-tokenizer, on the CPU. The static cache (the GPU default, without its CUDA graph here) must decode
-what generate() decodes, keep the unchanged prompt prefix from one turn to the next, and survive a
-cancelled turn."""
+"""Our decode loop of the transformers engine (triton_models/llm_transformers.py, llm_batch.py)
+against transformers' own generate(), on real-format Gemma 3 weights (random, small) and the real
+Gemma 3 tokenizer, on the CPU (the GPU's CUDA graph aside). Each conversation must decode what
+generate() decodes for it alone, also while others decode in the same batch; a next turn must find
+its unchanged prompt prefix cached; a cancelled turn must free its row."""
 from __future__ import annotations
 
 from pathlib import Path
+
+import threading
 
 import pytest
 
@@ -53,49 +55,56 @@ def decoded(engine: TransformersEngine, messages: list[dict], n: int, stats: dic
 
 
 @pytest.fixture(scope="module")
-def engines(tiny_gemma_dir):
-    static = TransformersEngine(tiny_gemma_dir, n_threads=2, n_ctx=256, kv_cache="static")
-    dynamic = TransformersEngine(tiny_gemma_dir, n_threads=2, n_ctx=256)
-    static.stop_ids = dynamic.stop_ids = set()  # random weights: decode every requested token
-    return static, dynamic
+def engine(tiny_gemma_dir):
+    engine = TransformersEngine(tiny_gemma_dir, n_threads=2, n_ctx=256, contexts=3)
+    engine.stop_ids.clear()  # random weights: decode every requested token
+    return engine
 
 
-def test_static_and_dynamic_caches_decode_what_generate_decodes(engines):
-    static, dynamic = engines
-    assert dynamic.kv_cache == "dynamic" and static.kv_cache == "static" and static.graph is None
+def test_decodes_what_generate_decodes(engine):
     n = 24  # prompt (~30 tokens) + 24 passes the sliding window of 16 several times over
-    want = reference(dynamic, MESSAGES, n)
+    want = reference(engine, MESSAGES, n)
     assert len(want) > 10
-    static.kv.rewind(0)
-    assert decoded(static, MESSAGES, n) == want
-    assert decoded(dynamic, MESSAGES, n) == want
+    assert decoded(engine, MESSAGES, n) == want
 
 
-def test_next_turn_reuses_the_cached_prefix(engines):
-    static, dynamic = engines
-    static.kv.rewind(0)
-    decoded(static, MESSAGES, 8)
+def test_conversations_in_one_batch_decode_as_if_alone(engine):
+    questions = ["안녕하세요", "오늘 날씨 어때요?", "점심 메뉴 추천해 주세요", "주말에 뭐 할까요?"]  # 4 > 3 rows: one waits
+    convs = [[MESSAGES[0], {"role": "user", "content": q}] for q in questions]
+    want = [reference(engine, c, 16) for c in convs]
+    got: dict = {}
+    start = threading.Barrier(len(convs))
+
+    def ask(i):
+        start.wait()
+        got[i] = decoded(engine, convs[i], 16)
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(convs))]
+    [t.start() for t in threads]
+    [t.join(120) for t in threads]
+    assert [got.get(i) for i in range(len(convs))] == want
+
+
+def test_next_turn_reuses_the_cached_prefix(engine):
+    decoded(engine, MESSAGES, 8)
     stats: dict = {}
-    got = decoded(static, NEXT_TURN, 12, stats)
+    got = decoded(engine, NEXT_TURN, 12, stats)
     assert stats["prompt_cached"] > 10  # the system prompt and the first question were not evaluated again
     assert stats["prompt_cached"] < stats["prompt_tokens"]
-    assert got == reference(dynamic, NEXT_TURN, 12)
+    assert got == reference(engine, NEXT_TURN, 12)
 
 
-def test_a_cancelled_turn_leaves_the_cache_usable(engines):
-    static, dynamic = engines
-    stream = static.generate(NEXT_TURN, GenOptions(max_tokens=20, temperature=0.0), {})
-    next(stream)
-    next(stream)
-    stream.close()  # the consumer left (barge-in): the lock is free and the cache consistent
-    assert not static.lock.locked()
+def test_a_cancelled_turn_frees_its_row(engine):
+    streams = [engine.generate(NEXT_TURN, GenOptions(max_tokens=200, temperature=0.0), {}) for _ in range(3)]
+    for stream in streams:
+        next(stream)
+        stream.close()  # the consumers left (barge-in): their rows come free
     stats: dict = {}
-    assert decoded(static, NEXT_TURN, 12, stats) == reference(dynamic, NEXT_TURN, 12)
-    assert stats["prompt_cached"] == stats["prompt_tokens"] - 1  # the whole prompt was still there
+    assert decoded(engine, NEXT_TURN, 12, stats) == reference(engine, NEXT_TURN, 12)
+    assert stats["prompt_cached"] == stats["prompt_tokens"] - 1  # the whole prompt was still in a row
 
 
-def test_sampling_is_reproducible_with_a_seed(engines):
-    static, _ = engines
+def test_sampling_is_reproducible_with_a_seed(engine):
     opts = GenOptions(max_tokens=10, temperature=0.8, top_p=0.9, seed=7)
-    first = "".join(static.generate(MESSAGES, opts, {}))
-    assert first and "".join(static.generate(MESSAGES, opts, {})) == first
+    first = "".join(engine.generate(MESSAGES, opts, {}))
+    assert first and "".join(engine.generate(MESSAGES, opts, {})) == first

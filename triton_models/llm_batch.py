@@ -1,0 +1,240 @@
+"""Continuous batching for the transformers engine (triton_models/llm_transformers.py).
+
+A fixed number of rows (the `llm` model's `contexts` parameter) share one KV cache of absolute
+positions; one thread, the batcher, admits each new request into a free row (the row whose cached
+tokens share the longest prefix with its prompt: a conversation's system prompt and history are
+evaluated once, not every turn), evaluates what the row lacks of the prompt, then decodes one token
+for every row per step. On CUDA that step is a CUDA graph captured once for all rows, so a step costs
+about the same for one conversation as for sixteen. Requests read their tokens from a queue;
+a consumer that leaves (a cancelled turn) frees its row at the next step.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from dataclasses import dataclass, field
+
+from triton_models.llm import GenOptions
+
+log = logging.getLogger("llm.batch")
+TOKEN_WAIT_S = 60.0  # a consumer waits at most this long for its next token (a stuck batcher is an error)
+
+
+class RowCache:
+    """Keys and values of `rows` conversations, every layer `n_ctx` absolute positions (Gemma's
+    sliding-window layers too: their window is applied by the mask). Duck-types transformers'
+    Cache.update for the attention layers. The last position is scratch for idle rows."""
+
+    def __init__(self, config, rows: int, n_ctx: int, dtype, device):
+        import torch
+
+        text = config.get_text_config()
+        shape = (rows, text.num_key_value_heads, n_ctx, getattr(text, "head_dim", None)
+                 or text.hidden_size // text.num_attention_heads)
+        self.keys = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(text.num_hidden_layers)]
+        self.values = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(text.num_hidden_layers)]
+        self.all_rows = torch.arange(rows, device=device)[:, None]
+        self.row: int | None = None  # a prefill: this row only, positions `span`
+        self.span = slice(0, 0)
+        self.positions = None  # a decode step: [rows, 1], where each row's token goes
+
+    def update(self, key_states, value_states, layer_idx: int, *args, **kwargs):
+        keys, values = self.keys[layer_idx], self.values[layer_idx]
+        if self.row is not None:  # prefill of one row: a contiguous span of positions
+            keys[self.row, :, self.span] = key_states[0]
+            values[self.row, :, self.span] = value_states[0]
+            return keys[self.row: self.row + 1], values[self.row: self.row + 1]
+        keys[self.all_rows, :, self.positions] = key_states.transpose(1, 2)
+        values[self.all_rows, :, self.positions] = value_states.transpose(1, 2)
+        return keys, values
+
+
+def attention_masks(positions, n_ctx: int, sliding_window: int | None) -> dict:
+    """Boolean masks (True: attend) of the queries at `positions` [rows, tokens] over all positions."""
+    import torch
+
+    kv = torch.arange(n_ctx, device=positions.device)
+    causal = (kv[None, None, :] <= positions[:, :, None])[:, None]
+    sliding = causal & (kv[None, None, :] > positions[:, :, None] - sliding_window)[:, None] if sliding_window else causal
+    return {"full_attention": causal, "sliding_attention": sliding}
+
+
+@dataclass
+class Request:
+    prompt: list[int]
+    opts: GenOptions
+    tokens: queue.Queue = field(default_factory=queue.Queue)  # token ids, then None (end) or an exception
+    cancelled: bool = False
+    row: int = -1
+    position: int = 0  # where its next token goes
+    produced: int = 0
+    cached: int = 0  # prompt tokens found in the row
+    generator: object = None
+
+
+class Batcher:
+    def __init__(self, model, forward, rows: int, n_ctx: int, stop_ids: set[int], cuda_graph: bool):
+        import torch
+
+        self.model, self.forward, self.rows, self.n_ctx, self.stop_ids = model, forward, rows, n_ctx, stop_ids
+        self.device = model.device
+        self.cache = RowCache(model.config, rows, n_ctx, model.dtype, self.device)
+        self.window = getattr(model.config.get_text_config(), "sliding_window", None)
+        self.row_tokens: list[list[int]] = [[] for _ in range(rows)]  # what each row's cache holds
+        self.active: dict[int, Request] = {}
+        self.pending: list[Request] = []
+        self.wake = threading.Condition()
+        self.step_ids = torch.zeros((rows, 1), dtype=torch.long, device=self.device)
+        self.step_pos = torch.full((rows, 1), n_ctx - 1, dtype=torch.long, device=self.device)
+        self.graph = None
+        self.last_token = [0] * rows
+        if cuda_graph and self.device.type == "cuda":
+            try:
+                self._capture()
+            except Exception:  # a model whose step cannot be captured still runs, eagerly
+                log.exception("llm: the decode step could not be captured as a CUDA graph; decoding eagerly")
+                self.graph = None
+        threading.Thread(target=self._run, name="llm-batcher", daemon=True).start()
+
+    # ------------------------------------------------------------------ model steps
+    def _decode(self):
+        self.cache.row, self.cache.positions = None, self.step_pos
+        return self.forward(self.step_ids, self.step_pos, self.cache,
+                            attention_masks(self.step_pos, self.n_ctx, self.window))
+
+    def _capture(self) -> None:
+        import torch
+
+        with torch.inference_mode():  # idle rows write only the scratch position
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                for _ in range(2):
+                    self._decode()
+            torch.cuda.current_stream().wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                self.step_logits = self._decode()
+        self.graph = graph
+
+    def _prefill(self, req: Request):
+        """Evaluate what the row lacks of the prompt; the logits after its last token."""
+        import torch
+
+        have = self.row_tokens[req.row]
+        start = min(shared_prefix(have, req.prompt), len(req.prompt) - 1)  # at least one token is evaluated: its logits are needed
+        req.cached = start
+        self.row_tokens[req.row] = have[:start]  # until the forward has written the rest
+        positions = torch.arange(start, len(req.prompt), device=self.device)[None]
+        ids = torch.tensor([req.prompt[start:]], device=self.device)
+        self.cache.row, self.cache.span = req.row, slice(start, len(req.prompt))
+        try:
+            logits = self.forward(ids, positions, self.cache, attention_masks(positions, self.n_ctx, self.window))
+        finally:
+            self.cache.row = None
+        self.row_tokens[req.row] = list(req.prompt)
+        req.position = len(req.prompt)
+        return logits
+
+    def _sample(self, logits, req: Request) -> int:
+        import torch
+
+        opts = req.opts
+        if opts.temperature <= 0:
+            return int(logits.argmax())
+        probs = torch.softmax(logits.float() / opts.temperature, -1)
+        if opts.top_p < 1.0:
+            sorted_probs, order = probs.sort(descending=True)
+            outside = sorted_probs.cumsum(-1) - sorted_probs > opts.top_p  # keep the smallest set over top_p
+            probs = probs.scatter(-1, order, sorted_probs.masked_fill(outside, 0.0))
+        return int(torch.multinomial(probs, 1, generator=req.generator))
+
+    # ------------------------------------------------------------------ the batcher thread
+    def submit(self, req: Request) -> None:
+        import torch
+
+        if req.opts.temperature > 0:
+            req.generator = torch.Generator(device=self.device)
+            seed = req.opts.seed if req.opts.seed is not None else int(torch.randint(1 << 62, ()).item())
+            req.generator.manual_seed(seed)
+        with self.wake:
+            self.pending.append(req)
+            self.wake.notify()
+
+    def _emit(self, req: Request, token: int) -> None:
+        """Hand a token to its consumer; end the request at a stop token or its last token."""
+        self.last_token[req.row] = token  # the row's input at the next step
+        if token in self.stop_ids:
+            self._finish(req, None)
+            return
+        req.tokens.put(token)
+        req.produced += 1
+        if req.produced >= req.opts.max_tokens:
+            self._finish(req, None)
+
+    def _finish(self, req: Request, end) -> None:
+        self.active.pop(req.row, None)
+        req.tokens.put(end)
+
+    def _admit(self) -> None:
+        with self.wake:
+            while not self.pending and not self.active:
+                self.wake.wait()
+            free = [r for r in range(self.rows) if r not in self.active]
+            admitted = []
+            while self.pending and free:
+                req = self.pending.pop(0)
+                if req.cancelled:
+                    continue
+                req.row = max(free, key=lambda r: shared_prefix(self.row_tokens[r], req.prompt))
+                free.remove(req.row)
+                admitted.append(req)
+        import torch
+
+        for req in admitted:
+            self.active[req.row] = req
+            with torch.inference_mode():
+                self._emit(req, self._sample(self._prefill(req)[0], req))
+
+    def _step(self) -> None:
+        import torch
+
+        for row, req in list(self.active.items()):
+            if req.cancelled:
+                self._finish(req, None)
+        if not self.active:
+            return
+        with torch.inference_mode():
+            ids, pos = [0] * self.rows, [self.n_ctx - 1] * self.rows  # idle rows: scratch position
+            for row, req in self.active.items():
+                ids[row], pos[row] = self.last_token[row], req.position
+            self.step_ids.copy_(torch.tensor(ids)[:, None])
+            self.step_pos.copy_(torch.tensor(pos)[:, None])
+            if self.graph is not None:
+                self.graph.replay()
+                logits = self.step_logits
+            else:
+                logits = self._decode()
+            for row, req in list(self.active.items()):
+                self.row_tokens[row].append(self.last_token[row])
+                req.position += 1
+                self._emit(req, self._sample(logits[row], req))
+
+    def _run(self) -> None:
+        while True:
+            try:
+                self._admit()
+                self._step()
+            except Exception as exc:  # every request in flight ends with the error; the rows start clean
+                log.exception("llm: batch step failed")
+                with self.wake:
+                    failed = list(self.active.values())
+                    self.active.clear()
+                    self.row_tokens = [[] for _ in range(self.rows)]
+                for req in failed:
+                    req.tokens.put(exc)
+
+
+def shared_prefix(a: list[int], b: list[int]) -> int:
+    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
