@@ -164,7 +164,7 @@ def run_shape(name: str, shape: dict, tok_dir: Path) -> dict:
         engines[label] = TransformersEngine(folder, n_threads=4, n_ctx=2048, **kw)
         engines[label].stop_ids.clear()  # random weights: no early stop, every run makes all its tokens
         out[f"load_s_{label}"] = round(time.perf_counter() - t, 1)
-    out["cuda_graph"] = engines["graph_16_rows"].batcher.graph is not None
+    out["cuda_graphs"] = len(engines["graph_16_rows"].batcher.graphs)
     out["params_M"] = round(sum(p.numel() for p in engines["eager"].model.parameters()) / 1e6)
     runs: dict = {k: [] for k in ("before", "eager", "graph_1_row", "graph_16_rows", "graph_16_rows_next_turn")}
     for i in range(4):  # interleaved; the first round warms up and is dropped

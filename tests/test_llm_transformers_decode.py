@@ -12,6 +12,7 @@ import threading
 import pytest
 
 from triton_models.llm import GenOptions
+from triton_models.llm_batch import buckets
 from triton_models.llm_transformers import TransformersEngine
 
 MESSAGES = [{"role": "system", "content": "한국어로 짧게 답하세요."}, {"role": "user", "content": "안녕하세요"}]
@@ -58,6 +59,7 @@ def decoded(engine: TransformersEngine, messages: list[dict], n: int, stats: dic
 def engine(tiny_gemma_dir):
     engine = TransformersEngine(tiny_gemma_dir, n_threads=2, n_ctx=256, contexts=3)
     engine.stop_ids.clear()  # random weights: decode every requested token
+    engine.batcher.lengths = buckets(256, smallest=16)  # attention over 16, 32, 64... positions: decodes cross them
     return engine
 
 

@@ -23,38 +23,48 @@ TOKEN_WAIT_S = 60.0  # a consumer waits at most this long for its next token (a 
 
 class RowCache:
     """Keys and values of `rows` conversations, every layer `n_ctx` absolute positions (Gemma's
-    sliding-window layers too: their window is applied by the mask). Duck-types transformers'
-    Cache.update for the attention layers. The last position is scratch for idle rows."""
+    sliding-window layers too: their window is applied by the mask), plus one scratch row that idle
+    rows write to. Attention reads only the first `length` positions (a bucket that covers every
+    active row). Duck-types transformers' Cache.update for the attention layers."""
 
     def __init__(self, config, rows: int, n_ctx: int, dtype, device):
         import torch
 
         text = config.get_text_config()
-        shape = (rows, text.num_key_value_heads, n_ctx, getattr(text, "head_dim", None)
+        shape = (rows + 1, text.num_key_value_heads, n_ctx, getattr(text, "head_dim", None)
                  or text.hidden_size // text.num_attention_heads)
         self.keys = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(text.num_hidden_layers)]
         self.values = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(text.num_hidden_layers)]
-        self.all_rows = torch.arange(rows, device=device)[:, None]
+        self.rows, self.length = rows, n_ctx
         self.row: int | None = None  # a prefill: this row only, positions `span`
         self.span = slice(0, 0)
-        self.positions = None  # a decode step: [rows, 1], where each row's token goes
+        self.write_rows = self.positions = None  # a decode step: [rows, 1] each, where each token goes
 
     def update(self, key_states, value_states, layer_idx: int, *args, **kwargs):
         keys, values = self.keys[layer_idx], self.values[layer_idx]
         if self.row is not None:  # prefill of one row: a contiguous span of positions
             keys[self.row, :, self.span] = key_states[0]
             values[self.row, :, self.span] = value_states[0]
-            return keys[self.row: self.row + 1], values[self.row: self.row + 1]
-        keys[self.all_rows, :, self.positions] = key_states.transpose(1, 2)
-        values[self.all_rows, :, self.positions] = value_states.transpose(1, 2)
-        return keys, values
+            return keys[self.row: self.row + 1, :, : self.length], values[self.row: self.row + 1, :, : self.length]
+        keys[self.write_rows, :, self.positions] = key_states.transpose(1, 2)
+        values[self.write_rows, :, self.positions] = value_states.transpose(1, 2)
+        return keys[: self.rows, :, : self.length], values[: self.rows, :, : self.length]
 
 
-def attention_masks(positions, n_ctx: int, sliding_window: int | None) -> dict:
-    """Boolean masks (True: attend) of the queries at `positions` [rows, tokens] over all positions."""
+def buckets(n_ctx: int, smallest: int = 256) -> list[int]:
+    """Attention lengths a step may use: 256, 512, ... up to n_ctx (one CUDA graph each)."""
+    out, length = [], smallest
+    while length < n_ctx:
+        out.append(length)
+        length *= 2
+    return out + [n_ctx]
+
+
+def attention_masks(positions, length: int, sliding_window: int | None) -> dict:
+    """Boolean masks (True: attend) of the queries at `positions` [rows, tokens] over the first `length` positions."""
     import torch
 
-    kv = torch.arange(n_ctx, device=positions.device)
+    kv = torch.arange(length, device=positions.device)
     causal = (kv[None, None, :] <= positions[:, :, None])[:, None]
     sliding = causal & (kv[None, None, :] > positions[:, :, None] - sliding_window)[:, None] if sliding_window else causal
     return {"full_attention": causal, "sliding_attention": sliding}
@@ -86,37 +96,45 @@ class Batcher:
         self.pending: list[Request] = []
         self.wake = threading.Condition()
         self.step_ids = torch.zeros((rows, 1), dtype=torch.long, device=self.device)
-        self.step_pos = torch.full((rows, 1), n_ctx - 1, dtype=torch.long, device=self.device)
-        self.graph = None
+        self.step_pos = torch.zeros((rows, 1), dtype=torch.long, device=self.device)
+        self.step_rows = torch.full((rows, 1), rows, dtype=torch.long, device=self.device)  # idle: scratch row
+        self.lengths = buckets(n_ctx)
+        self.graphs: dict[int, tuple] = {}  # attention length -> (CUDA graph, its logits)
         self.last_token = [0] * rows
         if cuda_graph and self.device.type == "cuda":
             try:
-                self._capture()
+                for length in self.lengths:
+                    self.graphs[length] = self._capture(length)
             except Exception:  # a model whose step cannot be captured still runs, eagerly
                 log.exception("llm: the decode step could not be captured as a CUDA graph; decoding eagerly")
-                self.graph = None
+                self.graphs = {}
         threading.Thread(target=self._run, name="llm-batcher", daemon=True).start()
 
     # ------------------------------------------------------------------ model steps
-    def _decode(self):
-        self.cache.row, self.cache.positions = None, self.step_pos
+    def _decode(self, length: int):
+        self.cache.row, self.cache.length = None, length
+        self.cache.write_rows, self.cache.positions = self.step_rows, self.step_pos
         return self.forward(self.step_ids, self.step_pos, self.cache,
-                            attention_masks(self.step_pos, self.n_ctx, self.window))
+                            attention_masks(self.step_pos, length, self.window))
 
-    def _capture(self) -> None:
+    def _capture(self, length: int) -> tuple:
+        """The decode step of all rows over `length` positions as a CUDA graph (idle rows: scratch row)."""
         import torch
 
-        with torch.inference_mode():  # idle rows write only the scratch position
+        with torch.inference_mode():
             side = torch.cuda.Stream()
             side.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(side):
                 for _ in range(2):
-                    self._decode()
+                    self._decode(length)
             torch.cuda.current_stream().wait_stream(side)
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph):
-                self.step_logits = self._decode()
-        self.graph = graph
+                logits = self._decode(length)
+        return graph, logits
+
+    def length_for(self, positions: int) -> int:
+        return next(length for length in self.lengths if length >= positions)
 
     def _prefill(self, req: Request):
         """Evaluate what the row lacks of the prompt; the logits after its last token."""
@@ -128,9 +146,10 @@ class Batcher:
         self.row_tokens[req.row] = have[:start]  # until the forward has written the rest
         positions = torch.arange(start, len(req.prompt), device=self.device)[None]
         ids = torch.tensor([req.prompt[start:]], device=self.device)
-        self.cache.row, self.cache.span = req.row, slice(start, len(req.prompt))
+        length = self.length_for(len(req.prompt))
+        self.cache.row, self.cache.span, self.cache.length = req.row, slice(start, len(req.prompt)), length
         try:
-            logits = self.forward(ids, positions, self.cache, attention_masks(positions, self.n_ctx, self.window))
+            logits = self.forward(ids, positions, self.cache, attention_masks(positions, length, self.window))
         finally:
             self.cache.row = None
         self.row_tokens[req.row] = list(req.prompt)
@@ -206,16 +225,18 @@ class Batcher:
         if not self.active:
             return
         with torch.inference_mode():
-            ids, pos = [0] * self.rows, [self.n_ctx - 1] * self.rows  # idle rows: scratch position
+            ids, pos, rows = [0] * self.rows, [0] * self.rows, [self.rows] * self.rows  # idle: scratch row
             for row, req in self.active.items():
-                ids[row], pos[row] = self.last_token[row], req.position
+                ids[row], pos[row], rows[row] = self.last_token[row], req.position, row
             self.step_ids.copy_(torch.tensor(ids)[:, None])
             self.step_pos.copy_(torch.tensor(pos)[:, None])
-            if self.graph is not None:
-                self.graph.replay()
-                logits = self.step_logits
+            self.step_rows.copy_(torch.tensor(rows)[:, None])
+            length = self.length_for(max(pos) + 1)
+            if length in self.graphs:
+                graph, logits = self.graphs[length]
+                graph.replay()
             else:
-                logits = self._decode()
+                logits = self._decode(length)
             for row, req in list(self.active.items()):
                 self.row_tokens[row].append(self.last_token[row])
                 req.position += 1

@@ -72,7 +72,7 @@ class TransformersEngine:
         stats = stats if stats is not None else {}
         prompt = self.prompt_ids(messages)
         stats["prompt_tokens"] = len(prompt)
-        check_fits(len(prompt), opts, self.n_ctx - 1)  # the last position is the idle rows' scratch
+        check_fits(len(prompt), opts, self.n_ctx)
         request = Request(prompt, opts)
         self.batcher.submit(request)
         produced: list[int] = []
