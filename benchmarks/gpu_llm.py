@@ -16,6 +16,7 @@ are what is measured, not answers.
   .venv/bin/python -m benchmarks.gpu_llm prepare .gpu/llm   # here: the tokenizer
   python3 benchmarks/gpu_llm.py run .gpu/llm                # there: writes $OUT/gpu_llm.json
   .venv/bin/python -m benchmarks.gpu_llm smoke .gpu/llm     # the script itself, on a CPU, tiny model
+  .venv/bin/python -m benchmarks.gpu_llm plot benchmarks/results/gpu_llm_h100.json
 """
 from __future__ import annotations
 
@@ -216,9 +217,27 @@ def run(folder: Path, shapes: dict = SHAPES) -> None:
     (dest / "gpu_llm.json").write_text(json.dumps(out, indent=1))
 
 
+def plot(result: Path) -> Path:
+    """The PNG beside a result: time to the 12th token at 1 client and p50 of 16 clients, per engine."""
+    from benchmarks.common import bar_plot
+
+    data = json.loads(result.read_text())
+    groups = {}
+    for shape in SHAPES:
+        if shape in data:
+            r = data[shape]
+            groups[f"{shape[7:9]}: 1 client"] = {k: r["p50"][k]["t12_ms"] for k in ("before", "graph_1_row", "graph_16_rows")}
+            groups[f"{shape[7:9]}: 16 clients"] = {"graph_1_row": r["sixteen_clients"]["graph_1_row"]["t12_ms_p50"],
+                                                   "graph_16_rows": r["sixteen_clients"]["graph_16_rows"]["t12_ms_p50"]}
+    return bar_plot(result.with_suffix(".png"), f"time to the 12th token, p50 ({data['device'].split()[1]})",
+                    groups, "ms")
+
+
 if __name__ == "__main__":
     verb, folder = sys.argv[1], Path(sys.argv[2])
-    if verb == "prepare":
+    if verb == "plot":
+        plot(folder)
+    elif verb == "prepare":
         prepare(folder)
     elif verb == "smoke":
         DEVICE = "cpu"

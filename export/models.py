@@ -76,7 +76,8 @@ def export_llm(repo: Path, variant: str = "qwen2.5-0.5b", engine: str = "llama_c
     if engine == "transformers":
         if not hf_dir:
             raise SystemExit("--hf-dir is required with --engine transformers (a local Gemma folder)")
-        return write_model(repo, llm_spec("transformers", "hf"), {"hf": Path(hf_dir)}, **kw)
+        # a GPU decodes 16 conversations per step for about the cost of one (llm_batch.py)
+        return write_model(repo, llm_spec("transformers", "hf", contexts="16"), {"hf": Path(hf_dir)}, **kw)
     filename = LLM_VARIANTS[variant][1]
     return write_model(repo, llm_spec("llama_cpp", filename, variant=variant), {filename: variant_parts(variant)},
                        **kw)

@@ -95,9 +95,9 @@ class Batcher:
         self.active: dict[int, Request] = {}
         self.pending: list[Request] = []
         self.wake = threading.Condition()
-        self.step_ids = torch.zeros((rows, 1), dtype=torch.long, device=self.device)
-        self.step_pos = torch.zeros((rows, 1), dtype=torch.long, device=self.device)
-        self.step_rows = torch.full((rows, 1), rows, dtype=torch.long, device=self.device)  # idle: scratch row
+        # a step's inputs, copied in at once: token, position and cache row of each row (idle: scratch row)
+        self.step_inputs = torch.tensor([[0] * rows, [0] * rows, [rows] * rows], device=self.device)[:, :, None]
+        self.step_ids, self.step_pos, self.step_rows = self.step_inputs
         self.lengths = buckets(n_ctx)
         self.graphs: dict[int, tuple] = {}  # attention length -> (CUDA graph, its logits)
         self.last_token = [0] * rows
@@ -156,18 +156,24 @@ class Batcher:
         req.position = len(req.prompt)
         return logits
 
-    def _sample(self, logits, req: Request) -> int:
+    def _sample(self, logits, reqs: dict[int, Request]) -> dict[int, int]:
+        """The next token of each row in `reqs` from logits [rows, vocab]: greedy rows by one argmax,
+        sampled rows each with its own generator, read back in one transfer (one sync per step, not
+        one per row: each sync lets the consumers' threads take the GIL)."""
         import torch
 
-        opts = req.opts
-        if opts.temperature <= 0:
-            return int(logits.argmax())
-        probs = torch.softmax(logits.float() / opts.temperature, -1)
-        if opts.top_p < 1.0:
-            sorted_probs, order = probs.sort(descending=True)
-            outside = sorted_probs.cumsum(-1) - sorted_probs > opts.top_p  # keep the smallest set over top_p
-            probs = probs.scatter(-1, order, sorted_probs.masked_fill(outside, 0.0))
-        return int(torch.multinomial(probs, 1, generator=req.generator))
+        tokens = logits.argmax(-1)
+        for row, req in reqs.items():
+            opts = req.opts
+            if opts.temperature > 0:
+                probs = torch.softmax(logits[row].float() / opts.temperature, -1)
+                if opts.top_p < 1.0:
+                    sorted_probs, order = probs.sort(descending=True)
+                    outside = sorted_probs.cumsum(-1) - sorted_probs > opts.top_p  # the smallest set over top_p
+                    probs = probs.scatter(-1, order, sorted_probs.masked_fill(outside, 0.0))
+                tokens[row] = torch.multinomial(probs, 1, generator=req.generator)[0]
+        values = tokens.tolist()
+        return {row: values[row] for row in reqs}
 
     # ------------------------------------------------------------------ the batcher thread
     def submit(self, req: Request) -> None:
@@ -214,7 +220,7 @@ class Batcher:
         for req in admitted:
             self.active[req.row] = req
             with torch.inference_mode():
-                self._emit(req, self._sample(self._prefill(req)[0], req))
+                self._emit(req, self._sample(self._prefill(req), {0: req})[0])
 
     def _step(self) -> None:
         import torch
@@ -228,19 +234,18 @@ class Batcher:
             ids, pos, rows = [0] * self.rows, [0] * self.rows, [self.rows] * self.rows  # idle: scratch row
             for row, req in self.active.items():
                 ids[row], pos[row], rows[row] = self.last_token[row], req.position, row
-            self.step_ids.copy_(torch.tensor(ids)[:, None])
-            self.step_pos.copy_(torch.tensor(pos)[:, None])
-            self.step_rows.copy_(torch.tensor(rows)[:, None])
+            self.step_inputs.copy_(torch.tensor([ids, pos, rows])[:, :, None])
             length = self.length_for(max(pos) + 1)
             if length in self.graphs:
                 graph, logits = self.graphs[length]
                 graph.replay()
             else:
                 logits = self._decode(length)
+            tokens = self._sample(logits, self.active)
             for row, req in list(self.active.items()):
                 self.row_tokens[row].append(self.last_token[row])
                 req.position += 1
-                self._emit(req, self._sample(logits[row], req))
+                self._emit(req, tokens[row])
 
     def _run(self) -> None:
         while True:
