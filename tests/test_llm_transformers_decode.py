@@ -110,3 +110,18 @@ def test_sampling_is_reproducible_with_a_seed(engine):
     opts = GenOptions(max_tokens=10, temperature=0.8, top_p=0.9, seed=7)
     first = "".join(engine.generate(MESSAGES, opts, {}))
     assert first and "".join(engine.generate(MESSAGES, opts, {})) == first
+
+
+def test_a_failed_step_ends_the_turn_with_the_error_and_the_next_turn_works(engine):
+    forward = engine.batcher.forward
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("CUDA out of memory (simulated)")
+
+    engine.batcher.forward = broken
+    try:
+        with pytest.raises(RuntimeError, match="out of memory"):
+            decoded(engine, MESSAGES, 8)
+    finally:
+        engine.batcher.forward = forward
+    assert decoded(engine, MESSAGES, 8) == reference(engine, MESSAGES, 8)
