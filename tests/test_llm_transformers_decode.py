@@ -125,3 +125,27 @@ def test_a_failed_step_ends_the_turn_with_the_error_and_the_next_turn_works(engi
     finally:
         engine.batcher.forward = forward
     assert decoded(engine, MESSAGES, 8) == reference(engine, MESSAGES, 8)
+
+
+def test_requests_that_arrive_together_are_prefilled_in_one_forward(engine):
+    from triton_models.llm_batch import Request
+
+    questions = ["안녕", "오늘 서울 날씨는 어떤가요? 우산이 필요할까요?", "점심 메뉴 추천해 주세요"]  # prompts of 3 lengths
+    convs = [[MESSAGES[0], {"role": "user", "content": q}] for q in questions]
+    batcher, prefills = engine.batcher, []
+    prefill = batcher._prefill
+    batcher._prefill = lambda reqs: (prefills.append(len(reqs)), prefill(reqs))[1]
+    try:
+        requests = [Request(engine.prompt_ids(c), GenOptions(max_tokens=12, temperature=0.0)) for c in convs]
+        with batcher.wake:  # the batcher takes them all at its next admission
+            batcher.pending.extend(requests)
+            batcher.wake.notify()
+        got = []
+        for req in requests:
+            ids = [req.tokens.get(timeout=60) for _ in range(12)]
+            assert req.tokens.get(timeout=60) is None
+            got.append(engine.tokenizer.decode(ids, skip_special_tokens=True))
+    finally:
+        batcher._prefill = prefill
+    assert prefills == [3]
+    assert got == [reference(engine, c, 12) for c in convs]

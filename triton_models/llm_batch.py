@@ -36,16 +36,18 @@ class RowCache:
         self.keys = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(text.num_hidden_layers)]
         self.values = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(text.num_hidden_layers)]
         self.rows, self.length = rows, n_ctx
-        self.row: int | None = None  # a prefill: this row only, positions `span`
-        self.span = slice(0, 0)
+        self.spans: list[tuple[int, int, int]] | None = None  # a prefill: (row, first position, tokens) each
+        self.span_rows = None  # a prefill: those rows, as a tensor
         self.write_rows = self.positions = None  # a decode step: [rows, 1] each, where each token goes
 
     def update(self, key_states, value_states, layer_idx: int, *args, **kwargs):
         keys, values = self.keys[layer_idx], self.values[layer_idx]
-        if self.row is not None:  # prefill of one row: a contiguous span of positions
-            keys[self.row, :, self.span] = key_states[0]
-            values[self.row, :, self.span] = value_states[0]
-            return keys[self.row: self.row + 1, :, : self.length], values[self.row: self.row + 1, :, : self.length]
+        if self.spans is not None:  # a prefill: each row's new tokens are the last `n` of its line (left-padded)
+            width = key_states.shape[2]
+            for i, (row, start, n) in enumerate(self.spans):
+                keys[row, :, start: start + n] = key_states[i, :, width - n:]
+                values[row, :, start: start + n] = value_states[i, :, width - n:]
+            return keys[self.span_rows, :, : self.length], values[self.span_rows, :, : self.length]
         keys[self.write_rows, :, self.positions] = key_states.transpose(1, 2)
         values[self.write_rows, :, self.positions] = value_states.transpose(1, 2)
         return keys[: self.rows, :, : self.length], values[: self.rows, :, : self.length]
@@ -112,7 +114,7 @@ class Batcher:
 
     # ------------------------------------------------------------------ model steps
     def _decode(self, length: int):
-        self.cache.row, self.cache.length = None, length
+        self.cache.spans, self.cache.length = None, length
         self.cache.write_rows, self.cache.positions = self.step_rows, self.step_pos
         return self.forward(self.step_ids, self.step_pos, self.cache,
                             attention_masks(self.step_pos, length, self.window))
@@ -136,24 +138,34 @@ class Batcher:
     def length_for(self, positions: int) -> int:
         return next(length for length in self.lengths if length >= positions)
 
-    def _prefill(self, req: Request):
-        """Evaluate what the row lacks of the prompt; the logits after its last token."""
+    def _prefill(self, reqs: list[Request]):
+        """Evaluate, in one forward, what each request's row lacks of its prompt (left-padded to one
+        width: every line's last token is its prompt's last); the logits after each prompt."""
         import torch
 
-        have = self.row_tokens[req.row]
-        start = min(shared_prefix(have, req.prompt), len(req.prompt) - 1)  # at least one token is evaluated: its logits are needed
-        req.cached = start
-        self.row_tokens[req.row] = have[:start]  # until the forward has written the rest
-        positions = torch.arange(start, len(req.prompt), device=self.device)[None]
-        ids = torch.tensor([req.prompt[start:]], device=self.device)
-        length = self.length_for(len(req.prompt))
-        self.cache.row, self.cache.span, self.cache.length = req.row, slice(start, len(req.prompt)), length
+        spans, ids, positions = [], [], []
+        for req in reqs:
+            have = self.row_tokens[req.row]
+            start = min(shared_prefix(have, req.prompt), len(req.prompt) - 1)  # its last token gives the logits
+            req.cached = start
+            self.row_tokens[req.row] = have[:start]  # until the forward has written the rest
+            spans.append((req.row, start, len(req.prompt) - start))
+        width = max(n for _, _, n in spans)
+        for req, (_, start, n) in zip(reqs, spans):  # padding: token 0 at the first new position, never written
+            ids.append([0] * (width - n) + req.prompt[start:])
+            positions.append([start] * (width - n) + list(range(start, len(req.prompt))))
+        ids = torch.tensor(ids, device=self.device)
+        positions = torch.tensor(positions, device=self.device)
+        length = self.length_for(max(len(req.prompt) for req in reqs))
+        self.cache.spans, self.cache.length = spans, length
+        self.cache.span_rows = torch.tensor([row for row, _, _ in spans], device=self.device)
         try:
             logits = self.forward(ids, positions, self.cache, attention_masks(positions, length, self.window))
         finally:
-            self.cache.row = None
-        self.row_tokens[req.row] = list(req.prompt)
-        req.position = len(req.prompt)
+            self.cache.spans = None
+        for req in reqs:
+            self.row_tokens[req.row] = list(req.prompt)
+            req.position = len(req.prompt)
         return logits
 
     def _sample(self, logits, reqs: dict[int, Request]) -> dict[int, int]:
@@ -217,10 +229,14 @@ class Batcher:
                 admitted.append(req)
         import torch
 
+        if not admitted:
+            return
         for req in admitted:
             self.active[req.row] = req
-            with torch.inference_mode():
-                self._emit(req, self._sample(self._prefill(req), {0: req})[0])
+        with torch.inference_mode():
+            tokens = self._sample(self._prefill(admitted), dict(enumerate(admitted)))
+        for i, req in enumerate(admitted):
+            self._emit(req, tokens[i])
 
     def _step(self) -> None:
         import torch
