@@ -185,7 +185,8 @@ def run_shape(name: str, shape: dict, tok_dir: Path) -> dict:
     probe = conversation(1, tag=99)
     texts = {label: greedy_text(eng, probe) for label, eng in engines.items()}
     out["greedy_text_chars"] = len(texts["eager"])
-    out["graph_decodes_as_eager"] = {label: texts[label] == texts["eager"] for label in ("graph_1_row", "graph_16_rows")}
+    out["graph_decodes_as_eager"] = {label: texts[label] == texts["eager"]
+                                     for label in ("graph_1_row", "graph_16_rows")}
     out["sixteen_clients"] = {label: clients(engines[label], 16, tag) for tag, label in
                               enumerate(("graph_1_row", "graph_16_rows"), start=1)}
     out["four_clients"] = clients(engines["graph_16_rows"], 4, tag=3)
@@ -226,7 +227,8 @@ def plot(result: Path) -> Path:
     for shape in SHAPES:
         if shape in data:
             r = data[shape]
-            groups[f"{shape[7:9]}: 1 client"] = {k: r["p50"][k]["t12_ms"] for k in ("before", "graph_1_row", "graph_16_rows")}
+            groups[f"{shape[7:9]}: 1 client"] = {k: r["p50"][k]["t12_ms"]
+                                                 for k in ("before", "graph_1_row", "graph_16_rows")}
             groups[f"{shape[7:9]}: 16 clients"] = {"graph_1_row": r["sixteen_clients"]["graph_1_row"]["t12_ms_p50"],
                                                    "graph_16_rows": r["sixteen_clients"]["graph_16_rows"]["t12_ms_p50"]}
     return bar_plot(result.with_suffix(".png"), f"time to the 12th token, p50 ({data['device'].split()[1]})",

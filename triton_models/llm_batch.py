@@ -68,7 +68,9 @@ def attention_masks(positions, length: int, sliding_window: int | None) -> dict:
 
     kv = torch.arange(length, device=positions.device)
     causal = (kv[None, None, :] <= positions[:, :, None])[:, None]
-    sliding = causal & (kv[None, None, :] > positions[:, :, None] - sliding_window)[:, None] if sliding_window else causal
+    if not sliding_window:
+        return {"full_attention": causal, "sliding_attention": causal}
+    sliding = causal & (kv[None, None, :] > positions[:, :, None] - sliding_window)[:, None]
     return {"full_attention": causal, "sliding_attention": sliding}
 
 
