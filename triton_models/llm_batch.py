@@ -3,8 +3,8 @@
 A fixed number of rows (the `llm` model's `contexts` parameter) share one KV cache of absolute
 positions; one thread, the batcher, admits each new request into a free row (the row whose cached
 tokens share the longest prefix with its prompt: a conversation's system prompt and history are
-evaluated once, not every turn), evaluates what the row lacks of the prompt, then decodes one token
-for every row per step. On CUDA that step is a CUDA graph captured once for all rows, so a step costs
+evaluated once, not every turn), evaluates what the row lacks of the prompt (requests that arrive
+together in one forward), then decodes one token for every row per step. On CUDA that step is a CUDA graph captured once for all rows, so a step costs
 about the same for one conversation as for sixteen. Requests read their tokens from a queue;
 a consumer that leaves (a cancelled turn) frees its row at the next step.
 """
