@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import os
-import statistics
 import sys
 import threading
 import time
@@ -120,8 +119,9 @@ def greedy_text(engine, msgs) -> str:
 
 
 def p50(runs, key):
-    vals = [r[key] for r in runs if key in r]
-    return round(statistics.median(vals), 1) if vals else None
+    from benchmarks.common import percentiles
+
+    return percentiles([r.get(key) for r in runs])["p50"]
 
 
 def clients(engine, n: int, tag: int) -> dict:

@@ -24,7 +24,7 @@ from typing import Iterator
 import numpy as np
 
 from triton_models.common import ModelMetric, json_array, model_params, optional, request_json
-from triton_models.llm_pool import ContextPool
+from triton_models.llm_pool import ContextPool, shared_prefix
 from triton_models.priority import CriticalPath
 
 ROLES = {"system", "user", "assistant"}
@@ -135,7 +135,7 @@ class LlamaCppEngine:
         settled = content[: max(content.rfind(" "), content.rfind("\n")) + 1]  # up to the last word
         stable = self.prompt_tokens([*head, {"role": "user", "content": settled}])
         later = self.prompt_tokens([*head, {"role": "user", "content": settled + "그리고"}])
-        keep = next((i for i, (a, b) in enumerate(zip(stable, later)) if a != b), min(len(stable), len(later)))
+        keep = shared_prefix(stable, later)
         tokens = stable[: max(0, keep - 1)]  # the last shared token may merge with what follows
         check_fits(len(tokens), GenOptions(max_tokens=1), self.n_ctx)
         evaluated = 0

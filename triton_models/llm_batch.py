@@ -16,6 +16,7 @@ import threading
 from dataclasses import dataclass, field
 
 from triton_models.llm import GenOptions
+from triton_models.llm_pool import shared_prefix
 
 log = logging.getLogger("llm.batch")
 TOKEN_WAIT_S = 60.0  # a consumer waits at most this long for its next token (a stuck batcher is an error)
@@ -91,7 +92,7 @@ class Batcher:
     def __init__(self, model, forward, rows: int, n_ctx: int, stop_ids: set[int], cuda_graph: bool):
         import torch
 
-        self.model, self.forward, self.rows, self.n_ctx, self.stop_ids = model, forward, rows, n_ctx, stop_ids
+        self.forward, self.rows, self.n_ctx, self.stop_ids = forward, rows, n_ctx, stop_ids
         self.device = model.device
         self.cache = RowCache(model.config, rows, n_ctx, model.dtype, self.device)
         self.window = getattr(model.config.get_text_config(), "sliding_window", None)
@@ -150,7 +151,6 @@ class Batcher:
             have = self.row_tokens[req.row]
             start = min(shared_prefix(have, req.prompt), len(req.prompt) - 1)  # its last token gives the logits
             req.cached = start
-            self.row_tokens[req.row] = have[:start]  # until the forward has written the rest
             spans.append((req.row, start, len(req.prompt) - start))
         width = max(n for _, _, n in spans)
         for req, (_, start, n) in zip(reqs, spans):  # padding: token 0 at the first new position, never written
@@ -205,16 +205,16 @@ class Batcher:
         """Hand a token to its consumer; end the request at a stop token or its last token."""
         self.last_token[req.row] = token  # the row's input at the next step
         if token in self.stop_ids:
-            self._finish(req, None)
+            self._finish(req)
             return
         req.tokens.put(token)
         req.produced += 1
         if req.produced >= req.opts.max_tokens:
-            self._finish(req, None)
+            self._finish(req)
 
-    def _finish(self, req: Request, end) -> None:
+    def _finish(self, req: Request) -> None:
         self.active.pop(req.row, None)
-        req.tokens.put(end)
+        req.tokens.put(None)
 
     def _admit(self) -> None:
         with self.wake:
@@ -245,7 +245,7 @@ class Batcher:
 
         for row, req in list(self.active.items()):
             if req.cancelled:
-                self._finish(req, None)
+                self._finish(req)
         if not self.active:
             return
         with torch.inference_mode():
@@ -279,6 +279,3 @@ class Batcher:
                 for req in failed:
                     req.tokens.put(exc)
 
-
-def shared_prefix(a: list[int], b: list[int]) -> int:
-    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))

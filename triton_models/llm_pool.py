@@ -7,6 +7,13 @@ from contextlib import contextmanager
 import numpy as np
 
 
+def shared_prefix(a, b) -> int:
+    """How many tokens two token sequences share from their start."""
+    n = min(len(a), len(b))
+    differs = np.nonzero(np.asarray(a[:n]) != np.asarray(b[:n]))[0]
+    return int(differs[0]) if len(differs) else n
+
+
 class ContextPool:
     """llama.cpp contexts over one memory-mapped GGUF (the weights are shared, each context has its own
     KV cache), so that conversations generate side by side instead of queueing for one context. A
@@ -42,10 +49,7 @@ class ContextPool:
 
     @staticmethod
     def shared_prefix(llm, tokens: list[int]) -> int:
-        cached = llm._input_ids[: llm.n_tokens]
-        n = min(len(cached), len(tokens))
-        differs = np.nonzero(np.asarray(cached[:n]) != np.asarray(tokens[:n], dtype=cached.dtype))[0]
-        return int(differs[0]) if len(differs) else n
+        return shared_prefix(llm._input_ids[: llm.n_tokens], tokens)
 
     @contextmanager
     def take(self, tokens: list[int]):
