@@ -25,6 +25,14 @@ def percentiles(values, ps=(50, 95)) -> dict:
 
 def machine() -> dict:
     info = {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()}
+    try:  # VMs of one size differ by up to ~2x in these benchmarks by CPU model
+        lines = open("/proc/cpuinfo", encoding="utf-8").read().splitlines()
+        info["cpu"] = next(line.split(":", 1)[1].strip() for line in lines if line.startswith("model name"))
+        flags = next(line.split(":", 1)[1].split() for line in lines if line.startswith("flags"))
+        info["cpu_isa"] = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8")
+                           if f in flags]  # int8 kernels (Kokoro, Whisper, llama.cpp) depend on them
+    except (OSError, StopIteration):
+        pass
     try:
         import subprocess
 

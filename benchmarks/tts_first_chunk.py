@@ -101,6 +101,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", nargs="+", default=["6", "10", "14", "18", "24", "24w"])
     parser.add_argument("--sentences", type=int, default=len(TTS_SENTENCES))
+    parser.add_argument("--name", default="tts_first_chunk", help="results file name")
     args = parser.parse_args()
     from RealTime_zeroshot_TTS_ko.engines.kokoro import KokoroEngine
     from triton_models.stt import WhisperTranscriber
@@ -110,8 +111,8 @@ def main() -> None:
     list(engine.stream("워밍업 문장입니다. 조금 더 길게 말해 봅니다."))
     cost = call_cost(engine)
     rows = sweep(engine, stt, args.sizes, TTS_SENTENCES[: args.sentences])
-    png = plot(rows, RESULTS / "tts_first_chunk.png")
-    write("tts_first_chunk", {"engine": "kokoro int8 (onnxruntime, 2 threads)", "call_cost": cost, "sweep": rows,
+    png = plot(rows, RESULTS / f"{args.name}.png")
+    write(args.name, {"engine": "kokoro int8 (onnxruntime, 2 threads)", "call_cost": cost, "sweep": rows,
                               "targets": {"ttfc_ms": 300, "cer": 0.12}, "plot": str(png)})
 
 

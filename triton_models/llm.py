@@ -15,8 +15,8 @@ spoken, evaluated into the KV cache) sends only the last: INFO {status, prefille
 from __future__ import annotations
 
 import re
-from contextlib import ExitStack
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -175,8 +175,11 @@ class LlamaCppEngine:
         prompt = self.prompt_tokens(messages)  # rendered once: the size check and the context choice
         stats["prompt_tokens"] = len(prompt)
         check_fits(len(prompt), opts, self.n_ctx)
+        asked = time.perf_counter()
         with self.pool.take(prompt) as llm:
+            stats["context_wait_ms"] = round((time.perf_counter() - asked) * 1000, 1)
             stats["prompt_cached"] = self.pool.shared_prefix(llm, prompt)
+            waited = 0.0  # seconds the first clause waited for earlier turns' first-audio work
             threads = min(opts.threads or self.n_threads, self.n_threads)
             first_threads = min(opts.first_threads or threads, self.n_threads)
             current = 0
@@ -189,7 +192,7 @@ class LlamaCppEngine:
                     # the prompt is evaluated with every core this generation may have
                     llama_cpp.llama_set_n_threads(llm.ctx, n, self.threads_now(self.n_threads, in_first_clause))
 
-            self.priority.yield_to_earlier(opts.order)  # another conversation's turn that ended first
+            waited += self.priority.yield_to_earlier(opts.order)  # another conversation's turn that ended first
             critical = ExitStack()  # closed when the first clause is out (or the generation ends)
             critical.enter_context(self.pool.first_clause())
             critical.enter_context(self.priority.critical("llm", opts.order))
@@ -206,7 +209,7 @@ class LlamaCppEngine:
                     if start is None:  # the prompt is in the context now
                         start = llm.n_tokens - 1
                     if in_first_clause:
-                        self.priority.yield_to_earlier(opts.order)
+                        waited += self.priority.yield_to_earlier(opts.order)
                     else:
                         self.priority.yield_to_critical()
                     use_threads(first_threads if in_first_clause else threads)
@@ -217,6 +220,7 @@ class LlamaCppEngine:
                     if in_first_clause and first_clause_done(text, opts.first_clause_chars):
                         in_first_clause = False
                         critical.close()
+                        stats["earlier_wait_ms"] = round(waited * 1000, 1)
                     yield delta
             finally:
                 critical.close()
@@ -256,8 +260,9 @@ def stream_chat(engine, messages: list[dict], opts: GenOptions, summary: dict) -
     finally:
         tokens = stats.get("tokens") or deltas
         summary.update(prompt_tokens=stats.get("prompt_tokens"), tokens=tokens)
-        if "prompt_cached" in stats:  # prompt tokens already in the KV cache (not evaluated again)
-            summary["prompt_cached"] = stats["prompt_cached"]
+        # prompt tokens already in the KV cache (not evaluated again); waits for a free context and, in
+        # the first clause, for other turns that ended earlier
+        summary.update({k: stats[k] for k in ("prompt_cached", "context_wait_ms", "earlier_wait_ms") if k in stats})
         if first is not None and tokens > 1:
             summary["tok_s"] = round((tokens - 1) / max(time.perf_counter() - first, 1e-6), 2)
 

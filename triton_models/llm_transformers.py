@@ -20,6 +20,30 @@ from triton_models.llm import GEMMA_TEMPLATE, GenOptions, check_fits
 from triton_models.llm_batch import TOKEN_WAIT_S, Batcher, Request
 
 
+class IncrementalText:
+    """Text of a token stream, delta by delta, in constant work per token: each new token is decoded
+    with the few tokens before it (whose text was already given out), and only what they add leaves,
+    once it is whole characters (a Hangul syllable may arrive as byte tokens: U+FFFD until complete).
+    Decoding from a token before the new ones keeps SentencePiece's word-initial space."""
+
+    def __init__(self, tokenizer, context: int = 4):
+        self.tokenizer, self.context = tokenizer, context
+        self.ids: list[int] = []
+        self.prefix = self.read = 0  # ids[prefix:read] were given out; decoding starts at prefix
+
+    def _decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+    def add(self, token: int) -> str:
+        self.ids.append(token)
+        before = self._decode(self.ids[self.prefix:self.read])
+        now = self._decode(self.ids[self.prefix:])
+        if len(now) <= len(before) or now.endswith("\ufffd"):
+            return ""
+        self.prefix, self.read = max(0, len(self.ids) - self.context), len(self.ids)
+        return now[len(before):]
+
+
 class TransformersEngine:
     name = "transformers"
 
@@ -76,7 +100,7 @@ class TransformersEngine:
         request = Request(prompt, opts)
         self.batcher.submit(request)
         produced: list[int] = []
-        text = ""
+        text = IncrementalText(self.tokenizer)
         try:
             while True:
                 try:
@@ -88,9 +112,8 @@ class TransformersEngine:
                 if isinstance(token, BaseException):
                     raise token
                 produced.append(token)
-                decoded = self.tokenizer.decode(produced, skip_special_tokens=True)
-                if len(decoded) > len(text) and not decoded.endswith("\ufffd"):  # whole characters only
-                    delta, text = decoded[len(text):], decoded
+                delta = text.add(token)
+                if delta:
                     yield delta
         finally:
             request.cancelled = True  # a consumer that left frees its row at the next step
