@@ -48,16 +48,23 @@ async def test_gemma_transformers_engine_served_by_triton(tiny_gemma_dir, tmp_pa
     assert 'string_value: "transformers"' in (repo / "llm" / "config.pbtxt").read_text()
     with TritonServer(repo, http_port=18300, grpc_port=18301, metrics_port=18302, load_models=["llm"]) as server:
         gateway = TritonGateway(server.grpc_url)
+        system = {"role": "system", "content": "한국어로 답하세요."}
         try:
             items = [i async for i in gateway.llm_stream(
-                "llm", [{"role": "system", "content": "한국어로 답하세요."}, {"role": "user", "content": "안녕하세요"}],
-                {"max_tokens": 8, "temperature": 0.0})]
+                "llm", [system, {"role": "user", "content": "안녕하세요"}], {"max_tokens": 8, "temperature": 0.0})]
+            # a turn still being spoken is prefilled; its generation then finds those tokens cached
+            prefill = await gateway.llm_prefill("llm", [system, {"role": "user", "content": "주말에 등산을 가려는데 어디"}])
+            final = [i async for i in gateway.llm_stream(
+                "llm", [system, {"role": "user", "content": "주말에 등산을 가려는데 어디가 좋을까요?"}],
+                {"max_tokens": 4, "temperature": 0.0})]
         finally:
             await gateway.close()
     summary = items[-1].info
     assert summary["status"] == "done" and summary["engine"] == "transformers"
     assert 1 <= len(items) - 1 <= summary["deltas"]  # random weights: some text, streamed (coalesced)
     assert items[-2].info["deltas"] == summary["deltas"]
+    assert prefill["status"] == "done" and prefill["prefilled"] > 0 and "skipped" not in prefill
+    assert final[-1].info["prompt_cached"] >= prefill["prompt_tokens"] - 1
 
 
 def test_real_gemma3_270m_gguf_loads_and_generates(gemma_gguf):

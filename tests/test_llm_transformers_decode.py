@@ -149,3 +149,33 @@ def test_requests_that_arrive_together_are_prefilled_in_one_forward(engine):
         batcher._prefill = prefill
     assert prefills == [3]
     assert got == [reference(engine, c, 12) for c in convs]
+
+
+def test_a_partial_transcript_prefills_a_row_the_final_turn_uses(engine):
+    from triton_models.llm_pool import shared_prefix
+
+    final = [MESSAGES[0], {"role": "user", "content": "주말에 등산을 가려는데 어디가 좋을까요?"}]
+    partial = [MESSAGES[0], {"role": "user", "content": "주말에 등산을 가려는데 어디"}]
+    prompt = engine.prompt_ids(final)
+    before = max(shared_prefix(tokens, prompt) for tokens in engine.batcher.row_tokens)
+    stats: dict = {}
+    evaluated = engine.prefill(partial, stats)
+    assert evaluated > 0 and stats["prefilled"] == evaluated and "skipped" not in stats
+    got_stats: dict = {}
+    got = decoded(engine, final, 12, got_stats)
+    assert got_stats["prompt_cached"] >= stats["prompt_tokens"] - 1 > before  # the settled words were cached
+    assert got == reference(engine, final, 12)  # and the cache they left decodes as generate() does
+
+
+def test_a_prefill_never_waits_for_a_busy_row(engine):
+    streams = [engine.generate(NEXT_TURN, GenOptions(max_tokens=200, temperature=0.0), {}) for _ in range(3)]
+    for stream in streams:
+        next(stream)  # three generations hold the three rows
+    stats: dict = {}
+    try:
+        assert engine.prefill([MESSAGES[0], {"role": "user", "content": "등산 가려는데 어디"}], stats) == 0
+        assert stats["skipped"] == "busy"
+    finally:
+        for stream in streams:
+            stream.close()
+    assert decoded(engine, MESSAGES, 6) == reference(engine, MESSAGES, 6)

@@ -75,6 +75,18 @@ def first_clause_done(text: str, chars: int) -> bool:
     return bool(CLAUSE_END.search(text)) or (chars > 0 and " " in text[chars:])
 
 
+def settled_prompt(prompt_tokens, messages: list[dict]) -> list[int]:
+    """The tokens of a turn's prompt that its final words will not change, while its last user message
+    is a partial transcript: up to the partial's last word (the final may continue or redo it), less
+    the last token, which may merge with what follows. `prompt_tokens(messages)`: the engine's own."""
+    *head, user = messages
+    content = user["content"].rstrip()
+    settled = content[: max(content.rfind(" "), content.rfind("\n")) + 1]  # up to the last word
+    stable = prompt_tokens([*head, {"role": "user", "content": settled}])
+    later = prompt_tokens([*head, {"role": "user", "content": settled + "그리고"}])
+    return stable[: max(0, shared_prefix(stable, later) - 1)]
+
+
 def validate_messages(messages) -> list[dict]:
     if not isinstance(messages, list) or not messages:
         raise ValueError("messages must be a non-empty list")
@@ -130,13 +142,7 @@ class LlamaCppEngine:
         import llama_cpp
 
         stats = stats if stats is not None else {}
-        *head, user = messages
-        content = user["content"].rstrip()
-        settled = content[: max(content.rfind(" "), content.rfind("\n")) + 1]  # up to the last word
-        stable = self.prompt_tokens([*head, {"role": "user", "content": settled}])
-        later = self.prompt_tokens([*head, {"role": "user", "content": settled + "그리고"}])
-        keep = shared_prefix(stable, later)
-        tokens = stable[: max(0, keep - 1)]  # the last shared token may merge with what follows
+        tokens = settled_prompt(self.prompt_tokens, messages)
         check_fits(len(tokens), GenOptions(max_tokens=1), self.n_ctx)
         evaluated = 0
         with self.pool.take_for_prefill(tokens) as llm:

@@ -86,6 +86,8 @@ class Request:
     produced: int = 0
     cached: int = 0  # prompt tokens found in the row
     generator: object = None
+    prefill_only: bool = False  # evaluate the prompt into a row and keep it there; no token (None at once)
+    skipped: bool = False       # ... not done: every row was busy
 
 
 class Batcher:
@@ -221,14 +223,19 @@ class Batcher:
             while not self.pending and not self.active:
                 self.wake.wait()
             free = [r for r in range(self.rows) if r not in self.active]
-            admitted = []
-            while self.pending and free:
-                req = self.pending.pop(0)
-                if req.cancelled:
-                    continue
-                req.row = max(free, key=lambda r: shared_prefix(self.row_tokens[r], req.prompt))
-                free.remove(req.row)
-                admitted.append(req)
+            admitted, waiting = [], []
+            # generations first; a prefill is background work: it takes a row left free or none (never waits)
+            for req in sorted(self.pending, key=lambda r: r.prefill_only):
+                if req.cancelled or (req.prefill_only and not free):
+                    req.skipped = not req.cancelled
+                    req.tokens.put(None)  # the end (a consumer that left never reads it)
+                elif not free:
+                    waiting.append(req)
+                else:
+                    req.row = max(free, key=lambda r: shared_prefix(self.row_tokens[r], req.prompt))
+                    free.remove(req.row)
+                    admitted.append(req)
+            self.pending = waiting
         import torch
 
         if not admitted:
@@ -236,9 +243,14 @@ class Batcher:
         for req in admitted:
             self.active[req.row] = req
         with torch.inference_mode():
-            tokens = self._sample(self._prefill(admitted), dict(enumerate(admitted)))
+            logits = self._prefill(admitted)
+            generating = {i: req for i, req in enumerate(admitted) if not req.prefill_only}
+            tokens = self._sample(logits, generating) if generating else {}
         for i, req in enumerate(admitted):
-            self._emit(req, tokens[i])
+            if req.prefill_only:  # its prompt stays in the row for the generation that follows
+                self._finish(req)
+            else:
+                self._emit(req, tokens[i])
 
     def _step(self) -> None:
         import torch

@@ -5,7 +5,8 @@ Why not `model.generate()` + TextIteratorStreamer: on an H100 that path streamed
 ~13 tok/s; each token paid generate()'s Python, the streamer thread and a dynamic KV cache, and
 conversations queued behind one another. Here (triton_models/llm_batch.py) `contexts` conversations
 decode together over one KV cache of absolute positions that keeps each conversation's unchanged
-prompt prefix from turn to turn; on CUDA the decode step is a CUDA graph. Text leaves per token
+prompt prefix from turn to turn; on CUDA the decode step is a CUDA graph. While a turn is still being
+spoken, its settled words are prefilled into a free row (`prefill`). Text leaves per token
 (incremental detokenisation) in the consumer's thread; closing the generator (a cancelled turn)
 frees its row at the next step.
 """
@@ -16,7 +17,7 @@ import queue
 from pathlib import Path
 from typing import Iterator
 
-from triton_models.llm import GEMMA_TEMPLATE, GenOptions, check_fits
+from triton_models.llm import GEMMA_TEMPLATE, GenOptions, check_fits, settled_prompt
 from triton_models.llm_batch import TOKEN_WAIT_S, Batcher, Request
 
 
@@ -82,10 +83,30 @@ class TransformersEngine:
                           logits_to_keep=1, **{self.cache_kwarg: cache}).logits[:, -1]
 
     def prefill(self, messages: list[dict], stats: dict | None = None) -> int:
-        """A conversation's unchanged prefix is kept in its row; no early prefill here."""
-        if stats is not None:
-            stats["skipped"] = "engine"
-        return 0
+        """Evaluate the settled part of a turn still being spoken (see llm.settled_prompt) into a free
+        row, so that the generation with the final words finds it there and evaluates only the rest.
+        Background work: skipped when every row is busy. Tokens evaluated."""
+        stats = stats if stats is not None else {}
+        tokens = settled_prompt(self.prompt_ids, messages)
+        check_fits(len(tokens), GenOptions(max_tokens=1), self.n_ctx)
+        if not tokens:
+            return 0
+        request = Request(tokens, GenOptions(max_tokens=1, temperature=0.0), prefill_only=True)
+        self.batcher.submit(request)
+        try:
+            end = request.tokens.get(timeout=TOKEN_WAIT_S)
+        except queue.Empty:
+            raise TimeoutError(f"llm: prefill not done in {TOKEN_WAIT_S:.0f} s") from None
+        finally:
+            request.cancelled = True
+        if isinstance(end, BaseException):
+            raise end
+        if request.skipped:
+            stats["skipped"] = "busy"
+            return 0
+        evaluated = len(tokens) - request.cached
+        stats.update(cached=request.cached, prefilled=evaluated, prompt_tokens=len(tokens))
+        return evaluated
 
     def prompt_ids(self, messages: list[dict]) -> list[int]:
         ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
