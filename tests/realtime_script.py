@@ -38,11 +38,14 @@ class Driver(EventRecorder):
     async def cancel(self) -> None:
         raise NotImplementedError
 
-    async def say(self, pcm: bytes, silence_s: float = 1.2) -> None:
-        """Stream at real time (40 ms chunks), then silence so server VAD ends the turn."""
-        step, start = int(24000 * CHUNK_S) * 2, time.monotonic()
+    async def say(self, pcm: bytes, silence_s: float = 1.2, until=None) -> None:
+        """Stream at real time (40 ms chunks), then silence so server VAD ends the turn; the silence
+        stops early once `until()` is true (the server has answered: the user may speak again)."""
+        step, start, speech = int(24000 * CHUNK_S) * 2, time.monotonic(), len(pcm)
         pcm = pcm + b"\x00\x00" * int(24000 * silence_s)
         for i, offset in enumerate(range(0, len(pcm), step)):
+            if offset >= speech and until is not None and until():
+                return
             await self.append(pcm[offset:offset + step])
             await asyncio.sleep(max(0.0, start + (i + 1) * CHUNK_S - time.monotonic()))
 
@@ -58,8 +61,8 @@ class Driver(EventRecorder):
 
 
 async def turn_barge_in_cancel(driver: Driver, speech: list[bytes]) -> dict:
-    """1) a spoken turn answered in full; 2) the user speaks over the answer (barge-in); 3) the answer
-    to that is cancelled by the client. Returns what was observed."""
+    """1) a spoken turn answered in full; 2) the user speaks over the next answer while it is under way
+    (barge-in); 3) the answer to that is cancelled by the client. Returns what was observed."""
     await driver.say(speech[0])
     first = await driver.nth("response.done", 1)
     assert first["response"]["status"] == "completed", first
@@ -67,10 +70,12 @@ async def turn_barge_in_cancel(driver: Driver, speech: list[bytes]) -> dict:
     assert transcripts and transcripts[0].strip(), transcripts
     reply = first["response"]["output"][0]["content"][0]["transcript"]
     assert reply.strip() and driver.audio_of(first["response"]["id"]) > 24000 * 2 * 0.5
-    await driver.say(speech[1])
+    # barge-in: the user speaks again as soon as the second answer is under way. Waiting for its
+    # audio first raced a fast machine, which sent a one-sentence answer whole (~0.4 s after its first
+    # audio) before 250 ms of speech counted as a barge-in.
+    await driver.say(speech[1], until=lambda: len(driver.of("response.created")) >= 2)
     await driver.nth("response.created", 2)
-    await driver.wait_until(lambda: driver.of(driver.audio_delta)[-1]["response_id"] != first["response"]["id"], 120)
-    await driver.say(speech[2])  # barge-in: speaks over the second answer
+    await driver.say(speech[2])
     second = (await driver.nth("response.done", 2))["response"]
     assert second["status"] == "cancelled" and second["status_details"]["reason"] == "turn_detected", second
     third_created = await driver.nth("response.created", 3)
