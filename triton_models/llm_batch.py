@@ -89,6 +89,17 @@ class Request:
     prefill_only: bool = False  # evaluate the prompt into a row and keep it there; no token (None at once)
     skipped: bool = False       # ... not done: every row was busy
 
+    def next_token(self) -> int | None:
+        """The next token id, or None at the end; raises the batcher's error, or TimeoutError when
+        nothing came for TOKEN_WAIT_S (a stuck batcher)."""
+        try:
+            item = self.tokens.get(timeout=TOKEN_WAIT_S)
+        except queue.Empty:
+            raise TimeoutError(f"llm: nothing from the batcher for {TOKEN_WAIT_S:.0f} s") from None
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
 
 class Batcher:
     def __init__(self, model, forward, rows: int, n_ctx: int, stop_ids: set[int], cuda_graph: bool):

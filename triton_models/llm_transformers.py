@@ -13,12 +13,11 @@ frees its row at the next step.
 from __future__ import annotations
 
 import inspect
-import queue
 from pathlib import Path
 from typing import Iterator
 
 from triton_models.llm import GEMMA_TEMPLATE, GenOptions, check_fits, settled_prompt
-from triton_models.llm_batch import TOKEN_WAIT_S, Batcher, Request
+from triton_models.llm_batch import Batcher, Request
 
 
 class IncrementalText:
@@ -94,13 +93,9 @@ class TransformersEngine:
         request = Request(tokens, GenOptions(max_tokens=1, temperature=0.0), prefill_only=True)
         self.batcher.submit(request)
         try:
-            end = request.tokens.get(timeout=TOKEN_WAIT_S)
-        except queue.Empty:
-            raise TimeoutError(f"llm: prefill not done in {TOKEN_WAIT_S:.0f} s") from None
+            request.next_token()  # None: the prefill is done (or skipped)
         finally:
             request.cancelled = True
-        if isinstance(end, BaseException):
-            raise end
         if request.skipped:
             stats["skipped"] = "busy"
             return 0
@@ -120,22 +115,12 @@ class TransformersEngine:
         check_fits(len(prompt), opts, self.n_ctx)
         request = Request(prompt, opts)
         self.batcher.submit(request)
-        produced: list[int] = []
         text = IncrementalText(self.tokenizer)
         try:
-            while True:
-                try:
-                    token = request.tokens.get(timeout=TOKEN_WAIT_S)
-                except queue.Empty:
-                    raise TimeoutError(f"llm: no token for {TOKEN_WAIT_S:.0f} s") from None
-                if token is None:
-                    break
-                if isinstance(token, BaseException):
-                    raise token
-                produced.append(token)
+            while (token := request.next_token()) is not None:
                 delta = text.add(token)
                 if delta:
                     yield delta
         finally:
             request.cancelled = True  # a consumer that left frees its row at the next step
-            stats.update(tokens=len(produced), prompt_cached=request.cached)
+            stats.update(tokens=len(text.ids), prompt_cached=request.cached)
