@@ -128,12 +128,17 @@ def human_clips(with_transcript: bool = True) -> list[tuple[np.ndarray, str, str
     return out
 
 
+def voiced_frames(audio: np.ndarray, frame: int) -> np.ndarray:
+    """Indices of the frames of `frame` samples whose RMS is above 1/30 of the loudest frame's."""
+    n = len(audio) // frame
+    rms = np.sqrt(np.mean(np.asarray(audio[: n * frame], np.float32).reshape(n, frame) ** 2, axis=1))
+    return np.nonzero(rms > rms.max() / 30)[0]
+
+
 def trim_to_speech(audio: np.ndarray, keep_ms: int = 60) -> np.ndarray:
     """Cut the recording's trailing silence (last 20 ms frame above 1/30 of the loudest, + keep_ms),
     so a benchmark's clock can start at the true last speech sample."""
     frame = 320
-    n = len(audio) // frame
-    rms = np.sqrt(np.mean(audio[: n * frame].reshape(n, frame) ** 2, axis=1))
-    voiced = np.nonzero(rms > rms.max() / 30)[0]
+    voiced = voiced_frames(audio, frame)
     end = (voiced[-1] + 1) * frame + keep_ms * 16 if len(voiced) else len(audio)
     return audio[: min(end, len(audio))]

@@ -11,7 +11,7 @@ import time
 import numpy as np
 from scipy.signal import resample_poly
 
-from benchmarks.corpus import HUMAN_DEV, human_clips, synth_clip, trim_to_speech
+from benchmarks.corpus import HUMAN_DEV, human_clips, synth_clip, trim_to_speech, voiced_frames
 from tests.fakes.recorder import EventRecorder
 
 CHUNK_S = 0.04
@@ -32,11 +32,8 @@ def speech_24k(n: int) -> tuple[list[bytes], str]:
 def without_lead_in(pcm: bytes, keep_ms: int = 60) -> bytes:
     """PCM16 24 kHz from its first 20 ms frame above 1/30 of the loudest (less keep_ms): a recording's
     quiet lead-in (~0.9 s in some ko_speech_dev clips) would delay a barge-in by as much."""
-    audio = np.frombuffer(pcm, np.int16).astype(np.float32)
     frame = 480
-    n = len(audio) // frame
-    rms = np.sqrt(np.mean(audio[: n * frame].reshape(n, frame) ** 2, axis=1))
-    voiced = np.nonzero(rms > rms.max() / 30)[0]
+    voiced = voiced_frames(np.frombuffer(pcm, np.int16), frame)
     start = max(0, voiced[0] * frame - keep_ms * 24) if len(voiced) else 0
     return pcm[start * 2:]
 
