@@ -11,10 +11,15 @@ are what is measured, not answers.
   graph_1_row    the same, the decode step a CUDA graph (one conversation at a time: others queue)
   graph_16_rows  the same, 16 rows: 16 conversations decode together (one active here)
   next turn      the same conversation one exchange later: its unchanged prefix is in its row
-  4/16 clients   threads asking at once, distinct conversations
+  4/16 clients   threads asking at once, distinct conversations; 16 clients also with the batcher
+                 as it was before 2026-11-27 evening (one prefill forward per request, one device
+                 sync per row at each step), each change alone and both, in the same run
+  early prefill  a long conversation's next turn: time to first token with and without the partial
+                 transcript's settled words prefilled into a free row first (TransformersEngine.prefill)
 
   .venv/bin/python -m benchmarks.gpu_llm prepare .gpu/llm   # here: the tokenizer
   python3 benchmarks/gpu_llm.py run .gpu/llm                # there: writes $OUT/gpu_llm.json
+  python3 benchmarks/gpu_llm.py batcher .gpu/llm            # there: only the 16-client batcher before/after
   .venv/bin/python -m benchmarks.gpu_llm smoke .gpu/llm     # the script itself, on a CPU, tiny model
   .venv/bin/python -m benchmarks.gpu_llm plot benchmarks/results/gpu_llm_h100.json
 """
@@ -25,6 +30,7 @@ import os
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, os.getcwd())
@@ -48,10 +54,10 @@ MAX_TOKENS = 64
 FIRST_CLAUSE_TOKENS = 12
 
 
-def conversation(turns: int, tag: int = 0) -> list[dict]:
+def conversation(turns: int, tag: int = 0, history=HISTORY) -> list[dict]:
     """A conversation (tag: which one; a new tag shares no cached prefix) after `turns` questions."""
     msgs = [{"role": "system", "content": f"[대화 {tag}] {SYSTEM}"}]
-    for q, a in HISTORY:
+    for q, a in history:
         msgs += [{"role": "user", "content": q}, {"role": "assistant", "content": a}]
     for i in range(turns):
         msgs.append({"role": "user", "content": QUESTIONS[i]})
@@ -142,11 +148,65 @@ def clients(engine, n: int, tag: int) -> dict:
             "ttft_max_ms": max(r["ttft_ms"] for r in results)}
 
 
-def run_shape(name: str, shape: dict, tok_dir: Path) -> dict:
+@contextmanager
+def batcher_as_before(engine, prefill: bool, sync: bool):
+    """The batcher before 2026-11-27 evening, restored per instance for a same-run comparison:
+    `prefill` one forward per admitted request; `sync` each row's token read with its own sync."""
+    import torch
+
+    batcher = engine.batcher
+    if prefill:
+        batched = batcher._prefill
+        batcher._prefill = lambda reqs: torch.cat([batched([req]) for req in reqs])
+    if sync:  # greedy only, as every request here is
+        batcher._sample = lambda logits, reqs: {row: int(logits[row].argmax(-1).item()) for row in reqs}
+    try:
+        yield
+    finally:
+        for name in ("_prefill", "_sample"):
+            batcher.__dict__.pop(name, None)
+
+
+def early_prefill(engine, rounds: int = 3) -> dict:
+    """Time to first token of a long conversation's next turn, cold and after a prefill of the
+    settled words (as a partial transcript triggers it), interleaved; fresh conversations each time;
+    the first round warms up and is dropped."""
+    history = HISTORY * 6
+    runs: dict = {"cold": [], "prefilled": []}
+    for i in range(rounds + 1):
+        for label in ("cold", "prefilled"):
+            msgs = conversation(1, tag=500 + 10 * i + len(label), history=history)
+            stats: dict = {}
+            if label == "prefilled":
+                engine.prefill(msgs, stats)
+            result = engine_run(engine, msgs, 16) | {"prefilled": stats.get("prefilled")}
+            if i:
+                runs[label].append(result)
+    return {"runs": runs, **{f"{k}_ttft_ms_p50": p50(v, "ttft_ms") for k, v in runs.items()}}
+
+
+BATCHER_CONFIGS = {"after": (False, False), "both_before": (True, True), "prefill_before": (True, False),
+                   "sync_before": (False, True)}
+
+
+def batcher_rounds(engine, rounds: int = 3) -> dict:
+    """16 clients at once through 16 rows, the batcher as it is and as it was (batcher_as_before),
+    interleaved over rounds after one warm-up round of each; per configuration the p50 over rounds."""
+    runs: dict = {k: [] for k in BATCHER_CONFIGS}
+    for i in range(rounds + 1):
+        for j, (label, (prefill, sync)) in enumerate(BATCHER_CONFIGS.items()):
+            with batcher_as_before(engine, prefill, sync):
+                result = clients(engine, 16, tag=30 + 10 * i + j)
+            if i:
+                runs[label].append(result)
+    return {"rounds": runs, "p50": {label: {m: p50(v, m) for m in ("ttft_ms_p50", "t12_ms_p50", "tok_s_p50", "ttft_max_ms")}
+                                    for label, v in runs.items()}}
+
+
+def random_model(name: str, shape: dict, tok_dir: Path) -> Path:
+    """A Gemma-3-shaped model with random bf16 weights and the real tokenizer, saved for the engine."""
     import torch
     from transformers import AutoTokenizer, Gemma3ForCausalLM, Gemma3TextConfig
-
-    from triton_models.llm_transformers import TransformersEngine
 
     tok = AutoTokenizer.from_pretrained(str(tok_dir))
     folder = Path(f"/tmp/{name}")
@@ -157,6 +217,26 @@ def run_shape(name: str, shape: dict, tok_dir: Path) -> dict:
     tok.save_pretrained(folder)
     del model
     torch.cuda.empty_cache()
+    return folder
+
+
+def run_batcher(name: str, shape: dict, tok_dir: Path) -> dict:
+    """Only the 16-client comparison of the batcher, before/after, interleaved (verb `batcher`)."""
+    from triton_models.llm_transformers import TransformersEngine
+
+    engine = TransformersEngine(random_model(name, shape, tok_dir), n_threads=4, n_ctx=2048, contexts=16)
+    engine.stop_ids.clear()
+    out = batcher_rounds(engine)
+    print(name, json.dumps(out["p50"]), flush=True)
+    return out
+
+
+def run_shape(name: str, shape: dict, tok_dir: Path) -> dict:
+    import torch
+
+    from triton_models.llm_transformers import TransformersEngine
+
+    folder = random_model(name, shape, tok_dir)
     out: dict = {}
     engines = {}
     for label, kw in (("eager", dict(contexts=1, cuda_graph=False)), ("graph_1_row", dict(contexts=1)),
@@ -189,6 +269,12 @@ def run_shape(name: str, shape: dict, tok_dir: Path) -> dict:
                                      for label in ("graph_1_row", "graph_16_rows")}
     out["sixteen_clients"] = {label: clients(engines[label], 16, tag) for tag, label in
                               enumerate(("graph_1_row", "graph_16_rows"), start=1)}
+    for tag, (label, prefill, sync) in enumerate((("both_before", True, True), ("prefill_before", True, False),
+                                                  ("sync_before", False, True)), start=10):
+        with batcher_as_before(engines["graph_16_rows"], prefill, sync):
+            out["sixteen_clients"][f"graph_16_rows_{label}"] = clients(engines["graph_16_rows"], 16, tag)
+    out["sixteen_clients"]["graph_16_rows_again"] = clients(engines["graph_16_rows"], 16, tag=20)
+    out["early_prefill"] = early_prefill(engines["graph_16_rows"])
     out["four_clients"] = clients(engines["graph_16_rows"], 4, tag=3)
     print(name, json.dumps({k: v for k, v in out.items() if k != "runs"}), flush=True)
     del engines
@@ -205,14 +291,16 @@ def prepare(folder: Path) -> None:
     AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name).save_pretrained(folder)
 
 
-def run(folder: Path, shapes: dict = SHAPES) -> None:
+def run(folder: Path, shapes: dict = SHAPES, each=None) -> None:
     import torch
     import transformers
+
+    each = each or run_shape
 
     out = {"device": torch.cuda.get_device_name(0) if DEVICE == "cuda" else "cpu", "torch": torch.__version__,
            "transformers": transformers.__version__, "max_tokens": MAX_TOKENS}
     for name, shape in shapes.items():
-        out[name] = run_shape(name, shape, folder)
+        out[name] = each(name, shape, folder)
     dest = Path(os.environ.get("OUT", "/tmp/out"))
     dest.mkdir(parents=True, exist_ok=True)
     (dest / "gpu_llm.json").write_text(json.dumps(out, indent=1))
@@ -224,6 +312,12 @@ def plot(result: Path) -> Path:
 
     data = json.loads(result.read_text())
     groups = {}
+    if all("p50" in data[shape] and "after" in data[shape]["p50"] for shape in SHAPES if shape in data):  # `batcher`
+        for shape in SHAPES:
+            if shape in data:
+                groups[f"{shape[7:9]}: 16 clients"] = {k: v["ttft_ms_p50"] for k, v in data[shape]["p50"].items()}
+        return bar_plot(result.with_suffix(".png"), f"16 clients: first token p50 ({data['device'].split()[1]})",
+                        groups, "ms")
     for shape in SHAPES:
         if shape in data:
             r = data[shape]
@@ -244,5 +338,7 @@ if __name__ == "__main__":
     elif verb == "smoke":
         DEVICE = "cpu"
         run(folder, SMOKE)
+    elif verb == "batcher":
+        run(folder, each=run_batcher)
     else:
         run(folder)

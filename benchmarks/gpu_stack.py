@@ -13,6 +13,7 @@ links libcublas.so.12) cannot run there; onnxruntime-gpu 1.31 (CUDA 13) can. So:
 from __future__ import annotations
 
 import json
+import lzma
 import os
 import struct
 import sys
@@ -122,11 +123,13 @@ def unpack(npz) -> dict[str, np.ndarray]:
     return out
 
 
-def prepare(stage: Path) -> None:
-    """Here (the project's venv): the weights and inputs the GPU run needs, in one folder."""
+def prepare(stage: Path, kokoro_model: bool = True) -> None:
+    """Here (the project's venv): the weights and inputs the GPU run needs, in one folder.
+    kokoro_model: False leaves out Kokoro's graph (its compression takes minutes)."""
     import shutil
 
     from RealTime_zeroshot_TTS_ko.engines.kokoro import package_weights
+    from RealTime_zeroshot_TTS_ko.voices import DEFAULT_BLEND
     from transformers.audio_utils import mel_filter_bank
 
     from RealTime_zeroshot_TTS_ko.frontend import to_phonemes
@@ -145,8 +148,13 @@ def prepare(stage: Path) -> None:
                                                  mel_scale="slaney").astype(np.float32))
     kokoro = stage / "kokoro"
     kokoro.mkdir(exist_ok=True)
-    for name, src in (("kokoro.onnx", "model"), ("vocab.json", "vocab"), ("voices.npz", "voices")):
-        shutil.copy(package_weights()[src], kokoro / name)
+    weights = package_weights()
+    shutil.copy(weights["vocab"], kokoro / "vocab.json")
+    with np.load(weights["voices"]) as packs:  # the default voice's packs: the device takes 64 MiB a call
+        np.savez(kokoro / "voices.npz", **{k: packs[k] for k in DEFAULT_BLEND})
+    if kokoro_model:
+        with lzma.open(kokoro / "kokoro.onnx.xz", "wb", preset=6) as packed:  # 92 MB → 60 MB
+            packed.write(weights["model"].read_bytes())
     clips = human_clips() if (HUMAN_DEV / "transcripts.tsv").exists() else []  # the run needs them; a test does not
     np.savez(stage / "clips.npz", **{name: (audio * 32767).astype(np.int16) for audio, _, name in clips})
     (stage / "inputs.json").write_text(json.dumps(
@@ -280,7 +288,8 @@ def run_stt(stage: Path, inputs: dict, device: str) -> dict:
     return res
 
 
-def run_tts(stage: Path, inputs: dict, providers: str) -> dict:
+def run_tts(stage: Path, inputs: dict, providers: str, precision: str = "int8") -> dict:
+    """Kokoro's first chunk and whole sentences; precision: its int8 graph or the dequantized float one."""
     import onnxruntime as ort
 
     from RealTime_zeroshot_TTS_ko.engines.kokoro import KokoroEngine
@@ -290,10 +299,15 @@ def run_tts(stage: Path, inputs: dict, providers: str) -> dict:
     if providers == "cpu":  # the baseline on the same machine: our production setting, 2 threads
         ort.get_available_providers = lambda: ["CPUExecutionProvider"]
     d = stage / "kokoro"
+    if not (d / "kokoro.onnx").exists():
+        with lzma.open(d / "kokoro.onnx.xz") as packed:
+            (d / "kokoro.onnx").write_bytes(packed.read())
     t = time.perf_counter()
     count = 1 if providers == "cpu" else 4
-    engines = [KokoroEngine(d / "kokoro.onnx", d / "vocab.json", d / "voices.npz", threads=2) for _ in range(count)]
-    res = {"load_s": round(time.perf_counter() - t, 1), "providers": engines[0].split.decoder.get_providers()}
+    engines = [KokoroEngine(d / "kokoro.onnx", d / "vocab.json", d / "voices.npz", threads=2, precision=precision)
+               for _ in range(count)]
+    res = {"load_s": round(time.perf_counter() - t, 1), "providers": engines[0].split.decoder.get_providers(),
+           "precision": engines[0].precision}
     replies = [r["phonemes"] for r in inputs["replies"]]
 
     def first_and_total(engine, ph):
@@ -330,7 +344,9 @@ def run(stage: Path, only: list[str] = ()) -> dict:
     out = {"device": torch.cuda.get_device_name(0) if gpu else "cpu", "torch": torch.__version__}
     stages = (("stt", lambda: run_stt(stage, inputs, "cuda" if gpu else "cpu")),
               ("tts_gpu", lambda: run_tts(stage, inputs, "gpu")),
-              ("tts_cpu_2_threads_same_machine", lambda: run_tts(stage, inputs, "cpu")))
+              ("tts_gpu_float", lambda: run_tts(stage, inputs, "gpu", "float")),
+              ("tts_cpu_2_threads_same_machine", lambda: run_tts(stage, inputs, "cpu")),
+              ("tts_cpu_float_2_threads_same_machine", lambda: run_tts(stage, inputs, "cpu", "float")))
     for name, fn in [(n, f) for n, f in stages if not only or n in only]:
         t = time.perf_counter()
         try:

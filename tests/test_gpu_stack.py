@@ -8,7 +8,7 @@ from tests.audio_fixtures import korean_clip
 
 
 def test_converted_whisper_transcribes_like_ours(tmp_path):
-    prepare(tmp_path)
+    prepare(tmp_path, kokoro_model=False)
     whisper = GpuWhisper(tmp_path, device="cpu")  # every weight mapped, or the constructor fails
     audio, text = korean_clip()
     hyp = whisper.transcribe([audio.astype(np.float32)])[0]

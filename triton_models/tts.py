@@ -27,14 +27,14 @@ class TtsService:
     """What the Triton model does, usable in-process (benchmarks) with the same code."""
 
     def __init__(self, engine_name: str, weights_dir: Path | None, voice_dir: Path | None, threads: int = 2,
-                 priority=None, preempt: bool = True, stop_for_critical: bool = True):
+                 priority=None, preempt: bool = True, stop_for_critical: bool = True, precision: str = "auto"):
         from RealTime_zeroshot_TTS_ko import load_engine
 
         from triton_models.priority import CriticalPath
 
         self.priority = priority or CriticalPath(enabled=False)
         kwargs = {"threads": threads, "voice_dir": voice_dir, "preempt": preempt,
-                  "preempt_leads": stop_for_critical} if engine_name == "kokoro" else {}
+                  "preempt_leads": stop_for_critical, "precision": precision} if engine_name == "kokoro" else {}
         self.engine = load_engine(engine_name, weights_dir, **kwargs)
         if (gate := getattr(self.engine, "gate", None)) and self.priority.enabled and stop_for_critical:
             from RealTime_zeroshot_TTS_ko.engines.run_gate import BACKGROUND, LEAD
@@ -135,7 +135,8 @@ class TritonPythonModel:
 
         self.service = TtsService(params.get("engine", "kokoro"), weights, voice_dir, int(params.get("threads", "2")),
                                   priority=CriticalPath(), preempt=params.get("preempt", "1") != "0",
-                                  stop_for_critical=params.get("stop_for_critical", "1") != "0")
+                                  stop_for_critical=params.get("stop_for_critical", "1") != "0",
+                                  precision=params.get("precision", "auto"))
         self.preempted = ModelMetric("voice_tts_preempted_total",
                                      "decodes stopped (and started over) for a more urgent one", args)
         if gate := getattr(self.service.engine, "gate", None):

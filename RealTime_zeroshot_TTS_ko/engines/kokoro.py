@@ -14,6 +14,7 @@ from typing import Iterator
 import numpy as np
 
 from RealTime_zeroshot_TTS_ko.engines.base import SynthChunk, TtsEngine
+from RealTime_zeroshot_TTS_ko.engines.kokoro_graph import dequantized
 from RealTime_zeroshot_TTS_ko.engines.run_gate import RunGate
 from RealTime_zeroshot_TTS_ko.frontend import to_phonemes
 from RealTime_zeroshot_TTS_ko.voice_dsp import VoicePost
@@ -23,6 +24,7 @@ log = logging.getLogger("tts.kokoro")
 SAMPLE_RATE = 24000
 MAX_TOKENS = 500
 FRAME = 600  # audio samples per aligned text frame (25 ms)
+PRECISIONS = ("auto", "int8", "float")
 # The graph split between the text side (encoder, prosody predictor: ~5 % of the time) and the
 # iSTFTNet decoder (~95 %): the tensors the decoder takes from the rest (aligned features, F0, N).
 DECODER_INPUTS = ("/encoder/MatMul_1_output_0", "/encoder/Reshape_output_0", "/encoder/Reshape_1_output_0")
@@ -33,12 +35,13 @@ class SplitKokoro:
     phrase's first frames can be decoded before the rest (`KokoroEngine.decode_windowed`); front +
     whole decode is the one-call model, bit for bit."""
 
-    def __init__(self, model: Path, opts, providers: list[str]):
+    def __init__(self, model: Path, opts, providers: list[str], float_weights: bool = False):
         import onnx
         import onnxruntime as ort
         from onnx.utils import Extractor
 
-        extractor = Extractor(onnx.load(str(model)))
+        graph = onnx.load(str(model))
+        extractor = Extractor(dequantized(graph) if float_weights else graph)
         front = extractor.extract_model(["tokens", "style", "speed"], list(DECODER_INPUTS))
         decoder = extractor.extract_model([*DECODER_INPUTS, "style"], ["audio"])
         self.front = ort.InferenceSession(front.SerializeToString(), opts, providers=providers)
@@ -79,8 +82,13 @@ class KokoroEngine(TtsEngine):
     first_window_frames, right_context_frames, crossfade = 24, 36, 480
 
     def __init__(self, model: Path, vocab: Path, voices: Path, threads: int = 2, voice_dir: Path | None = None,
-                 preempt: bool = True, preempt_leads: bool = True):
+                 preempt: bool = True, preempt_leads: bool = True, precision: str = "auto"):
+        """precision: "int8" runs the shipped graph; "float" its weights dequantized (kokoro_graph),
+        which a GPU needs (the int8 operators run on the CPU only); "auto": float on a GPU."""
         import onnxruntime as ort
+
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
 
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
@@ -88,7 +96,9 @@ class KokoroEngine(TtsEngine):
         # cuDNN's default exhaustive search re-tunes every convolution for each new phrase length
         cuda = ("CUDAExecutionProvider", {"cudnn_conv_algo_search": "HEURISTIC"})
         providers = ([cuda] if cuda[0] in ort.get_available_providers() else []) + ["CPUExecutionProvider"]
-        self.split = SplitKokoro(model, opts, providers)
+        on_gpu = len(providers) > 1
+        self.precision = ("float" if on_gpu else "int8") if precision == "auto" else precision
+        self.split = SplitKokoro(model, opts, providers, float_weights=self.precision == "float")
         self.vocab: dict[str, int] = json.loads(Path(vocab).read_text(encoding="utf-8"))["vocab"]
         self.voices = VoiceBank.from_npz(voices, voice_dir)
         self.weights_dir = Path(model).parent if Path(model).parent.joinpath("voices.npz").exists() else None
