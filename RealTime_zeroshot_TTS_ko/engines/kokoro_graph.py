@@ -69,7 +69,7 @@ def dequantized(model):
             w_name = add_weight(node.input[1] + "_float", w * w_scale)
             inputs = [quantize.input[0], w_name] + ([add_weight(node.input[1] + "_bias", bias)] if bias is not None else [])
             op = "MatMul" if node.op_type == "MatMulInteger" else "Conv"
-            new = helper.make_node(op, inputs, [scale_mul.output[0]], name=node.name + "_float")
+            new = helper.make_node(op, inputs, [scale_mul.output[0]], name=(node.name or node.output[0]) + "_float")
             if op == "Conv":
                 new.attribute.extend(node.attribute)
             replaced[node.output[0]] = new
@@ -114,7 +114,7 @@ def _float_lstm(node, array, add_weight):
     inputs = [x, weight(w, w_scale, w_zero), weight(r, r_scale, r_zero), b, seq, h0, c0, peep]
     while inputs and not inputs[-1]:
         inputs.pop()
-    lstm = helper.make_node("LSTM", inputs, list(node.output), name=node.name + "_float")
+    lstm = helper.make_node("LSTM", inputs, list(node.output), name=(node.name or node.output[0]) + "_float")
     lstm.attribute.extend(node.attribute)
     return lstm
 
