@@ -102,17 +102,18 @@ def main() -> None:
     parser.add_argument("--sizes", nargs="+", default=["6", "10", "14", "18", "24", "24w"])
     parser.add_argument("--sentences", type=int, default=len(TTS_SENTENCES))
     parser.add_argument("--name", default="tts_first_chunk", help="results file name")
+    parser.add_argument("--precision", default="int8", choices=("int8", "float"), help="Kokoro's graph (kokoro_graph.py)")
     args = parser.parse_args()
     from RealTime_zeroshot_TTS_ko.engines.kokoro import KokoroEngine
     from triton_models.stt import WhisperTranscriber
 
-    engine = KokoroEngine.from_dir(ROOT / "model_repository" / "tts" / "1" / "kokoro")
+    engine = KokoroEngine.from_dir(ROOT / "model_repository" / "tts" / "1" / "kokoro", precision=args.precision)
     stt = WhisperTranscriber(ROOT / "model_repository" / "stt" / "1" / "whisper")
     list(engine.stream("워밍업 문장입니다. 조금 더 길게 말해 봅니다."))
     cost = call_cost(engine)
     rows = sweep(engine, stt, args.sizes, TTS_SENTENCES[: args.sentences])
     png = plot(rows, RESULTS / f"{args.name}.png")
-    write(args.name, {"engine": "kokoro int8 (onnxruntime, 2 threads)", "call_cost": cost, "sweep": rows,
+    write(args.name, {"engine": f"kokoro {args.precision} (onnxruntime, 2 threads)", "call_cost": cost, "sweep": rows,
                               "targets": {"ttfc_ms": 300, "cer": 0.12}, "plot": str(png)})
 
 

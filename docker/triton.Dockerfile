@@ -6,6 +6,8 @@ COPY requirements.txt /tmp/requirements.txt
 RUN pip install --no-cache-dir torch==2.5.1 \
  && CMAKE_ARGS="-DGGML_CUDA=on" pip install --no-cache-dir llama-cpp-python==0.3.36 \
  && grep -vE '^(nvidia-pytriton|onnxruntime|llama-cpp-python|pytest|matplotlib|openai|playwright)' /tmp/requirements.txt > /tmp/req-gpu.txt \
- && pip install --no-cache-dir -r /tmp/req-gpu.txt onnxruntime-gpu==1.31.1
+ && pip install --no-cache-dir -r /tmp/req-gpu.txt "onnxruntime-gpu[cuda,cudnn]==1.31.1"
+# onnxruntime-gpu 1.31 is built for CUDA 13 (this image has 12.6, which ctranslate2 needs): its
+# extras bring the CUDA 13 runtime and cuDNN wheels, which KokoroEngine preloads (a host driver >= 580)
 COPY triton_models /app/triton_models
 COPY RealTime_zeroshot_TTS_ko /app/RealTime_zeroshot_TTS_ko
