@@ -43,7 +43,8 @@ def run(model_or_path, x):
     return ort.InferenceSession(source, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
 
 
-def test_unit_dequantized_matches_the_float_model_it_was_quantized_from(tmp_path):
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_unit_dequantized_matches_the_float_model_it_was_quantized_from(tmp_path, per_channel):
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -51,7 +52,7 @@ def test_unit_dequantized_matches_the_float_model_it_was_quantized_from(tmp_path
 
     small_model(str(tmp_path / "float.onnx"))
     quantize_dynamic(str(tmp_path / "float.onnx"), str(tmp_path / "int8.onnx"), weight_type=QuantType.QInt8,
-                     op_types_to_quantize=["MatMul", "Conv", "LSTM"])
+                     op_types_to_quantize=["MatMul", "Conv", "LSTM"], per_channel=per_channel)
     quantized = onnx.load(str(tmp_path / "int8.onnx"))
     assert {"MatMulInteger", "ConvInteger", "DynamicQuantizeLSTM"} <= {n.op_type for n in quantized.graph.node}
     rewritten = dequantized(quantized)

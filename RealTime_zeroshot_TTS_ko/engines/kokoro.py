@@ -96,9 +96,9 @@ class KokoroEngine(TtsEngine):
         # cuDNN's default exhaustive search re-tunes every convolution for each new phrase length
         cuda = ("CUDAExecutionProvider", {"cudnn_conv_algo_search": "HEURISTIC"})
         providers = ([cuda] if cuda[0] in ort.get_available_providers() else []) + ["CPUExecutionProvider"]
-        if len(providers) > 1 and hasattr(ort, "preload_dlls"):
-            ort.preload_dlls()  # CUDA and cuDNN from the nvidia-* wheels, where the library path has none
         on_gpu = len(providers) > 1
+        if on_gpu and hasattr(ort, "preload_dlls"):
+            ort.preload_dlls()  # CUDA and cuDNN from the nvidia-* wheels, where the library path has none
         self.precision = ("float" if on_gpu else "int8") if precision == "auto" else precision
         self.split = SplitKokoro(model, opts, providers, float_weights=self.precision == "float")
         self.vocab: dict[str, int] = json.loads(Path(vocab).read_text(encoding="utf-8"))["vocab"]

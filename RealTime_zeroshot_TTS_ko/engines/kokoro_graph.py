@@ -63,11 +63,12 @@ def dequantized(model):
             chain += [cast, scale_mul]
             scales = producer[scale_mul.input[1]]
             (w_scale,) = [array(n) for n in scales.input if n in weights]
-            w = array(node.input[1]).astype(np.float32) - array(node.input[3]).astype(np.float32)
-            if node.op_type == "ConvInteger":  # per output channel: [out, in, k]
-                w_scale = w_scale.reshape(-1, *[1] * (w.ndim - 1)) if w_scale.ndim else w_scale
-            w_name = add_weight(node.input[1] + "_float", w * w_scale)
-            inputs = [quantize.input[0], w_name] + ([add_weight(node.input[1] + "_bias", bias)] if bias is not None else [])
+            w, w_zero = array(node.input[1]).astype(np.float32), array(node.input[3]).astype(np.float32)
+            if node.op_type == "ConvInteger":  # per output channel is the first axis: [out, in, k]
+                w_scale, w_zero = (v.reshape(-1, *[1] * (w.ndim - 1)) if v.ndim else v for v in (w_scale, w_zero))
+            inputs = [quantize.input[0], add_weight(node.input[1] + "_float", (w - w_zero) * w_scale)]
+            if bias is not None:
+                inputs.append(add_weight(*bias))
             op = "MatMul" if node.op_type == "MatMulInteger" else "Conv"
             new = helper.make_node(op, inputs, [scale_mul.output[0]], name=(node.name or node.output[0]) + "_float")
             if op == "Conv":
@@ -88,15 +89,15 @@ def dequantized(model):
     return model
 
 
-def _float_bias(add, conv_out: str, producer, weights) -> np.ndarray:
-    """The float bias that quantize_dynamic quantized as Cast(Floor(bias / (x_scale · W_scale)))."""
+def _float_bias(add, conv_out: str, producer, weights) -> tuple[str, np.ndarray]:
+    """A new name and the value of the float bias that quantize_dynamic quantized as
+    Cast(Floor(bias / (x_scale · W_scale)))."""
     from onnx import numpy_helper
 
-    name = next(n for n in add.input if n != conv_out)
-    node = producer[name]
+    node = producer[next(n for n in add.input if n != conv_out)]
     while node.op_type != "Div":  # Reshape ← Cast ← Floor ← Div(bias, scales)
         node = producer[node.input[0]]
-    return numpy_helper.to_array(weights[node.input[0]])
+    return node.input[0] + "_float", numpy_helper.to_array(weights[node.input[0]])
 
 
 def _float_lstm(node, array, add_weight):
@@ -107,8 +108,10 @@ def _float_lstm(node, array, add_weight):
     x, w, r, b, seq, h0, c0, peep, w_scale, w_zero, r_scale, r_zero = (list(node.input) + [""] * 12)[:12]
 
     def weight(name, scale, zero):
-        per_dir = (-1, 1, 1)
-        value = (array(name).astype(np.float32) - array(zero).reshape(per_dir)) * array(scale).reshape(per_dir)
+        w = array(name).astype(np.float32)
+        # per direction [dirs], or per direction and gate channel [dirs, 4·hidden] (the last axis of w)
+        shape = lambda v: v.reshape(v.shape[0], 1, -1) if v.ndim == 2 else v.reshape(-1, 1, 1)  # noqa: E731
+        value = (w - shape(array(zero).astype(np.float32))) * shape(array(scale))
         return add_weight(name + "_float", value.transpose(0, 2, 1))
 
     inputs = [x, weight(w, w_scale, w_zero), weight(r, r_scale, r_zero), b, seq, h0, c0, peep]
