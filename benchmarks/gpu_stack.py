@@ -9,6 +9,7 @@ links libcublas.so.12) cannot run there; onnxruntime-gpu 1.31 (CUDA 13) can. So:
 
   python -m benchmarks.gpu_stack prepare .gpu/stage     # here: weights, phonemes, human clips
   python3 benchmarks/gpu_stack.py run /tmp/stage         # there: writes $OUT/gpu_stack.json
+  python3 benchmarks/gpu_stack.py plot RESULT.json       # the PNG beside a result
 """
 from __future__ import annotations
 
@@ -357,10 +358,25 @@ def run(stage: Path, only: list[str] = ()) -> dict:
     return out
 
 
+def plot(result: Path) -> Path:
+    """The PNG beside a result: Kokoro's first chunk and sentence per TTS stage (int8, float, CPU)."""
+    from benchmarks.common import bar_plot
+
+    data = json.loads(result.read_text())
+    stages = {name: r for name, r in data.items() if name.startswith("tts_") and "one_client" in r}
+    groups = {"first chunk, 1 client": {n: r["one_client"]["first_chunk_p50_ms"] for n, r in stages.items()},
+              "sentence, 1 client": {n: r["one_client"]["sentence_p50_ms"] for n, r in stages.items()},
+              "first chunk, 16 clients": {n: r.get("16_clients_4_engines", r.get("16_clients_1_engines", {}))
+                                          .get("first_chunk_p50_ms") for n, r in stages.items()}}
+    return bar_plot(result.with_suffix(".png"), f"Kokoro, p50 ({data['device']})", groups, "ms")
+
+
 if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     if sys.argv[1] == "prepare":
         prepare(Path(sys.argv[2]))
+    elif sys.argv[1] == "plot":
+        plot(Path(sys.argv[2]))
     else:
         result = run(Path(sys.argv[2]), sys.argv[3:])  # optional stage names: stt tts_gpu ...
         dest = Path(os.environ.get("OUT", "/tmp")) / "gpu_stack.json"
