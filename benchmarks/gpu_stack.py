@@ -10,6 +10,11 @@ links libcublas.so.12) cannot run there; onnxruntime-gpu 1.31 (CUDA 13) can. So:
   python -m benchmarks.gpu_stack prepare .gpu/stage     # here: weights, phonemes, human clips
   python3 benchmarks/gpu_stack.py run /tmp/stage         # there: writes $OUT/gpu_stack.json
   python3 benchmarks/gpu_stack.py plot RESULT.json       # the PNG beside a result
+
+Stages: stt, tts_gpu (int8 graph), tts_gpu_float (its weights dequantized), tts_cpu_*. On 2026-11-27 the
+image's onnxruntime had no CUDA provider and lacked two pure packages our engine imports: onnxruntime-gpu
+travelled as an xz tar of its wheel split over four device calls (64 MiB each; parts left by earlier calls
+stay on a warm machine), jamo and soxr as wheels installed with `pip --target`.
 """
 from __future__ import annotations
 
