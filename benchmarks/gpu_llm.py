@@ -269,8 +269,7 @@ def run_shape(name: str, shape: dict, tok_dir: Path) -> dict:
                                      for label in ("graph_1_row", "graph_16_rows")}
     out["sixteen_clients"] = {label: clients(engines[label], 16, tag) for tag, label in
                               enumerate(("graph_1_row", "graph_16_rows"), start=1)}
-    for tag, (label, prefill, sync) in enumerate((("both_before", True, True), ("prefill_before", True, False),
-                                                  ("sync_before", False, True)), start=10):
+    for tag, (label, (prefill, sync)) in enumerate(list(BATCHER_CONFIGS.items())[1:], start=10):  # the old ones
         with batcher_as_before(engines["graph_16_rows"], prefill, sync):
             out["sixteen_clients"][f"graph_16_rows_{label}"] = clients(engines["graph_16_rows"], 16, tag)
     out["sixteen_clients"]["graph_16_rows_again"] = clients(engines["graph_16_rows"], 16, tag=20)
