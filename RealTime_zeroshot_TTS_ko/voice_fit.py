@@ -251,7 +251,8 @@ def space_cache_path(engine) -> Path:
     import hashlib
     import os
 
-    key = hashlib.sha256(repr((MOVES, SPACE_RANDOM, SPACE_SEED, SPACE_SENTENCE, CHECK_SENTENCE, CER_SENTENCES)).encode())
+    sentences = [SPACE_SENTENCE, CHECK_SENTENCE, *CER_SENTENCES]  # their phonemes: a front-end change rebuilds it
+    key = hashlib.sha256(repr((MOVES, SPACE_RANDOM, SPACE_SEED, sentences, [_phonemes(s) for s in sentences])).encode())
     for name in sorted(engine.voices.packs):
         key.update(name.encode() + engine.voices.packs[name].tobytes())
     root = Path(os.environ.get("KOKORO_VOICE_SPACE_CACHE") or Path.home() / ".cache" / "RealTime_zeroshot_TTS_ko")

@@ -68,6 +68,9 @@ def test_g2p_standard_pronunciation(written, pronounced):
     ("가치", "kaʨʰi"),
     ("의사", "ɰisa"),
     ("안녕하세요?", "annjʌŋhasejo?"),
+    ("아까 떡", "aʔka ʔtʌk"),   # tense: glottal onset
+    ("학꾜", "hakkjo"),          # ... carried by a stop coda's closure
+    ("빵 싸요 짜다", "ʔpaŋ ʔsajo ʔʨada"),
 ])
 def test_hangul_to_ipa(hangul, ipa):
     assert hangul_to_ipa(hangul) == ipa
