@@ -1,6 +1,7 @@
 """The Korean text front end: normaliser tables, G2P → IPA pairs, the streaming sentence splitter."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from RealTime_zeroshot_TTS_ko.engines.kokoro import phrase_chunks
@@ -143,3 +144,17 @@ def test_phrase_chunks_short_first_then_growing():
     assert len(chunks) >= 3 and len(chunks[0]) <= 14
     assert all(len(c) <= min(120, 14 * 2 ** i) for i, c in enumerate(chunks))
     assert " ".join(chunks).split() == phonemes.split()
+
+
+def test_a_front_end_change_rebuilds_the_voice_space(monkeypatch):
+    """The voice space stores audio made from these phonemes: a cached one made by another front end
+    must not be reused."""
+    from types import SimpleNamespace
+
+    from RealTime_zeroshot_TTS_ko import voice_fit
+
+    engine = SimpleNamespace(voices=SimpleNamespace(packs={"jf_alpha": np.zeros((2, 256), np.float32)}))
+    now = voice_fit.space_cache_path(engine)
+    assert voice_fit.space_cache_path(engine) == now
+    monkeypatch.setattr(voice_fit, "_phonemes", lambda text: text)
+    assert voice_fit.space_cache_path(engine) != now
