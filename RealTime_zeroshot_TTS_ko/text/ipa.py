@@ -2,7 +2,7 @@
 
 Input is g2pkk output, so sound changes (liaison, tensification, nasalisation) are already applied;
 what remains is a phone-level table plus lenis voicing between voiced sounds. Kokoro has no symbol
-for tense consonants: they are the plain stop with a glottal onset (ʔk), as phoneticians often write
+for tense consonants: they are the plain consonant after a glottal onset (ʔk, ʔs), as phoneticians often write
 them, except after a stop coda, whose closure already holds them (학꾜 → hakkjo). Without the onset
 Whisper heard 떡 as 덕 and 빵 as 방: stock voice CER 0.203 → 0.166 on 30 sentences rich in tense
 consonants, 0.223 → 0.183 on 24 everyday ones, 0.108 → 0.102 on the 32 of benchmarks/corpus.py.
