@@ -1,7 +1,10 @@
 """Korean TTS: intelligibility (CER through our Whisper `stt` model), time to first chunk and RTF,
 through Triton vs the same service in-process. Zero-shot voices on human speakers: voice_clone.py.
 
-    .venv/bin/python -m benchmarks.tts [--sentences 32]
+    .venv/bin/python -m benchmarks.tts [--sentences 32] [--set tense|everyday]
+
+`--set` reads another sentence set of benchmarks/corpus.py (the front end's tense-consonant checks)
+and writes results/tts_<set>.json|png instead of results/tts.json|png.
 """
 from __future__ import annotations
 
@@ -13,7 +16,10 @@ import kocer
 import numpy as np
 
 from benchmarks.common import RESULTS, ROOT, bar_plot, percentiles, triton, write
-from benchmarks.corpus import TTS_SENTENCES
+from benchmarks.corpus import EVERYDAY_SENTENCES, TENSE_SENTENCES, TTS_SENTENCES
+
+SETS = {"tts": TTS_SENTENCES, "tense": TENSE_SENTENCES, "everyday": EVERYDAY_SENTENCES}
+
 
 async def run_triton(url: str, sentences: list[str]) -> list[dict]:
     from orchestrator.triton_client import TritonGateway
@@ -64,18 +70,20 @@ def summarise(rows) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sentences", type=int, default=len(TTS_SENTENCES))
+    parser.add_argument("--set", choices=list(SETS), default="tts")
     args = parser.parse_args()
-    sentences = TTS_SENTENCES[: args.sentences]
+    sentences = SETS[args.set][: args.sentences]
+    name = "tts" if args.set == "tts" else f"tts_{args.set}"
     with triton(["stt", "tts"]) as server:
         via = asyncio.run(run_triton(server.grpc_url, sentences))
         local = asyncio.run(run_in_process(sentences, server.grpc_url))
     t, p = summarise(via), summarise(local)
-    png = bar_plot(RESULTS / "tts.png", "Korean TTS (Kokoro + g2pkk front end)",
+    png = bar_plot(RESULTS / f"{name}.png", "Korean TTS (Kokoro + g2pkk front end)",
                    {"TTFC p50 (ms)": {"triton": t["ttfc_ms"]["p50"], "in-process": p["ttfc_ms"]["p50"]},
                     "CER x1000": {"triton": t["cer"] * 1000, "in-process": p["cer"] * 1000},
                     "RTF x1000": {"triton": t["rtf"]["p50"] * 1000, "in-process": p["rtf"]["p50"] * 1000}}, "value")
     worst = sorted(via, key=lambda r: -kocer.cer(r["text"], r["hyp"]))[:5]
-    write("tts", {"sentences": len(sentences), "engine": "kokoro", "voice": "default", "triton": t, "in_process": p,
+    write(name, {"set": args.set, "sentences": len(sentences), "engine": "kokoro", "voice": "default", "triton": t, "in_process": p,
                   "targets": {"cer": 0.12, "ttfc_ms": 300},
                   "worst": [{"text": r["text"], "hyp": r["hyp"]} for r in worst], "plot": str(png)})
 
