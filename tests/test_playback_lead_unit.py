@@ -28,11 +28,13 @@ class ScriptedEngine(TtsEngine):
 
     def __init__(self, clock: Clock, chunks: int, chunk_s: float, decode_s: float):
         self.clock, self.chunks, self.chunk_s, self.decode_s = clock, chunks, chunk_s, decode_s
+        self.aheads: list[float] = []
 
     def check_voice(self, voice: str) -> None:
         pass
 
-    def stream(self, sentence, voice, speed, windowed_first=False):
+    def stream(self, sentence, voice, speed, windowed_first=False, ahead_s=0.0):
+        self.aheads.append(ahead_s)
         for i in range(self.chunks):
             self.clock.t += self.decode_s
             yield SynthChunk(np.zeros(int(self.chunk_s * self.sample_rate), np.float32), sentence,
@@ -107,6 +109,20 @@ def test_only_a_replys_first_chunk_takes_its_turns_place_in_line(monkeypatch):
     list(svc.chunks("안녕하세요.", {"sample_rate": 24000, "first": True, "lead_min_s": 1.0, "order": 1234.5}))
     first, *later = svc.priority.orders
     assert first == 1234.5 and len(later) >= 3 and set(later) == {None}
+
+
+@pytest.mark.parametrize("options, expected", [
+    ({"first": True}, [0.0, 4 * 0.65 - 3 * 0.2]),         # a reply's start: nothing ahead; playback
+                                                          # starts with its first chunk
+    ({"lead_s": 2.0}, [2.0, 2.0 + 4 * 0.65 - 4 * 0.2]),   # a later sentence: the lead, then what it made
+    ({"lead_s": 0.5}, [0.5, 0.5 + 4 * 0.65 - 4 * 0.2]),
+])
+def test_the_engine_is_told_the_audio_still_ahead_of_each_sentence(monkeypatch, options, expected):
+    """With enough audio ahead, the engine speaks a sentence in one call (kokoro.py: phrases only
+    when the listener would otherwise wait)."""
+    svc = service(monkeypatch)
+    list(svc.chunks("안녕하세요. 반가워요.", {"sample_rate": 24000, **options}))
+    assert svc.engine.aheads == pytest.approx(expected)
 
 
 async def test_each_later_sentence_carries_the_audio_still_ahead_of_playback():

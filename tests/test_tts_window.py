@@ -82,3 +82,34 @@ def test_windowed_audio_is_as_intelligible(engine):
     plain, windowed = (kocer.cer(INTELLIGIBILITY_SENTENCES, hyps[w]) for w in (False, True))
     print(f"\nCER plain {plain:.3f} windowed {windowed:.3f}: {hyps[True]}")
     assert windowed <= max(0.12, plain + 0.03)
+
+
+def test_a_sentence_is_one_call_when_the_audio_ahead_covers_it(engine):
+    """Phrases only when the listener would wait: with audio ahead, one call (whole-sentence prosody)."""
+    from RealTime_zeroshot_TTS_ko.frontend import to_phonemes
+
+    text = "우리는 작년 여름에 제주도로 가족 여행을 다녀왔습니다."
+    assert len(list(engine.stream(text))) >= 2  # nothing ahead: a short first phrase, then the rest
+    (whole,) = engine.stream(text, ahead_s=60.0)
+    assert whole.last and np.array_equal(whole.audio, engine.synth_phonemes(to_phonemes(text)))
+    assert len(list(engine.stream(text, windowed_first=True, ahead_s=60.0))) >= 2  # a reply's start never waits
+    # the estimate is learned from calls: a listener with less audio ahead than one call costs gets phrases
+    assert len(list(engine.stream(text, ahead_s=0.5 * engine.seconds_per_token * len(engine.tokens(to_phonemes(text)))))) >= 2
+
+
+def test_the_phrases_of_a_sentence_take_its_style(engine, monkeypatch):
+    """A pack holds a style per input length: a phrase spoken with its own (short) length's style is a
+    short utterance in another timbre; every phrase takes the whole sentence's."""
+    from RealTime_zeroshot_TTS_ko.frontend import to_phonemes
+
+    text = INTELLIGIBILITY_SENTENCES[-1]
+    real, rows = engine._features, []
+
+    def spy(tokens, voice, speed, style_tokens=0):
+        rows.append(style_tokens or len(tokens))
+        return real(tokens, voice, speed, style_tokens)
+
+    monkeypatch.setattr(engine, "_features", spy)
+    chunks = list(engine.stream(text, windowed_first=True))
+    assert len({c.text for c in chunks}) >= 2
+    assert set(rows) == {len(engine.tokens(to_phonemes(text)))}

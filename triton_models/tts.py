@@ -90,7 +90,8 @@ class TtsService:
         order = optional(options, "order", float)  # the turn's, for its first chunk
         started = time.monotonic()  # playback's clock for this request (a reply's: from its first chunk)
         for s_idx, sentence in enumerate(split_sentences(text)):
-            pieces = self.engine.stream(sentence, voice, speed, windowed_first=first and s_idx == 0)
+            ahead = max(0.0, lead - (time.monotonic() - started))  # audio the listener has yet to play
+            pieces = self.engine.stream(sentence, voice, speed, windowed_first=first and s_idx == 0, ahead_s=ahead)
             for c_idx in itertools.count():
                 reply_start = first and s_idx == 0 and c_idx == 0
                 if reply_start or lead_min > 0 and lead - (time.monotonic() - started) < lead_min:

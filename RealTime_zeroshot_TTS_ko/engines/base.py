@@ -52,9 +52,11 @@ class TtsEngine(ABC):
 
     @abstractmethod
     def stream(self, text: str, voice: str = "default", speed: float | None = None,
-               windowed_first: bool = False) -> Iterator[SynthChunk]:
+               windowed_first: bool = False, ahead_s: float = 0.0) -> Iterator[SynthChunk]:
         """Audio for one sentence, in chunks, as soon as each is ready. `windowed_first`: the first
-        audio as early as the engine can make it (a reply's first sentence); others may ignore it."""
+        audio as early as the engine can make it (a reply's first sentence); `ahead_s`: audio the
+        listener has yet to play before this sentence, time an engine may spend on fewer, longer calls.
+        Engines that make one call per sentence ignore both."""
 
     def synthesize(self, text: str, voice: str = "default", speed: float | None = None) -> np.ndarray:
         chunks = [c.audio for c in self.stream(text, voice, speed)]

@@ -22,7 +22,7 @@ class EspeakEngine(TtsEngine):
             raise RuntimeError("espeak-ng is not installed (apt-get install espeak-ng)")
 
     def stream(self, text: str, voice: str = "default", speed: float | None = None,
-               windowed_first: bool = False) -> Iterator[SynthChunk]:
+               windowed_first: bool = False, ahead_s: float = 0.0) -> Iterator[SynthChunk]:
         wpm = str(int(170 * (speed or 1.0)))
         wav = subprocess.run([self.binary, "-v", "ko", "-s", wpm, "--stdout", normalize(text)],
                              capture_output=True, check=True, timeout=30).stdout

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -23,6 +24,10 @@ from RealTime_zeroshot_TTS_ko.voices import VoiceBank, VoiceProfile
 log = logging.getLogger("tts.kokoro")
 SAMPLE_RATE = 24000
 MAX_TOKENS = 500
+PIECE_MAX = 200  # phonemes per call at most (phrase_chunks)
+# a sentence is one call when the audio ahead of it covers LEAD_MARGIN x its estimated cost: seconds
+# per token, measured on each one-call decode (smoothed); the first estimate is a slow CPU's
+LEAD_MARGIN, COST_SMOOTHING, FIRST_SECONDS_PER_TOKEN = 1.5, 0.3, 0.06
 FRAME = 600  # audio samples per aligned text frame (25 ms)
 PRECISIONS = ("auto", "int8", "float")
 # The graph split between the text side (encoder, prosody predictor: ~5 % of the time) and the
@@ -106,6 +111,7 @@ class KokoroEngine(TtsEngine):
         self.weights_dir = Path(model).parent if Path(model).parent.joinpath("voices.npz").exists() else None
         self.gate = RunGate(preempt, preempt_leads)  # one ORT session pair: a reply's first audio goes first
         self._space, self._space_lock = None, threading.Lock()
+        self.seconds_per_token = FIRST_SECONDS_PER_TOKEN
 
     @classmethod
     def from_dir(cls, weights_dir: Path, **kwargs) -> "KokoroEngine":
@@ -123,10 +129,13 @@ class KokoroEngine(TtsEngine):
         """A voice by name, or a profile given as it is (a fit's candidates: never entered in the bank)."""
         return voice if isinstance(voice, VoiceProfile) else self.voices.get(voice)
 
-    def _features(self, tokens: list[int], voice: str | VoiceProfile, speed: float | None):
-        """The text side of one call: (decoder input features, style, the profile's F0 scale)."""
+    def _features(self, tokens: list[int], voice: str | VoiceProfile, speed: float | None, style_tokens: int = 0):
+        """The text side of one call: (decoder input features, style, the profile's F0 scale). A pack
+        holds a style per input length; a piece of a sentence takes the whole sentence's
+        (`style_tokens`), or each piece would be spoken as a short utterance in its own timbre."""
         profile = self.profile(voice)
-        style = profile.style[min(len(tokens), len(profile.style)) - 1].reshape(1, 256).astype(np.float32)
+        row = min(style_tokens or len(tokens), len(profile.style)) - 1
+        style = profile.style[row].reshape(1, 256).astype(np.float32)
         feeds = {"tokens": np.array([[0, *tokens, 0]], np.int64), "style": style,
                  "speed": np.array([(speed or profile.speed) / profile.formant], dtype=np.float32)}
         return self.gate.run(lambda opts: self.split.features(feeds, opts)), style, profile.f0_scale
@@ -137,19 +146,24 @@ class KokoroEngine(TtsEngine):
     def _decode(self, feats, style, start: int, end: int, f0_scale: float) -> np.ndarray:
         return self.gate.run(lambda opts: self.split.decode(feats, style, start, end, f0_scale, opts))
 
-    def decode(self, tokens: list[int], voice: str | VoiceProfile = "default", speed: float | None = None) -> np.ndarray:
+    def decode(self, tokens: list[int], voice: str | VoiceProfile = "default", speed: float | None = None,
+               style_tokens: int = 0) -> np.ndarray:
         """One model call: the raw 24 kHz audio, lead-in and tail silence included."""
-        feats, style, f0_scale = self._features(tokens, voice, speed)
-        return self._decode(feats, style, 0, feats[0].shape[-1], f0_scale)
+        started = time.perf_counter()
+        feats, style, f0_scale = self._features(tokens, voice, speed, style_tokens)
+        audio = self._decode(feats, style, 0, feats[0].shape[-1], f0_scale)
+        spent = (time.perf_counter() - started) / len(tokens)  # waits for other calls included: an upper bound
+        self.seconds_per_token += COST_SMOOTHING * (spent - self.seconds_per_token)
+        return audio
 
     def decode_windowed(self, tokens: list[int], voice: str | VoiceProfile = "default",
-                        speed: float | None = None) -> Iterator[tuple[np.ndarray, bool]]:
+                        speed: float | None = None, style_tokens: int = 0) -> Iterator[tuple[np.ndarray, bool]]:
         """The same call as `decode`, in two parts (audio, is_last): the lead-in and the first
         `first_window_frames` of speech (with `right_context_frames` more decoded and dropped) come
         first; the rest is the one-call decode, joined by a crossfade. The decoder's instance norms see
         a window, not the utterance, so the first part is close to, not equal to, the one-call audio
         (CER and seam: tests/test_tts_window.py, benchmarks/tts_first_chunk.py)."""
-        feats, style, f0_scale = self._features(tokens, voice, speed)
+        feats, style, f0_scale = self._features(tokens, voice, speed, style_tokens)
         energy = feats[2].reshape(-1)[::2]  # N, the predicted energy per frame: speech starts where it rises
         total = len(energy)
         cut = int(np.argmax(energy > energy.max() - 3.0)) + self.first_window_frames
@@ -168,13 +182,14 @@ class KokoroEngine(TtsEngine):
         yield np.concatenate([seam, rest[offset:]]), True
 
     def phrase(self, phonemes: str, voice: str | VoiceProfile = "default", speed: float | None = None,
-               windowed: bool = False) -> Iterator[tuple[np.ndarray, bool]]:
+               windowed: bool = False, style_tokens: int = 0) -> Iterator[tuple[np.ndarray, bool]]:
         """Audio of one phrase, silence trimmed at its two ends: one part, or two when `windowed`."""
         tokens = self.tokens(phonemes)[:MAX_TOKENS]
         if not tokens:
             return
         profile = self.profile(voice)
-        parts = self.decode_windowed(tokens, profile, speed) if windowed else iter([(self.decode(tokens, profile, speed), True)])
+        parts = (self.decode_windowed(tokens, profile, speed, style_tokens) if windowed
+                 else iter([(self.decode(tokens, profile, speed, style_tokens), True)]))
         post = VoicePost(profile.formant, profile.eq_gains, SAMPLE_RATE)
         first = True
         for audio, last in parts:
@@ -217,17 +232,23 @@ class KokoroEngine(TtsEngine):
                 "weights": {k: round(v, 3) for k, v in profile.weights.items()}}
 
     def stream(self, text: str, voice: str = "default", speed: float | None = None,
-               first_chunk_phonemes: int = 24, windowed_first: bool = False) -> Iterator[SynthChunk]:
+               first_chunk_phonemes: int = 24, windowed_first: bool = False, ahead_s: float = 0.0) -> Iterator[SynthChunk]:
         """One chunk per phrase of the sentence: a short first phrase, then growing ones (phrase_chunks);
-        with `windowed_first`, the first phrase comes in two chunks, the first as early as possible."""
+        with `windowed_first`, the first phrase comes in two chunks, the first as early as possible.
+        The sentence is one call when the listener's audio ahead of it (`ahead_s`) covers that call's
+        cost with a margin: a sentence cut into phrases is heard worse (each is spoken with a final
+        fall; CER 0.19-0.20 against 0.15-0.18 as one call on benchmarks/corpus.py's tense and everyday
+        sets, in-process), so phrases are for when the listener would otherwise wait."""
         phonemes = to_phonemes(text)
-        pieces = phrase_chunks(phonemes, first_max=first_chunk_phonemes)
+        n_tokens = len(self.tokens(phonemes))
+        whole = not windowed_first and ahead_s >= LEAD_MARGIN * self.seconds_per_token * n_tokens
+        pieces = phrase_chunks(phonemes, first_max=PIECE_MAX if whole else first_chunk_phonemes)
         for i, piece in enumerate(pieces):
-            for audio, last in self.phrase(piece, voice, speed, windowed=windowed_first and i == 0):
+            for audio, last in self.phrase(piece, voice, speed, windowed=windowed_first and i == 0, style_tokens=n_tokens):
                 yield SynthChunk(audio, piece, last=last and i == len(pieces) - 1)
 
 
-def phrase_chunks(phonemes: str, first_max: int = 24, max_len: int = 200) -> list[str]:
+def phrase_chunks(phonemes: str, first_max: int = 24, max_len: int = PIECE_MAX) -> list[str]:
     """Pack words into pieces whose size limit doubles: first_max, 2x, 4x ... up to max_len phonemes.
 
     Kokoro's cost grows with the audio it decodes (~0.4 s per second on 2 cores, including ~1 s of

@@ -182,7 +182,7 @@ class MeloOpenVoiceEngine(TtsEngine):
         return resample(out[0, 0].float().cpu().numpy(), conv_rate, self.sample_rate)
 
     def stream(self, text: str, voice: str = "default", speed: float | None = None,
-               windowed_first: bool = False) -> Iterator[SynthChunk]:
+               windowed_first: bool = False, ahead_s: float = 0.0) -> Iterator[SynthChunk]:
         target = self.voices.get(voice)
         with self._lock:
             audio = self._melo(text, speed or 1.0)
