@@ -4,6 +4,14 @@ Front end (text/): normalisation, g2pkk standard pronunciation, IPA/jamo symbols
 Engines (engines/): Kokoro-82M ONNX (default), MeloTTS-KR + OpenVoice v2 (production checkpoints),
 espeak-ng (fallback). Voices (voices.py): stock packs, blends, and voices fitted to a reference clip.
 """
+import os
+
+# numba (librosa's pitch tracker, used by voice fits) compiles for the host CPU, and its code for AMD
+# Zen 5 ("znver5", llvmlite 0.50) crashes librosa.yin with a segfault, which took the `tts` model's
+# process down at its warm-up. Generic x86-64 code is ample for a fit's few calls; an operator's
+# NUMBA_CPU_NAME wins. Set before numba is first imported (it reads this once).
+os.environ.setdefault("NUMBA_CPU_NAME", "generic")
+
 from RealTime_zeroshot_TTS_ko.engines.base import SynthChunk, TtsEngine
 from RealTime_zeroshot_TTS_ko.frontend import to_phonemes, to_pronunciation
 from RealTime_zeroshot_TTS_ko.text.splitter import SentenceSplitter, split_sentences

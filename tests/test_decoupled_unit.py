@@ -7,7 +7,7 @@ import threading
 import time
 from types import SimpleNamespace
 
-from triton_models.decoupled import Streams
+from triton_models.decoupled import Streams, request_cancelled
 
 FINAL = 1
 
@@ -71,6 +71,33 @@ def test_cancel_stops_the_producer_within_one_item():
     sender.cancelled = True
     assert sender.done.wait(2)
     assert sender.sent[-1][0].tensors[0]["status"] == "cancelled"
+
+
+def test_a_producer_sees_its_own_request_cancelled_and_may_end_early():
+    """A producer busy inside one item (a Kokoro decode) asks request_cancelled() and returns; the
+    stream still ends as cancelled. Another stream's thread sees its own request, not this one."""
+    streams = Streams("toy")
+    (req, sender), (other_req, other_sender) = request(), request()
+    seen = {}
+
+    def long_item(summary, key):
+        yield [0]
+        while not request_cancelled():  # one long item, polling as the engine's run gate does
+            time.sleep(0.005)
+            if key == "other" and sender.cancelled:
+                seen["other"] = request_cancelled()
+                return
+        seen[key] = True
+
+    streams.serve(pb_utils, req, lambda s: long_item(s, "mine"), final_summary)
+    streams.serve(pb_utils, other_req, lambda s: long_item(s, "other"), final_summary)
+    while len(sender.sent) < 1 or len(other_sender.sent) < 1:
+        time.sleep(0.005)
+    sender.cancelled = True
+    assert sender.done.wait(2) and other_sender.done.wait(2)
+    assert seen == {"mine": True, "other": False}
+    assert sender.sent[-1][0].tensors[0]["status"] == "cancelled"
+    assert other_sender.sent[-1][0].tensors[0]["status"] == "done"
 
 
 def test_finalize_stops_every_stream_and_refuses_new_ones():

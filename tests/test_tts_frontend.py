@@ -158,3 +158,18 @@ def test_a_front_end_change_rebuilds_the_voice_space(monkeypatch):
     assert voice_fit.space_cache_path(engine) == now
     monkeypatch.setattr(voice_fit, "_phonemes", lambda text: text)
     assert voice_fit.space_cache_path(engine) != now
+
+
+def test_the_pitch_tracker_runs_on_this_cpu():
+    """librosa.yin through numba, in a fresh process as the `tts` model runs it: on AMD Zen 5 numba's
+    host-CPU code segfaulted here (RealTime_zeroshot_TTS_ko/__init__.py sets a generic target)."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import numpy as np; from RealTime_zeroshot_TTS_ko.voice_fit import median_pitch; "
+            "t = np.arange(16000) / 16000; print(median_pitch((0.3 * np.sin(2 * np.pi * 150 * t)).astype(np.float32), 16000))")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         env={k: v for k, v in os.environ.items() if k != "NUMBA_CPU_NAME"})
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert abs(float(run.stdout.strip().splitlines()[-1]) - 150) < 5

@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from RealTime_zeroshot_TTS_ko.engines.run_gate import BACKGROUND, LEAD, RunGate
+from RealTime_zeroshot_TTS_ko.engines.run_gate import BACKGROUND, LEAD, RunAbandoned, RunGate
 from tests.conftest import ROOT
 
 LONG = "오늘 회의에서는 다음 분기의 예산과 일정, 그리고 새로운 프로젝트의 방향에 대해 아주 자세히 논의했습니다."
@@ -53,6 +53,30 @@ def test_urgent_run_stops_a_background_run_which_then_starts_over():
     background.join(5)
     assert done == ["urgent", "background"] and result["bg"] == 0.6
     assert urgent_s < 0.3 and gate.preempted == 1
+
+
+def test_a_stopped_run_of_a_cancelled_request_is_not_started_over():
+    """Barge-in cancels a reply mid-decode: its run, stopped for another turn's first audio, must not
+    start over (a whole sentence of wasted decoding beside that turn); a live request's run does."""
+    gate, started, cancelled, outcome = RunGate(), threading.Event(), threading.Event(), {}
+
+    def cancelled_reply():
+        with gate.abandon_when(cancelled.is_set):
+            try:
+                outcome["run"] = gate.run(timed_run(0.6, started))
+            except RunAbandoned:
+                outcome["run"] = "abandoned"
+
+    thread = threading.Thread(target=cancelled_reply)
+    thread.start()
+    assert started.wait(5)
+    cancelled.set()
+    with gate.urgent():
+        gate.run(timed_run(0.05))
+    thread.join(5)
+    assert outcome["run"] == "abandoned" and gate.preempted == 1
+    with gate.abandon_when(lambda: False):  # the block ended: this thread's runs are its own again
+        assert gate.run(timed_run(0.01)) == 0.01
 
 
 def test_without_preemption_an_urgent_run_waits_but_goes_before_queued_background_runs():

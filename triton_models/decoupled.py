@@ -26,6 +26,13 @@ from triton_models.common import SERVER_CALLS, ModelMetric
 log = logging.getLogger("triton.decoupled")
 
 HEARTBEAT_S = 2.0
+_serving = threading.local()  # the request the current stream thread serves
+
+
+def request_cancelled() -> bool:
+    """Called from a `produce` generator: has its request been cancelled (or the model stopped)?"""
+    check = getattr(_serving, "stopped", None)
+    return bool(check and check())
 
 
 class Streams:
@@ -96,6 +103,7 @@ class Streams:
         def run() -> None:
             t0 = time.perf_counter()
             summary = {"status": "done", "items": 0}
+            _serving.stopped = lambda: cancelled() or self.stopping.is_set()
             try:
                 if not stopped(summary):
                     items = produce(summary)
@@ -107,6 +115,7 @@ class Streams:
                             summary["items"] += 1
                     finally:
                         items.close()  # stops the engine (llama.cpp stream, transformers thread) at once
+                    stopped(summary)  # a producer that ended early for a cancel (request_cancelled)
                 summary["elapsed_ms"] = round((time.perf_counter() - t0) * 1000, 1)
                 send(pb_utils.InferenceResponse(output_tensors=final_tensors(summary)), final=True)
             except Exception as exc:  # noqa: BLE001 - report, never kill the model

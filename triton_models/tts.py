@@ -69,7 +69,22 @@ class TtsService:
         self.engine.check_voice(str(options.get("voice", "default")))
         return text, rate
 
-    def chunks(self, text: str, options: dict):
+    def chunks(self, text: str, options: dict, gone=None):
+        """`_chunks`; once `gone()` is true (the request was cancelled), no engine run starts (over)
+        for it and the stream ends (engines/run_gate.py)."""
+        from RealTime_zeroshot_TTS_ko.engines.run_gate import RunAbandoned
+
+        gate = getattr(self.engine, "gate", None)
+        if gone is None or gate is None:
+            yield from self._chunks(text, options)
+            return
+        with gate.abandon_when(gone):
+            try:
+                yield from self._chunks(text, options)
+            except RunAbandoned:
+                log.info("tts stream cancelled: its engine runs abandoned")
+
+    def _chunks(self, text: str, options: dict):
         """Yield (pcm16, info) per audio chunk. Critical-path work: a reply's first chunk (OPTIONS
         {"first": true}), and any chunk of a reply whose listener is about to run out of audio: the
         reply's audio sent but not yet played ({"lead_s"}, from the orchestrator; 0 for its first
@@ -146,7 +161,7 @@ class TritonPythonModel:
     def execute(self, requests):
         import triton_python_backend_utils as pb_utils
 
-        from triton_models.decoupled import reject
+        from triton_models.decoupled import reject, request_cancelled
 
         empty = np.zeros(0, np.int16)
         for request in requests:
@@ -166,7 +181,8 @@ class TritonPythonModel:
                     self.service.validate(text, options)
 
                     def produce(summary, text=text, options=options):
-                        for pcm, info in self.chunks_made.counting(self.service.chunks(text, options)):
+                        chunks = self.service.chunks(text, options, gone=request_cancelled)
+                        for pcm, info in self.chunks_made.counting(chunks):
                             yield [pb_utils.Tensor("AUDIO", pcm), pb_utils.Tensor("INFO", json_array(info))]
             except (ValueError, UnicodeDecodeError) as exc:
                 reject(pb_utils, request, "tts", str(exc))

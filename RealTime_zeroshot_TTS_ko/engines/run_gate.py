@@ -13,6 +13,10 @@ Work in other processes (the final transcript, the LLM's first clause) cannot st
 work), which a decode in progress would otherwise halve the two cores of. The run then waits with
 `before_restart()` and starts over; each run is stopped at most once that way, so it is delayed by
 one decode at most.
+
+A run for a request that is gone (a cancelled reply: barge-in) is neither started nor started over
+(`abandon_when`): it raises RunAbandoned, and its stream ends. Otherwise a cancelled stream's last
+chunk, a whole sentence at times, would keep being stopped and started over beside the next turn.
 """
 from __future__ import annotations
 
@@ -24,6 +28,10 @@ from typing import Callable, TypeVar
 log = logging.getLogger("tts.run_gate")
 T = TypeVar("T")
 BACKGROUND, LEAD, FIRST_AUDIO = 0, 1, 2
+
+
+class RunAbandoned(Exception):
+    """The request a run was for is gone: the run was not started (over)."""
 
 
 class RunGate:
@@ -65,6 +73,16 @@ class RunGate:
                 self._threads[level] -= 1
                 self._cond.notify_all()
 
+    @contextmanager
+    def abandon_when(self, gone: Callable[[], bool]):
+        """Runs by this thread inside the block raise RunAbandoned instead of starting (over) once
+        `gone()` is true."""
+        before, self._local.gone = getattr(self._local, "gone", None), gone
+        try:
+            yield
+        finally:
+            self._local.gone = before
+
     def _stoppable(self, level: int) -> bool:
         """Is the run in progress less urgent than a run of `level`, and may it be stopped?"""
         running = self._running_level
@@ -81,7 +99,10 @@ class RunGate:
 
         level = getattr(self._local, "level", BACKGROUND)
         watched = self._watches.get(level)
+        gone = getattr(self._local, "gone", None)
         while True:
+            if gone is not None and gone():
+                raise RunAbandoned()
             options = ort.RunOptions()
             with self._cond:
                 if level and self.preempt and self._running is not None and self._stoppable(level):
