@@ -87,6 +87,9 @@ EVERYDAY_SENTENCES = [
     "이 옷은 세탁기에 넣으면 안 돼요.", "눈이 많이 와서 길이 꽁꽁 얼었어요.",
 ]
 
+# the TTS benchmarks' sentence sets by name (benchmarks.tts --set, benchmarks.tts_phrasing --sets)
+TTS_SETS = {"tts": TTS_SENTENCES, "tense": TENSE_SENTENCES, "everyday": EVERYDAY_SENTENCES}
+
 QUESTIONS = [
     "오늘 저녁 메뉴로 뭘 먹으면 좋을까요?",
     "주말에 가볼 만한 곳을 추천해 주세요.",

@@ -18,9 +18,7 @@ import kocer
 import numpy as np
 
 from benchmarks.common import RESULTS, ROOT, bar_plot, percentiles, triton, write
-from benchmarks.corpus import EVERYDAY_SENTENCES, TENSE_SENTENCES, TTS_SENTENCES
-
-SETS = {"tts": TTS_SENTENCES, "tense": TENSE_SENTENCES, "everyday": EVERYDAY_SENTENCES}
+from benchmarks.corpus import TTS_SENTENCES, TTS_SETS
 
 
 async def run_triton(url: str, sentences: list[str], options: dict) -> list[dict]:
@@ -72,10 +70,10 @@ def summarise(rows) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sentences", type=int, default=len(TTS_SENTENCES))
-    parser.add_argument("--set", choices=list(SETS), default="tts")
+    parser.add_argument("--set", choices=list(TTS_SETS), default="tts")
     parser.add_argument("--ahead", type=float, default=0.0, help="seconds of audio ahead of each sentence")
     args = parser.parse_args()
-    sentences = SETS[args.set][: args.sentences]
+    sentences = TTS_SETS[args.set][: args.sentences]
     name = ("tts" if args.set == "tts" else f"tts_{args.set}") + (f"_ahead{args.ahead:g}" if args.ahead else "")
     options = {"sample_rate": 16000, **({"lead_s": args.ahead} if args.ahead else {})}
     with triton(["stt", "tts"]) as server:

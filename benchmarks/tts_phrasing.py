@@ -21,9 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from benchmarks.common import RESULTS, ROOT, bar_plot, write
-from benchmarks.corpus import EVERYDAY_SENTENCES, TENSE_SENTENCES, TTS_SENTENCES
-
-SETS = {"tense": TENSE_SENTENCES, "everyday": EVERYDAY_SENTENCES, "tts": TTS_SENTENCES}
+from benchmarks.corpus import TTS_SETS
 # name: (cut into phrases, style row of the whole sentence, first phrase windowed)
 MODES = {"phrases, own style": (True, False, False), "phrases, sentence style": (True, True, False),
          "one call": (False, True, False), "windowed first, own style": (True, False, True),
@@ -31,12 +29,12 @@ MODES = {"phrases, own style": (True, False, False), "phrases, sentence style": 
 
 
 def speak(engine, text: str, phrases: bool, sentence_style: bool, windowed: bool) -> np.ndarray:
-    from RealTime_zeroshot_TTS_ko.engines.kokoro import PIECE_MAX, phrase_chunks
+    from RealTime_zeroshot_TTS_ko.engines.kokoro import FIRST_PIECE, PIECE_MAX, phrase_chunks
     from RealTime_zeroshot_TTS_ko.frontend import to_phonemes
 
     phonemes = to_phonemes(text)
     n_tokens = len(engine.tokens(phonemes))
-    pieces = phrase_chunks(phonemes, first_max=24 if phrases else PIECE_MAX)
+    pieces = phrase_chunks(phonemes, first_max=FIRST_PIECE if phrases else PIECE_MAX)
     parts = [audio for i, piece in enumerate(pieces)
              for audio, _ in engine.phrase(piece, windowed=windowed and i == 0,
                                            style_tokens=n_tokens if sentence_style else 0)]
@@ -55,7 +53,7 @@ def main() -> None:
     stt = WhisperTranscriber(next((ROOT / "model_repository" / "stt").glob("*/whisper")))
     results = {}
     for name in args.sets.split(","):
-        sentences = SETS[name]
+        sentences = TTS_SETS[name]
         hyps = {m: [] for m in MODES}
         seconds = {m: 0.0 for m in MODES}
         for text in tqdm(sentences, desc=name):
@@ -70,7 +68,7 @@ def main() -> None:
     png = bar_plot(RESULTS / "tts_phrasing.png", "Streamed sentence: Kokoro calls vs CER (in-process)",
                    {f"{name} CER x1000": {m: r["cer"] * 1000 for m, r in res.items()} for name, res in results.items()},
                    "CER x1000")
-    write("tts_phrasing", {"sentences": {n: len(SETS[n]) for n in results}, "results": results, "plot": str(png)})
+    write("tts_phrasing", {"sentences": {n: len(TTS_SETS[n]) for n in results}, "results": results, "plot": str(png)})
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from RealTime_zeroshot_TTS_ko.voices import VoiceBank, VoiceProfile
 log = logging.getLogger("tts.kokoro")
 SAMPLE_RATE = 24000
 MAX_TOKENS = 500
-PIECE_MAX = 200  # phonemes per call at most (phrase_chunks)
+PIECE_MAX, FIRST_PIECE = 200, 24  # phonemes per call at most; in a streamed sentence's first call (phrase_chunks)
 # a sentence is one call when the audio ahead of it covers LEAD_MARGIN x its estimated cost: seconds
 # per token, measured on each one-call decode (smoothed); the first estimate is a slow CPU's
 LEAD_MARGIN, COST_SMOOTHING, FIRST_SECONDS_PER_TOKEN = 1.5, 0.3, 0.06
@@ -232,7 +232,7 @@ class KokoroEngine(TtsEngine):
                 "weights": {k: round(v, 3) for k, v in profile.weights.items()}}
 
     def stream(self, text: str, voice: str = "default", speed: float | None = None,
-               first_chunk_phonemes: int = 24, windowed_first: bool = False, ahead_s: float = 0.0) -> Iterator[SynthChunk]:
+               first_chunk_phonemes: int = FIRST_PIECE, windowed_first: bool = False, ahead_s: float = 0.0) -> Iterator[SynthChunk]:
         """One chunk per phrase of the sentence: a short first phrase, then growing ones (phrase_chunks);
         with `windowed_first`, the first phrase comes in two chunks, the first as early as possible.
         The sentence is one call when the listener's audio ahead of it (`ahead_s`) covers that call's
@@ -248,7 +248,7 @@ class KokoroEngine(TtsEngine):
                 yield SynthChunk(audio, piece, last=last and i == len(pieces) - 1)
 
 
-def phrase_chunks(phonemes: str, first_max: int = 24, max_len: int = PIECE_MAX) -> list[str]:
+def phrase_chunks(phonemes: str, first_max: int = FIRST_PIECE, max_len: int = PIECE_MAX) -> list[str]:
     """Pack words into pieces whose size limit doubles: first_max, 2x, 4x ... up to max_len phonemes.
 
     Kokoro's cost grows with the audio it decodes (~0.4 s per second on 2 cores, including ~1 s of
