@@ -85,6 +85,7 @@ LLM_CONTEXTS = {"before": 1, "after": 2, "Whisper VAD + 15 s window": 2, "no par
 MULTI_CLIENT = ("one context", "no TTS pre-emption", "turns share the critical path", "decodes run on")
 # configurations compared at every client count asked for
 EVERY_CLIENT_COUNT = ("STT decoder on 2 threads",)
+SENTENCE_COUNTERS = ("voice_tts_sentences_total", "voice_tts_sentences_one_call_total")
 
 
 def _ms(event: dict | None, t0: float) -> float | None:
@@ -262,11 +263,15 @@ def main() -> None:
                 asyncio.run(run_clients(app.ws, 1, clips[-1:], 1))  # warm-up turn (not counted)
                 # background TTS decodes stopped for a reply's first audio (the tts model's counter)
                 before, preempted = speculations(), server.counter("voice_tts_preempted_total")
+                sentences = {m: server.counter(m) for m in SENTENCE_COUNTERS}
                 rows = asyncio.run(run_clients(app.ws, n, clips, args.turns))
             key = f"{label}, {n} client{'s' if n > 1 else ''}"
             summary[key], rows_by[key] = summarise(rows), rows
             summary[key]["speculations"] = {k: v - before[k] for k, v in speculations().items()}
             summary[key]["tts_preempted"] = server.counter("voice_tts_preempted_total") - preempted
+            # reply sentences heard as one Kokoro call (the rest in phrases: kokoro.KokoroEngine.stream)
+            summary[key]["tts_sentences"] = {m.removeprefix("voice_tts_"): server.counter(m) - v
+                                             for m, v in sentences.items()}
             print(key, {s: summary[key][s]["p50"] for s in STAGES}, flush=True)
     share = models_only = None
     if "after, 1 client" in summary:  # the outside-models share is of the defaults at one client

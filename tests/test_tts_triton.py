@@ -34,6 +34,19 @@ async def test_chunks_stream_in_order_at_declared_rate(gateway):
     assert total_16k / total_24k == pytest.approx(16000 / 24000, rel=0.02)
 
 
+@pytest.mark.parametrize("lead_s, one_call", [(0.0, 0), (30.0, 1)], ids=["listener dry", "audio ahead"])
+async def test_a_sentence_is_one_call_only_when_the_listener_has_audio_ahead(gateway, triton, lead_s, one_call):
+    """The second sentence of TEXT is longer than a first phrase: in phrases when its listener has no
+    audio ahead, one Kokoro call when 30 s are still to play (the model's sentence counters)."""
+    sentence = TEXT.split(". ")[1]
+    counts = [await triton_counter(triton, m) for m in ("voice_tts_sentences_total", "voice_tts_sentences_one_call_total")]
+    chunks, final = await collect(gateway, sentence, {"lead_s": lead_s})
+    after = [await triton_counter(triton, m) for m in ("voice_tts_sentences_total", "voice_tts_sentences_one_call_total")]
+    assert final.info["status"] == "done"
+    assert [a - b for a, b in zip(after, counts)] == [1, one_call]
+    assert len(chunks) == (1 if one_call else len(chunks)) and (one_call or len(chunks) > 1)
+
+
 async def test_round_trip_through_whisper(gateway):
     chunks, _ = await collect(gateway, TEXT, {"sample_rate": 16000})
     pcm = np.concatenate([c.data for c in chunks])

@@ -157,6 +157,17 @@ class TritonPythonModel:
                                      "decodes stopped (and started over) for a more urgent one", args)
         if gate := getattr(self.service.engine, "gate", None):
             gate.on_preempt = self.preempted.add
+        # how many sentences the listener hears as one utterance (one Kokoro call), not in phrases
+        self.sentences = ModelMetric("voice_tts_sentences_total", "sentences streamed", args)
+        self.one_call = ModelMetric("voice_tts_sentences_one_call_total",
+                                    "sentences streamed as one Kokoro call, not in phrases", args)
+        if hasattr(self.service.engine, "on_sentence"):
+            self.service.engine.on_sentence = self.count_sentence
+
+    def count_sentence(self, one_call: bool) -> None:
+        self.sentences.add()
+        if one_call:
+            self.one_call.add()
 
     def execute(self, requests):
         import triton_python_backend_utils as pb_utils

@@ -112,6 +112,7 @@ class KokoroEngine(TtsEngine):
         self.gate = RunGate(preempt, preempt_leads)  # one ORT session pair: a reply's first audio goes first
         self._space, self._space_lock = None, threading.Lock()
         self.seconds_per_token = FIRST_SECONDS_PER_TOKEN
+        self.on_sentence = None  # called per streamed sentence with True when it is one call (a metric)
 
     @classmethod
     def from_dir(cls, weights_dir: Path, **kwargs) -> "KokoroEngine":
@@ -243,6 +244,8 @@ class KokoroEngine(TtsEngine):
         n_tokens = len(self.tokens(phonemes))
         whole = not windowed_first and ahead_s >= LEAD_MARGIN * self.seconds_per_token * n_tokens
         pieces = phrase_chunks(phonemes, first_max=PIECE_MAX if whole else first_chunk_phonemes)
+        if self.on_sentence:
+            self.on_sentence(len(pieces) == 1)
         for i, piece in enumerate(pieces):
             for audio, last in self.phrase(piece, voice, speed, windowed=windowed_first and i == 0, style_tokens=n_tokens):
                 yield SynthChunk(audio, piece, last=last and i == len(pieces) - 1)
