@@ -149,6 +149,22 @@ def voice_space(repo: Path) -> Path:
     return path
 
 
+def voice_space_stale(repo: Path) -> bool:
+    """Whether the newest Kokoro tts version's voice space differs from (or lacks) the one this
+    checkout's recipe builds (voice_fit.space_cache_path: front end, moves, packs). A Melo tts has none."""
+    import filecmp
+
+    from RealTime_zeroshot_TTS_ko.engines.kokoro import KokoroEngine
+    from RealTime_zeroshot_TTS_ko.voice_fit import space_cache_path
+
+    versions = sorted((d for d in Path(repo).glob("tts/*/kokoro") if d.parent.name.isdigit()),
+                      key=lambda d: int(d.parent.name))
+    if not versions:
+        return False
+    exported, built = versions[-1] / "voice_space.npz", space_cache_path(KokoroEngine.from_packages())
+    return not (exported.exists() and built.exists() and filecmp.cmp(exported, built, shallow=False))
+
+
 # ------------------------------------------------------------------ Embedder (multilingual-e5-small, 4-bit)
 EMBEDDER = ModelSpec(
     name="embedder", backend="python", module="triton_models.embedder",

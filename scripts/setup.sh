@@ -67,9 +67,10 @@ $PIP uninstall -y typing >/dev/null 2>&1 || true
 # ---------------------------------------------------------------- model repository
 missing=()
 for m in stt vad embedder tts llm; do [ -f "model_repository/$m/config.pbtxt" ] || missing+=("$m"); done
-# a Kokoro tts exported before zero-shot fits had their voice space gets it now
-if [ -f model_repository/tts/config.pbtxt ] && ls model_repository/tts/*/kokoro/voices.npz >/dev/null 2>&1 \
-   && ! ls model_repository/tts/*/kokoro/voice_space.npz >/dev/null 2>&1; then missing+=(tts); fi
+# a Kokoro tts whose voice space is missing or was built by an older recipe (front end, moves) is re-exported
+if [ -f model_repository/tts/config.pbtxt ] && "$VENV/bin/python" -c \
+   "import sys; from pathlib import Path; from export.models import voice_space_stale; sys.exit(not voice_space_stale(Path('model_repository')))"
+then missing+=(tts); fi
 if [ ${#missing[@]} -gt 0 ]; then
   log "exporting ${missing[*]} into model_repository/"
   "$VENV/bin/python" -m export "${missing[@]}"

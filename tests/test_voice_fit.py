@@ -162,3 +162,23 @@ def test_three_seconds_of_a_person_give_a_voice_closer_to_them_than_stock(engine
         return similarity(speaker_embedding(speech, engine.sample_rate), target)
 
     assert closeness("three_seconds") > closeness("default")
+
+
+def test_setup_re_exports_a_voice_space_built_by_another_recipe(tmp_path):
+    """scripts/setup.sh re-exports tts when the exported voice space is not the one this checkout's
+    recipe builds (export.models.voice_space_stale), e.g. after a front-end change."""
+    import shutil
+
+    from export.models import voice_space_stale
+
+    exported = sorted(ROOT.glob("model_repository/tts/*/kokoro/voice_space.npz"))[-1]
+    assert not voice_space_stale(tmp_path)  # no Kokoro tts: nothing to re-export
+    kokoro = tmp_path / "tts" / "1" / "kokoro"
+    kokoro.mkdir(parents=True)
+    assert voice_space_stale(tmp_path)  # a Kokoro tts without its voice space
+    shutil.copy(exported, kokoro / "voice_space.npz")
+    assert not voice_space_stale(tmp_path)
+    with open(kokoro / "voice_space.npz", "r+b") as f:  # another recipe's space: other bytes
+        f.seek(-64, 2)
+        f.write(b"\0" * 64)
+    assert voice_space_stale(tmp_path)
