@@ -74,18 +74,19 @@ CONFIGS = {
     "turns share the critical path": {"critical_path_in_turn_order": False},
     "decodes run on": {},
     "STT decoder on 2 threads": {},
+    "later sentences in phrases": {},  # the tts model's one_call parameter "0"
 }
 # the llm model's `contexts` parameter per configuration
 LLM_CONTEXTS = {"before": 1, "after": 2, "Whisper VAD + 15 s window": 2, "no partials": 2,
                 "recall by the final transcript": 2, "one context": 1,
                 "no STT prefix": 2, "pause 120 ms": 2, "no playback lead": 2, "no LLM prefill": 2,
                 "no TTS pre-emption": 2, "turns share the critical path": 2,
-                "decodes run on": 2, "STT decoder on 2 threads": 2}
+                "decodes run on": 2, "STT decoder on 2 threads": 2, "later sentences in phrases": 2}
 # configurations that only differ with several clients
 MULTI_CLIENT = ("one context", "no TTS pre-emption", "turns share the critical path", "decodes run on")
 # configurations compared at every client count asked for
-EVERY_CLIENT_COUNT = ("STT decoder on 2 threads",)
-SENTENCE_COUNTERS = ("voice_tts_sentences_total", "voice_tts_sentences_one_call_total")
+EVERY_CLIENT_COUNT = ("STT decoder on 2 threads", "later sentences in phrases")
+SENTENCE_COUNTERS = ("voice_tts_sentences_one_call_total", "voice_tts_sentences_phrases_total")
 
 
 def _ms(event: dict | None, t0: float) -> float | None:
@@ -256,6 +257,7 @@ def main() -> None:
             model_parameter(server, "llm", "contexts", str(LLM_CONTEXTS[label]))
             model_parameter(server, "tts", "preempt", "0" if label == "no TTS pre-emption" else "1")
             model_parameter(server, "tts", "stop_for_critical", "0" if label == "decodes run on" else "1")
+            model_parameter(server, "tts", "one_call", "0" if label == "later sentences in phrases" else "1")
             model_parameter(server, "stt", "decoder_threads", "2" if label == "STT decoder on 2 threads" else "1")
             settings = make_settings(server, Path(tmp) / label, **CONFIGS[label],
                                      database_url="mysql+asyncmy://voice:voice@127.0.0.1:3306/voicechat_bench")
@@ -269,7 +271,7 @@ def main() -> None:
             summary[key], rows_by[key] = summarise(rows), rows
             summary[key]["speculations"] = {k: v - before[k] for k, v in speculations().items()}
             summary[key]["tts_preempted"] = server.counter("voice_tts_preempted_total") - preempted
-            # reply sentences heard as one Kokoro call (the rest in phrases: kokoro.KokoroEngine.stream)
+            # reply sentences longer than a first phrase: one Kokoro call or phrases (KokoroEngine.stream)
             summary[key]["tts_sentences"] = {m.removeprefix("voice_tts_"): server.counter(m) - v
                                              for m, v in sentences.items()}
             print(key, {s: summary[key][s]["p50"] for s in STAGES}, flush=True)

@@ -101,9 +101,10 @@ TTS = ModelSpec(
     # preempt: a reply's first chunk stops another conversation's later chunk in progress ("0": waits for it);
     # stop_for_critical: a decode in progress also stops for critical work in the other models, and a
     # chunk critical for its listener's lead for another turn's first audio ("0": only the rule above);
-    # precision: Kokoro's int8 graph, or its weights dequantized ("float"); "auto": float on a GPU
+    # precision: Kokoro's int8 graph, or its weights dequantized ("float"); "auto": float on a GPU;
+    # one_call: a later sentence is one Kokoro call when its listener's audio ahead covers it ("0": phrases)
     params={"engine": "kokoro", "weights": "kokoro", "sample_rate": "24000", "threads": "2", "preempt": "1",
-            "stop_for_critical": "1", "precision": "auto"},
+            "stop_for_critical": "1", "precision": "auto", "one_call": "1"},
 )
 
 

@@ -113,3 +113,17 @@ def test_the_phrases_of_a_sentence_take_its_style(engine, monkeypatch):
     chunks = list(engine.stream(text, windowed_first=True))
     assert len({c.text for c in chunks}) >= 2
     assert set(rows) == {len(engine.tokens(to_phonemes(text)))}
+
+
+@pytest.mark.parametrize("one_call", [True, False])
+def test_a_sentence_with_audio_ahead_is_one_call_unless_turned_off(engine, one_call):
+    """With 30 s of audio ahead a later sentence is one call (one chunk) and counted so; the `tts`
+    model's `one_call` "0" keeps it in phrases."""
+    seen = []
+    engine.one_call, engine.on_sentence = one_call, seen.append
+    try:
+        chunks = list(engine.stream(INTELLIGIBILITY_SENTENCES[7], ahead_s=30.0))
+    finally:
+        engine.one_call, engine.on_sentence = True, None
+    assert seen == ["one call" if one_call else "phrases"]
+    assert (len(chunks) == 1) == one_call and chunks[-1].last

@@ -27,14 +27,16 @@ class TtsService:
     """What the Triton model does, usable in-process (benchmarks) with the same code."""
 
     def __init__(self, engine_name: str, weights_dir: Path | None, voice_dir: Path | None, threads: int = 2,
-                 priority=None, preempt: bool = True, stop_for_critical: bool = True, precision: str = "auto"):
+                 priority=None, preempt: bool = True, stop_for_critical: bool = True, precision: str = "auto",
+                 one_call: bool = True):
         from RealTime_zeroshot_TTS_ko import load_engine
 
         from triton_models.priority import CriticalPath
 
         self.priority = priority or CriticalPath(enabled=False)
         kwargs = {"threads": threads, "voice_dir": voice_dir, "preempt": preempt,
-                  "preempt_leads": stop_for_critical, "precision": precision} if engine_name == "kokoro" else {}
+                  "preempt_leads": stop_for_critical, "precision": precision,
+                  "one_call": one_call} if engine_name == "kokoro" else {}
         self.engine = load_engine(engine_name, weights_dir, **kwargs)
         if (gate := getattr(self.engine, "gate", None)) and self.priority.enabled and stop_for_critical:
             from RealTime_zeroshot_TTS_ko.engines.run_gate import BACKGROUND, LEAD
@@ -152,22 +154,22 @@ class TritonPythonModel:
         self.service = TtsService(params.get("engine", "kokoro"), weights, voice_dir, int(params.get("threads", "2")),
                                   priority=CriticalPath(), preempt=params.get("preempt", "1") != "0",
                                   stop_for_critical=params.get("stop_for_critical", "1") != "0",
-                                  precision=params.get("precision", "auto"))
+                                  precision=params.get("precision", "auto"),
+                                  one_call=params.get("one_call", "1") != "0")
         self.preempted = ModelMetric("voice_tts_preempted_total",
                                      "decodes stopped (and started over) for a more urgent one", args)
         if gate := getattr(self.service.engine, "gate", None):
             gate.on_preempt = self.preempted.add
-        # how many sentences the listener hears as one utterance (one Kokoro call), not in phrases
-        self.sentences = ModelMetric("voice_tts_sentences_total", "sentences streamed", args)
-        self.one_call = ModelMetric("voice_tts_sentences_one_call_total",
-                                    "sentences streamed as one Kokoro call, not in phrases", args)
+        # sentences longer than a first phrase: spoken as one Kokoro call (audio ahead) or in phrases
+        self.sentences = {kind: ModelMetric(f"voice_tts_sentences_{kind.replace(' ', '_')}_total",
+                                            f"sentences longer than a first phrase streamed {how}", args)
+                          for kind, how in (("one call", "as one Kokoro call"), ("phrases", "in phrases"))}
         if hasattr(self.service.engine, "on_sentence"):
             self.service.engine.on_sentence = self.count_sentence
 
-    def count_sentence(self, one_call: bool) -> None:
-        self.sentences.add()
-        if one_call:
-            self.one_call.add()
+    def count_sentence(self, kind: str) -> None:
+        if kind in self.sentences:
+            self.sentences[kind].add()
 
     def execute(self, requests):
         import triton_python_backend_utils as pb_utils

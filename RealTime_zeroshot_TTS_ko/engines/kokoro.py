@@ -87,9 +87,10 @@ class KokoroEngine(TtsEngine):
     first_window_frames, right_context_frames, crossfade = 24, 36, 480
 
     def __init__(self, model: Path, vocab: Path, voices: Path, threads: int = 2, voice_dir: Path | None = None,
-                 preempt: bool = True, preempt_leads: bool = True, precision: str = "auto"):
+                 preempt: bool = True, preempt_leads: bool = True, precision: str = "auto", one_call: bool = True):
         """precision: "int8" runs the shipped graph; "float" its weights dequantized (kokoro_graph),
-        which a GPU needs (the int8 operators run on the CPU only); "auto": float on a GPU."""
+        which a GPU needs (the int8 operators run on the CPU only); "auto": float on a GPU.
+        one_call: a later sentence may be one call when the audio ahead covers it (`stream`)."""
         import onnxruntime as ort
 
         if precision not in PRECISIONS:
@@ -111,8 +112,8 @@ class KokoroEngine(TtsEngine):
         self.weights_dir = Path(model).parent if Path(model).parent.joinpath("voices.npz").exists() else None
         self.gate = RunGate(preempt, preempt_leads)  # one ORT session pair: a reply's first audio goes first
         self._space, self._space_lock = None, threading.Lock()
-        self.seconds_per_token = FIRST_SECONDS_PER_TOKEN
-        self.on_sentence = None  # called per streamed sentence with True when it is one call (a metric)
+        self.seconds_per_token, self.one_call = FIRST_SECONDS_PER_TOKEN, one_call
+        self.on_sentence = None  # called per streamed sentence: "short", "one call" or "phrases" (a metric)
 
     @classmethod
     def from_dir(cls, weights_dir: Path, **kwargs) -> "KokoroEngine":
@@ -242,10 +243,12 @@ class KokoroEngine(TtsEngine):
         sets, in-process), so phrases are for when the listener would otherwise wait."""
         phonemes = to_phonemes(text)
         n_tokens = len(self.tokens(phonemes))
-        whole = not windowed_first and ahead_s >= LEAD_MARGIN * self.seconds_per_token * n_tokens
-        pieces = phrase_chunks(phonemes, first_max=PIECE_MAX if whole else first_chunk_phonemes)
+        whole = self.one_call and not windowed_first and ahead_s >= LEAD_MARGIN * self.seconds_per_token * n_tokens
+        pieces = phrase_chunks(phonemes, first_max=first_chunk_phonemes)
         if self.on_sentence:
-            self.on_sentence(len(pieces) == 1)
+            self.on_sentence("short" if len(pieces) == 1 else "one call" if whole else "phrases")
+        if whole:
+            pieces = phrase_chunks(phonemes, first_max=PIECE_MAX)
         for i, piece in enumerate(pieces):
             for audio, last in self.phrase(piece, voice, speed, windowed=windowed_first and i == 0, style_tokens=n_tokens):
                 yield SynthChunk(audio, piece, last=last and i == len(pieces) - 1)
