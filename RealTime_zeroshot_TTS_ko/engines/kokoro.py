@@ -15,7 +15,7 @@ from typing import Iterator
 import numpy as np
 
 from RealTime_zeroshot_TTS_ko.engines.base import SynthChunk, TtsEngine
-from RealTime_zeroshot_TTS_ko.engines.kokoro_graph import dequantized
+from RealTime_zeroshot_TTS_ko.engines.kokoro_graph import PHASE, PHASE_OFFSET, carry_phase, dequantized
 from RealTime_zeroshot_TTS_ko.engines.run_gate import RunGate
 from RealTime_zeroshot_TTS_ko.frontend import to_phonemes
 from RealTime_zeroshot_TTS_ko.voice_dsp import VoicePost
@@ -38,17 +38,18 @@ DECODER_INPUTS = ("/encoder/MatMul_1_output_0", "/encoder/Reshape_output_0", "/e
 class SplitKokoro:
     """Kokoro's ONNX graph cut in two at the decoder's inputs (onnx.utils.Extractor, in memory), so a
     phrase's first frames can be decoded before the rest (`KokoroEngine.decode_windowed`); front +
-    whole decode is the one-call model, bit for bit."""
+    whole decode is the one-call model, bit for bit. The decoder also takes and gives the harmonic
+    source's phase (kokoro_graph.carry_phase), so a later window continues an earlier one's sines."""
 
     def __init__(self, model: Path, opts, providers: list[str], float_weights: bool = False):
         import onnx
         import onnxruntime as ort
         from onnx.utils import Extractor
 
-        graph = onnx.load(str(model))
+        graph = carry_phase(onnx.load(str(model)))
         extractor = Extractor(dequantized(graph) if float_weights else graph)
         front = extractor.extract_model(["tokens", "style", "speed"], list(DECODER_INPUTS))
-        decoder = extractor.extract_model([*DECODER_INPUTS, "style"], ["audio"])
+        decoder = extractor.extract_model([*DECODER_INPUTS, "style", PHASE_OFFSET], ["audio", PHASE])
         self.front = ort.InferenceSession(front.SerializeToString(), opts, providers=providers)
         self.decoder = ort.InferenceSession(decoder.SerializeToString(), opts, providers=providers)
 
@@ -56,15 +57,18 @@ class SplitKokoro:
         return tuple(self.front.run(None, feeds, run_options))
 
     def decode(self, feats, style: np.ndarray, start: int, end: int, f0_scale: float = 1.0,
-               run_options=None) -> np.ndarray:
-        """Audio of frames [start, end). f0_scale moves the predicted pitch curve before the decoder's
-        harmonic source and F0 features see it: a pitch change without a phase vocoder's artefacts."""
+               run_options=None, phase_offset: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Audio of frames [start, end) and the harmonic source's phase after each of its F0 points (two
+        per frame). `phase_offset`: the phase an earlier window reached just before `start` (zero from
+        frame 0). f0_scale moves the predicted pitch curve before the decoder's harmonic source and F0
+        features see it: a pitch change without a phase vocoder's artefacts."""
         asr, f0, n = feats
         f0 = f0[:, 2 * start:2 * end] * np.float32(f0_scale)
-        out = self.decoder.run(None, {DECODER_INPUTS[0]: asr[:, :, start:end], DECODER_INPUTS[1]: f0,
-                                      DECODER_INPUTS[2]: n[:, 2 * start:2 * end], "style": style},
-                               run_options)[0]
-        return np.asarray(out, np.float32).reshape(-1)
+        offset = np.zeros((1, 1, 1), np.float32) if phase_offset is None else phase_offset
+        out, phase = self.decoder.run(None, {DECODER_INPUTS[0]: asr[:, :, start:end], DECODER_INPUTS[1]: f0,
+                                             DECODER_INPUTS[2]: n[:, 2 * start:2 * end], "style": style,
+                                             PHASE_OFFSET: offset}, run_options)
+        return np.asarray(out, np.float32).reshape(-1), phase
 
 
 def package_data(name: str) -> Path:
@@ -86,9 +90,9 @@ class KokoroEngine(TtsEngine):
     sample_rate = SAMPLE_RATE
 
     # first window: speech frames after the lead-in and frames of right context decoded with it; the
-    # crossfade into the rest. Smaller first windows lose the first syllables' clarity (the decoder's
-    # instance norms see only the window): measured in benchmarks/tts_first_chunk.py.
-    first_window_frames, right_context_frames, crossfade = 24, 36, 480
+    # rest's frames of left context; the crossfade into the rest. Smaller first windows lose the first
+    # syllables' clarity (the decoder's instance norms see only the window): benchmarks/tts_first_chunk.py.
+    first_window_frames, right_context_frames, left_context_frames, crossfade = 24, 36, 12, 480
 
     def __init__(self, model: Path, vocab: Path, voices: Path, threads: int = 2, voice_dir: Path | None = None,
                  preempt: bool = True, preempt_leads: bool = True, precision: str = "auto", one_call: bool = True):
@@ -149,15 +153,16 @@ class KokoroEngine(TtsEngine):
     def urgent(self, lead: bool = False):
         return self.gate.urgent(lead)
 
-    def _decode(self, feats, style, start: int, end: int, f0_scale: float) -> np.ndarray:
-        return self.gate.run(lambda opts: self.split.decode(feats, style, start, end, f0_scale, opts))
+    def _decode(self, feats, style, start: int, end: int, f0_scale: float,
+                phase_offset: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        return self.gate.run(lambda opts: self.split.decode(feats, style, start, end, f0_scale, opts, phase_offset))
 
     def decode(self, tokens: list[int], voice: str | VoiceProfile = "default", speed: float | None = None,
                style_tokens: int = 0) -> np.ndarray:
         """One model call: the raw 24 kHz audio, lead-in and tail silence included."""
         started = time.perf_counter()
         feats, style, f0_scale = self._features(tokens, voice, speed, style_tokens)
-        audio = self._decode(feats, style, 0, feats[0].shape[-1], f0_scale)
+        audio, _ = self._decode(feats, style, 0, feats[0].shape[-1], f0_scale)
         spent = (time.perf_counter() - started) / len(tokens)  # waits for other calls included: an upper bound
         self.seconds_per_token += COST_SMOOTHING * (spent - self.seconds_per_token)
         return audio
@@ -166,25 +171,27 @@ class KokoroEngine(TtsEngine):
                         speed: float | None = None, style_tokens: int = 0) -> Iterator[tuple[np.ndarray, bool]]:
         """The same call as `decode`, in two parts (audio, is_last): the lead-in and the first
         `first_window_frames` of speech (with `right_context_frames` more decoded and dropped) come
-        first; the rest is the one-call decode, joined by a crossfade. The decoder's instance norms see
-        a window, not the utterance, so the first part is close to, not equal to, the one-call audio
+        first; the rest is decoded from `left_context_frames` before the cut, its harmonic source
+        continuing the first window's phase, and joined by a crossfade. The decoder's instance norms
+        see a window, not the utterance, so both parts are close to, not equal to, the one-call audio
         (CER and seam: tests/test_tts_window.py, benchmarks/tts_first_chunk.py)."""
         feats, style, f0_scale = self._features(tokens, voice, speed, style_tokens)
         energy = feats[2].reshape(-1)[::2]  # N, the predicted energy per frame: speech starts where it rises
         total = len(energy)
         cut = int(np.argmax(energy > energy.max() - 3.0)) + self.first_window_frames
         if total - cut < self.right_context_frames:  # a short phrase: one call is as fast
-            yield self._decode(feats, style, 0, total, f0_scale), True
+            yield self._decode(feats, style, 0, total, f0_scale)[0], True
             return
         fade = self.crossfade
-        first = self._decode(feats, style, 0, cut + self.right_context_frames, f0_scale)
+        first, phase = self._decode(feats, style, 0, cut + self.right_context_frames, f0_scale)
         yield first[: cut * FRAME - fade], False
-        # the rest is the one-call decode: a window starting later carries another sine-source phase
-        # (correlation 0.1-0.2 with the one-call audio at the seam on voiced frames), audible when joined
-        rest = self._decode(feats, style, 0, total, f0_scale)
-        offset = cut * FRAME
+        # the lead-in and first window are not decoded again (with left_context_frames >= cut the rest is
+        # the whole one-call decode, as before 2026-11-28: ~9 % more compute, a longer wait after the first chunk)
+        start = max(0, cut - self.left_context_frames)
+        rest, _ = self._decode(feats, style, start, total, f0_scale, phase[:, 2 * start - 1: 2 * start] if start else None)
+        offset = (cut - start) * FRAME
         ramp = np.linspace(0.0, 1.0, fade, dtype=np.float32)
-        seam = first[offset - fade: offset] * (1 - ramp) + rest[offset - fade: offset] * ramp
+        seam = first[cut * FRAME - fade: cut * FRAME] * (1 - ramp) + rest[offset - fade: offset] * ramp
         yield np.concatenate([seam, rest[offset:]]), True
 
     def phrase(self, phonemes: str, voice: str | VoiceProfile = "default", speed: float | None = None,

@@ -131,3 +131,28 @@ def _live(nodes: list, graph) -> list:
             keep.append(node)
             needed.update(n for n in node.input if n)
     return keep[::-1]
+
+
+# The harmonic source (SineGen) integrates F0 into a phase: CumSum over the decoder's F0 points,
+# in cycles per harmonic. A decoder window that starts later starts that sum at zero, so its sines
+# carry another phase than the one-call audio's (correlation 0.1-0.2 at a seam).
+SINE_PHASE_SUM, SINE_PHASE_USE = ("/decoder/decoder/generator/m_source/l_sin_gen/CumSum",
+                                  "/decoder/decoder/generator/m_source/l_sin_gen/Mul_2")
+PHASE_OFFSET, PHASE = "phase_offset", "phase"  # (1, 1, harmonics) in; (1, F0 points, harmonics) out
+
+
+def carry_phase(model):
+    """Kokoro's graph with the harmonic source's phase as an input offset and an output, in place: a
+    window decoded from frame s with the phase the previous window reached at s continues its sines.
+    With a zero offset the audio is unchanged (the offset is added to the running sum)."""
+    from onnx import TensorProto, helper
+
+    graph = model.graph
+    phase_sum = next(n for n in graph.node if n.name == SINE_PHASE_SUM)
+    use = next(n for n in graph.node if n.name == SINE_PHASE_USE)
+    graph.input.append(helper.make_tensor_value_info(PHASE_OFFSET, TensorProto.FLOAT, [1, 1, None]))
+    add = helper.make_node("Add", [phase_sum.output[0], PHASE_OFFSET], [PHASE], name=SINE_PHASE_SUM + "Offset")
+    graph.node.insert(list(graph.node).index(use), add)
+    use.input[0] = PHASE
+    graph.output.append(helper.make_tensor_value_info(PHASE, TensorProto.FLOAT, [1, None, None]))
+    return model
