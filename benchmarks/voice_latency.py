@@ -75,17 +75,19 @@ CONFIGS = {
     "decodes run on": {},
     "STT decoder on 2 threads": {},
     "later sentences in phrases": {},  # the tts model's one_call parameter "0"
+    "first phrase always windowed": {},  # the tts model's first_window parameter "always"
 }
 # the llm model's `contexts` parameter per configuration
 LLM_CONTEXTS = {"before": 1, "after": 2, "Whisper VAD + 15 s window": 2, "no partials": 2,
                 "recall by the final transcript": 2, "one context": 1,
                 "no STT prefix": 2, "pause 120 ms": 2, "no playback lead": 2, "no LLM prefill": 2,
                 "no TTS pre-emption": 2, "turns share the critical path": 2,
-                "decodes run on": 2, "STT decoder on 2 threads": 2, "later sentences in phrases": 2}
+                "decodes run on": 2, "STT decoder on 2 threads": 2, "later sentences in phrases": 2,
+                "first phrase always windowed": 2}
 # configurations that only differ with several clients
 MULTI_CLIENT = ("one context", "no TTS pre-emption", "turns share the critical path", "decodes run on")
 # configurations compared at every client count asked for
-EVERY_CLIENT_COUNT = ("STT decoder on 2 threads", "later sentences in phrases")
+EVERY_CLIENT_COUNT = ("STT decoder on 2 threads", "later sentences in phrases", "first phrase always windowed")
 SENTENCE_COUNTERS = ("voice_tts_sentences_one_call_total", "voice_tts_sentences_phrases_total")
 
 
@@ -258,6 +260,7 @@ def main() -> None:
             model_parameter(server, "tts", "preempt", "0" if label == "no TTS pre-emption" else "1")
             model_parameter(server, "tts", "stop_for_critical", "0" if label == "decodes run on" else "1")
             model_parameter(server, "tts", "one_call", "0" if label == "later sentences in phrases" else "1")
+            model_parameter(server, "tts", "first_window", "always" if label == "first phrase always windowed" else "auto")
             model_parameter(server, "stt", "decoder_threads", "2" if label == "STT decoder on 2 threads" else "1")
             settings = make_settings(server, Path(tmp) / label, **CONFIGS[label],
                                      database_url="mysql+asyncmy://voice:voice@127.0.0.1:3306/voicechat_bench")

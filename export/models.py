@@ -102,9 +102,11 @@ TTS = ModelSpec(
     # stop_for_critical: a decode in progress also stops for critical work in the other models, and a
     # chunk critical for its listener's lead for another turn's first audio ("0": only the rule above);
     # precision: Kokoro's int8 graph, or its weights dequantized ("float"); "auto": float on a GPU;
-    # one_call: a later sentence is one Kokoro call when its listener's audio ahead covers it ("0": phrases)
+    # one_call: a later sentence is one Kokoro call when its listener's audio ahead covers it ("0": phrases);
+    # first_window: a reply's first phrase is windowed where the CPU decodes its rest before the window has
+    # played ("always": everywhere, for the earliest first chunk even at the price of a wait after it)
     params={"engine": "kokoro", "weights": "kokoro", "sample_rate": "24000", "threads": "2", "preempt": "1",
-            "stop_for_critical": "1", "precision": "auto", "one_call": "1"},
+            "stop_for_critical": "1", "precision": "auto", "one_call": "1", "first_window": "auto"},
 )
 
 

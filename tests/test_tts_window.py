@@ -25,9 +25,10 @@ INTELLIGIBILITY_SENTENCES = SENTENCES + [
 
 @pytest.fixture(scope="module")
 def engine():
+    """Windowing on any CPU: these tests are about the windows themselves (the "auto" rule has its own)."""
     from RealTime_zeroshot_TTS_ko.engines.kokoro import KokoroEngine
 
-    return KokoroEngine.from_dir(next((ROOT / "model_repository" / "tts").glob("*/kokoro")))
+    return KokoroEngine.from_dir(next((ROOT / "model_repository" / "tts").glob("*/kokoro")), first_window="always")
 
 
 def test_split_graph_reproduces_the_one_call_audio(engine):
@@ -67,6 +68,25 @@ def test_windowed_first_phrase_comes_in_two_parts_with_a_coherent_seam(engine):
         assert len(parts[0]) + len(parts[1]) == len(engine.decode(tokens))  # nothing lost or doubled
         joined += 1
     assert joined >= 2  # the seam was checked on voiced audio
+
+
+def test_the_first_phrase_is_windowed_where_its_rest_comes_before_the_window_has_played(engine):
+    """"auto": a CPU that decodes the rest slower than the first window plays (measured per decoded frame)
+    gets the phrase in one call, since its listener would wait after the first chunk; a fast one, two parts."""
+    from RealTime_zeroshot_TTS_ko.frontend import to_phonemes
+
+    tokens = engine.tokens(to_phonemes(INTELLIGIBILITY_SENTENCES[7]))  # long enough for a window
+    engine.first_window = "auto"
+    try:
+        engine.seconds_per_frame = 1.0  # 40x slower than real time
+        assert len(list(engine.decode_windowed(tokens))) == 1
+        assert engine.seconds_per_frame < 0.8  # learned from that call (smoothed): this CPU is far faster
+        engine.seconds_per_frame = 1e-4
+        assert len(list(engine.decode_windowed(tokens))) == 2
+        engine.first_window, engine.seconds_per_frame = "always", 1.0
+        assert len(list(engine.decode_windowed(tokens))) == 2
+    finally:
+        engine.first_window = "always"
 
 
 def test_windowed_audio_is_as_intelligible(engine):

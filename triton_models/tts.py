@@ -28,7 +28,7 @@ class TtsService:
 
     def __init__(self, engine_name: str, weights_dir: Path | None, voice_dir: Path | None, threads: int = 2,
                  priority=None, preempt: bool = True, stop_for_critical: bool = True, precision: str = "auto",
-                 one_call: bool = True):
+                 one_call: bool = True, first_window: str = "auto"):
         from RealTime_zeroshot_TTS_ko import load_engine
 
         from triton_models.priority import CriticalPath
@@ -36,7 +36,7 @@ class TtsService:
         self.priority = priority or CriticalPath(enabled=False)
         kwargs = {"threads": threads, "voice_dir": voice_dir, "preempt": preempt,
                   "preempt_leads": stop_for_critical, "precision": precision,
-                  "one_call": one_call} if engine_name == "kokoro" else {}
+                  "one_call": one_call, "first_window": first_window} if engine_name == "kokoro" else {}
         self.engine = load_engine(engine_name, weights_dir, **kwargs)
         if (gate := getattr(self.engine, "gate", None)) and self.priority.enabled and stop_for_critical:
             from RealTime_zeroshot_TTS_ko.engines.run_gate import BACKGROUND, LEAD
@@ -155,7 +155,8 @@ class TritonPythonModel:
                                   priority=CriticalPath(), preempt=params.get("preempt", "1") != "0",
                                   stop_for_critical=params.get("stop_for_critical", "1") != "0",
                                   precision=params.get("precision", "auto"),
-                                  one_call=params.get("one_call", "1") != "0")
+                                  one_call=params.get("one_call", "1") != "0",
+                                  first_window=params.get("first_window", "auto"))
         self.preempted = ModelMetric("voice_tts_preempted_total",
                                      "decodes stopped (and started over) for a more urgent one", args)
         if gate := getattr(self.service.engine, "gate", None):

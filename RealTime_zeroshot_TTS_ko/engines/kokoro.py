@@ -29,7 +29,8 @@ PIECE_MAX, FIRST_PIECE = 200, 24  # phonemes per call at most; in a streamed sen
 # per token, measured on each one-call decode (smoothed); the first estimate is a slow CPU's
 LEAD_MARGIN, COST_SMOOTHING, FIRST_SECONDS_PER_TOKEN = 1.5, 0.3, 0.06
 FRAME = 600  # audio samples per aligned text frame (25 ms)
-PRECISIONS = ("auto", "int8", "float")
+FIRST_SECONDS_PER_FRAME = 0.012  # decoder cost per frame before any call was timed: a slow CPU's
+PRECISIONS, FIRST_WINDOWS = ("auto", "int8", "float"), ("auto", "always")
 # The graph split between the text side (encoder, prosody predictor: ~5 % of the time) and the
 # iSTFTNet decoder (~95 %): the tensors the decoder takes from the rest (aligned features, F0, N).
 DECODER_INPUTS = ("/encoder/MatMul_1_output_0", "/encoder/Reshape_output_0", "/encoder/Reshape_1_output_0")
@@ -95,14 +96,19 @@ class KokoroEngine(TtsEngine):
     first_window_frames, right_context_frames, left_context_frames, crossfade = 24, 36, 12, 480
 
     def __init__(self, model: Path, vocab: Path, voices: Path, threads: int = 2, voice_dir: Path | None = None,
-                 preempt: bool = True, preempt_leads: bool = True, precision: str = "auto", one_call: bool = True):
+                 preempt: bool = True, preempt_leads: bool = True, precision: str = "auto", one_call: bool = True,
+                 first_window: str = "auto"):
         """precision: "int8" runs the shipped graph; "float" its weights dequantized (kokoro_graph),
         which a GPU needs (the int8 operators run on the CPU only); "auto": float on a GPU.
-        one_call: a later sentence may be one call when the audio ahead covers it (`stream`)."""
+        one_call: a later sentence may be one call when the audio ahead covers it (`stream`).
+        first_window: "auto" windows a reply's first phrase where this CPU decodes the rest before the
+        window has played (`decode_windowed`); "always" windows it everywhere."""
         import onnxruntime as ort
 
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
+        if first_window not in FIRST_WINDOWS:
+            raise ValueError(f"first_window must be one of {FIRST_WINDOWS}, not {first_window!r}")
 
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
@@ -121,6 +127,7 @@ class KokoroEngine(TtsEngine):
         self.gate = RunGate(preempt, preempt_leads)  # one ORT session pair: a reply's first audio goes first
         self._space, self._space_lock = None, threading.Lock()
         self.seconds_per_token, self.one_call = FIRST_SECONDS_PER_TOKEN, one_call
+        self.seconds_per_frame, self.first_window = FIRST_SECONDS_PER_FRAME, first_window
         self.on_sentence = None  # called per streamed sentence: "short", "one call" or "phrases" (a metric)
 
     @classmethod
@@ -155,7 +162,11 @@ class KokoroEngine(TtsEngine):
 
     def _decode(self, feats, style, start: int, end: int, f0_scale: float,
                 phase_offset: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        return self.gate.run(lambda opts: self.split.decode(feats, style, start, end, f0_scale, opts, phase_offset))
+        started = time.perf_counter()
+        out = self.gate.run(lambda opts: self.split.decode(feats, style, start, end, f0_scale, opts, phase_offset))
+        spent = (time.perf_counter() - started) / (end - start)  # waits for other calls included: an upper bound
+        self.seconds_per_frame += COST_SMOOTHING * (spent - self.seconds_per_frame)
+        return out
 
     def decode(self, tokens: list[int], voice: str | VoiceProfile = "default", speed: float | None = None,
                style_tokens: int = 0) -> np.ndarray:
@@ -179,7 +190,12 @@ class KokoroEngine(TtsEngine):
         energy = feats[2].reshape(-1)[::2]  # N, the predicted energy per frame: speech starts where it rises
         total = len(energy)
         cut = int(np.argmax(energy > energy.max() - 3.0)) + self.first_window_frames
-        if total - cut < self.right_context_frames:  # a short phrase: one call is as fast
+        start = max(0, cut - self.left_context_frames)
+        # a short phrase: one call is as fast. On a CPU too slow to decode the rest before the window
+        # has played, the listener would wait after the first chunk, and every later chunk would come
+        # later by the window's extra frames: one call (benchmarks/tts_phrasing.py)
+        too_slow = self.seconds_per_frame * (total - start) > self.first_window_frames * FRAME / SAMPLE_RATE
+        if total - cut < self.right_context_frames or (too_slow and self.first_window == "auto"):
             yield self._decode(feats, style, 0, total, f0_scale)[0], True
             return
         fade = self.crossfade
@@ -187,7 +203,6 @@ class KokoroEngine(TtsEngine):
         yield first[: cut * FRAME - fade], False
         # the lead-in and first window are not decoded again (with left_context_frames >= cut the rest is
         # the whole one-call decode, as before 2026-11-28: ~9 % more compute, a longer wait after the first chunk)
-        start = max(0, cut - self.left_context_frames)
         rest, _ = self._decode(feats, style, start, total, f0_scale, phase[:, 2 * start - 1: 2 * start] if start else None)
         offset = (cut - start) * FRAME
         ramp = np.linspace(0.0, 1.0, fade, dtype=np.float32)
