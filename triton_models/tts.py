@@ -45,9 +45,8 @@ class TtsService:
             # another turn's final transcript or first clause) and starts over after it
             gate.watch(LEAD, self.priority.first_audio, self.priority.yield_to_first_audio)
             gate.watch(BACKGROUND, self.priority.busy, self.priority.yield_to_critical)
-        # warm the front end and the ONNX session; a reply-length phrase also teaches Kokoro its cost per
-        # decoded frame on this CPU, which decides whether a reply's first phrase is windowed
-        self.engine.synthesize("준비.")
+        # warm the front end and the ONNX session with a reply-length sentence: it also teaches Kokoro its
+        # cost per decoded frame on this CPU, which decides whether a reply's first phrase is windowed
         self.engine.synthesize("네, 안녕하세요. 오늘은 무엇을 도와드릴까요?")
         if hasattr(self.engine, "warm_enrolment"):  # in the background: the model serves at once
             threading.Thread(target=self._warm_enrolment, name="tts-warm-enrolment", daemon=True).start()
