@@ -62,24 +62,38 @@ def turn_messages(cfg, instructions: str, history: list, hits: list, user_text: 
 
 
 class Outbox:
-    """Holds a turn's output until the turn is committed; after `close()` everything is dropped."""
+    """Holds a turn's output until the turn is committed; after `close()` everything is dropped.
+
+    `committed` is the decision, taken when `commit()` starts: what was held may still be on its way
+    (a slow socket), and a cancel then ends the turn as a committed one (its response.done goes out)."""
 
     def __init__(self, send: Emit):
         self._send, self._held, self.committed, self.closed = send, [], False, False
+        self._flushing = False
 
     async def put(self, item: dict | bytes) -> None:
         if self.closed:
             return
-        if self.committed:
+        if self.committed and not self._flushing:
             await self._send(item)
         else:
-            self._held.append(item)
+            self._held.append(item)  # items put while the held ones are flushed join the queue: order kept
 
     async def commit(self) -> None:
-        # items put while the held ones are flushed join the queue, so the order is kept
-        while self._held and not self.closed:
-            await self._send(self._held.pop(0))
-        self.committed = True
+        self.committed = self._flushing = True
+        try:
+            while self._held and not self.closed:
+                await self._send(self._held.pop(0))
+        finally:
+            self._flushing = False
+
+    async def send_now(self, item: dict | bytes) -> None:
+        """Past the hold and the close: a turn's last word for a turn that cannot say it itself."""
+        await self._send(item)
+
+    def drop_audio(self) -> None:
+        """A committed turn is cancelled: the audio not yet sent is not sent; its events still are."""
+        self._held = [item for item in self._held if not isinstance(item, bytes)]
 
     def close(self) -> None:
         self.closed, self._held = True, []
@@ -123,6 +137,8 @@ class Turn:
     stt_prefix: str = ""           # words the partials agreed on: the final transcript starts with them
     stt_vad: bool = False          # no VAD segmented this audio (turn detection off): Whisper runs its own
     failure: str | None = None     # why the turn failed (stored with it)
+    reported: bool = False         # its response.done was put out
+    abandoned: bool = False        # cancelled, did not stop in time: ended for its client as interrupted
 
     def after_commit(self, action: Callable[[], None]) -> None:
         """History and storage only for committed turns: now, or when (if ever) the turn is committed."""
@@ -133,7 +149,18 @@ class Turn:
 
     # ------------------------------------------------------------ output (always through the outbox)
     async def send(self, type_: str, **fields) -> None:
+        self.reported = self.reported or type_ == "response.done"
         await self.outbox.put(P.server_event(type_, turn_id=self.turn_id, **fields))
+
+    async def report_abandoned(self, timeout_s: float) -> None:
+        """A cancelled turn that did not stop is left to die on its own, silenced; its client still
+        gets the end of the answer it was given (bounded: the socket may be what is stuck)."""
+        self.outbox.close()
+        if self.outbox.committed and self.answer and not self.reported:
+            self.status, self.reported, self.abandoned = "interrupted", True, True
+            done = P.server_event("response.done", turn_id=self.turn_id, status="interrupted",
+                                  text=self.result.text, timings=self.clock.ms())
+            await asyncio.wait({asyncio.ensure_future(self.outbox.send_now(done))}, timeout=timeout_s)
 
     async def error(self, code: str, message: str) -> None:
         ERRORS.labels(code).inc()
@@ -167,6 +194,8 @@ class Turn:
             log.exception("[session %s] turn %d failed", self.ctx.session_id, self.turn_id)
             await self._fail(P.ErrorCode.STAGE_FAILED, f"{type(exc).__name__}: {exc}")
         finally:
+            if self.abandoned:  # its client was told it was interrupted: it is stored so
+                self.status = "interrupted"
             TURNS.labels("speculation_dropped" if self.outbox.closed and not self.outbox.committed
                          else self.status).inc()
             # every answered turn is accounted for (silence is not a turn); a failed one with its reason
@@ -265,7 +294,7 @@ class TurnHandle:
     """The running turn: commit it (its output flows), or cancel it with a bounded wait."""
 
     def __init__(self, turn: Turn, speculative: bool):
-        self.turn, self.speculative = turn, speculative
+        self.turn, self.speculative, self.cancelling = turn, speculative, False
         self.task = asyncio.create_task(turn.run(), name=f"turn-{turn.ctx.session_id}-{turn.turn_id}")
 
     @property
@@ -293,12 +322,15 @@ class TurnHandle:
             self.turn.outbox.close()  # a speculative turn never speaks, not even its response.done
         if self.task.done():
             return True
-        self.task.cancel()
+        self.turn.outbox.drop_audio()
+        if not self.cancelling:  # once: a second cancel would cut the turn's own response.done short
+            self.cancelling = True
+            self.task.cancel()
         done, _ = await asyncio.wait({self.task}, timeout=timeout_s)
         if not done:
             log.error("[session %s] turn %d did not stop within %.1f s; abandoned", self.turn.ctx.session_id,
                       self.turn_id, timeout_s)
-            self.turn.outbox.close()
+            await self.turn.report_abandoned(timeout_s)
         return bool(done)
 
     async def wait(self, timeout_s: float) -> None:
