@@ -26,33 +26,37 @@ from tqdm import tqdm
 from benchmarks.common import RESULTS, ROOT, bar_plot, write
 from benchmarks.corpus import TTS_SETS
 WHOLE_REST = 10 ** 6  # left context frames that reach frame 0: the rest is the whole one-call decode
-# name: (cut into phrases, style row of the whole sentence, first phrase windowed, rest's left context)
+# name: (cut into phrases, style row of the whole sentence, first phrase windowed: False or the engine's
+# first_window rule, "always" or "auto" (where this CPU decodes the rest before the window has played),
+# rest's left context)
 MODES = {"phrases, own style": (True, False, False, 0), "phrases, sentence style": (True, True, False, 0),
-         "one call": (False, True, False, 0), "windowed first, own style": (True, False, True, 0),
-         "windowed first, sentence style": (True, True, True, 0),
-         "windowed first, sentence style, whole rest (before)": (True, True, True, WHOLE_REST)}
+         "one call": (False, True, False, 0), "windowed first, own style": (True, False, "always", 0),
+         "windowed first, sentence style": (True, True, "always", 0),
+         "windowed first where the CPU affords it (auto)": (True, True, "auto", 0),
+         "windowed first, sentence style, whole rest (before)": (True, True, "always", WHOLE_REST)}
 
 
-def speak(engine, text: str, phrases: bool, sentence_style: bool, windowed: bool,
+def speak(engine, text: str, phrases: bool, sentence_style: bool, windowed: bool | str,
           left_context: int) -> tuple[np.ndarray, list[float], list[int]]:
     """The sentence's audio, each chunk's time after the start (s) and its length (samples)."""
     from RealTime_zeroshot_TTS_ko.engines.kokoro import FIRST_PIECE, PIECE_MAX, phrase_chunks
     from RealTime_zeroshot_TTS_ko.frontend import to_phonemes
 
-    default = engine.left_context_frames
+    default, rule = engine.left_context_frames, engine.first_window
     engine.left_context_frames = left_context or default
+    engine.first_window = windowed or rule
     try:
         started, parts, times = time.perf_counter(), [], []
         phonemes = to_phonemes(text)
         n_tokens = len(engine.tokens(phonemes))
         pieces = phrase_chunks(phonemes, first_max=FIRST_PIECE if phrases else PIECE_MAX)
         for i, piece in enumerate(pieces):
-            for audio, _ in engine.phrase(piece, windowed=windowed and i == 0,
+            for audio, _ in engine.phrase(piece, windowed=bool(windowed) and i == 0,
                                           style_tokens=n_tokens if sentence_style else 0):
                 parts.append(audio)
                 times.append(time.perf_counter() - started)
     finally:
-        engine.left_context_frames = default
+        engine.left_context_frames, engine.first_window = default, rule
     return np.concatenate(parts), times, [len(a) for a in parts]
 
 
