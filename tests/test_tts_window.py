@@ -71,8 +71,9 @@ def test_windowed_first_phrase_comes_in_two_parts_with_a_coherent_seam(engine):
 
 
 def test_the_first_phrase_is_windowed_where_its_rest_comes_before_the_window_has_played(engine):
-    """"auto": a CPU that decodes the rest slower than the first window plays (measured per decoded frame)
-    gets the phrase in one call, since its listener would wait after the first chunk; a fast one, two parts."""
+    """"auto": a CPU that decodes the rest slower than the first window plays (measured per decoded frame),
+    or the rest and the next phrase slower than this phrase plays, gets the phrase in one call, since its
+    listener would wait after the first chunk or at the next phrase; a fast one, two parts."""
     from RealTime_zeroshot_TTS_ko.frontend import to_phonemes
 
     tokens = engine.tokens(to_phonemes(INTELLIGIBILITY_SENTENCES[7]))  # long enough for a window
@@ -83,6 +84,11 @@ def test_the_first_phrase_is_windowed_where_its_rest_comes_before_the_window_has
         assert engine.seconds_per_frame < 0.8  # learned from that call (smoothed): this CPU is far faster
         engine.seconds_per_frame = 1e-4
         assert len(list(engine.decode_windowed(tokens))) == 2
+        # the rest alone comes in time, but the rest and a long next phrase would not before this one has played
+        engine.seconds_per_frame = 1e-3  # 25x faster than real time
+        assert len(list(engine.decode_windowed(tokens, then_tokens=len(tokens)))) == 2
+        engine.seconds_per_frame = 1e-3
+        assert len(list(engine.decode_windowed(tokens, then_tokens=100 * len(tokens)))) == 1
         engine.first_window, engine.seconds_per_frame = "always", 1.0
         assert len(list(engine.decode_windowed(tokens))) == 2
     finally:

@@ -178,23 +178,27 @@ class KokoroEngine(TtsEngine):
         self.seconds_per_token += COST_SMOOTHING * (spent - self.seconds_per_token)
         return audio
 
-    def decode_windowed(self, tokens: list[int], voice: str | VoiceProfile = "default",
-                        speed: float | None = None, style_tokens: int = 0) -> Iterator[tuple[np.ndarray, bool]]:
+    def decode_windowed(self, tokens: list[int], voice: str | VoiceProfile = "default", speed: float | None = None,
+                        style_tokens: int = 0, then_tokens: int = 0) -> Iterator[tuple[np.ndarray, bool]]:
         """The same call as `decode`, in two parts (audio, is_last): the lead-in and the first
         `first_window_frames` of speech (with `right_context_frames` more decoded and dropped) come
         first; the rest is decoded from `left_context_frames` before the cut, its harmonic source
         continuing the first window's phase, and joined by a crossfade. The decoder's instance norms
         see a window, not the utterance, so both parts are close to, not equal to, the one-call audio
-        (CER and seam: tests/test_tts_window.py, benchmarks/tts_first_chunk.py)."""
+        (CER and seam: tests/test_tts_window.py, benchmarks/tts_first_chunk.py). `then_tokens`: the
+        length of the phrase that follows (0: none), which the first_window rule weighs too."""
         feats, style, f0_scale = self._features(tokens, voice, speed, style_tokens)
         energy = feats[2].reshape(-1)[::2]  # N, the predicted energy per frame: speech starts where it rises
         total = len(energy)
         cut = int(np.argmax(energy > energy.max() - 3.0)) + self.first_window_frames
         start = max(0, cut - self.left_context_frames)
         # a short phrase: one call is as fast. On a CPU too slow to decode the rest before the window
-        # has played, the listener would wait after the first chunk, and every later chunk would come
-        # later by the window's extra frames: one call (benchmarks/tts_phrasing.py)
-        too_slow = self.seconds_per_frame * (total - start) > self.first_window_frames * FRAME / SAMPLE_RATE
+        # has played, or the rest and the next phrase before this one has, the listener would wait (the
+        # window's extra frames delay every later chunk): one call (benchmarks/tts_phrasing.py)
+        rest_s = self.seconds_per_frame * (total - start)
+        next_s = self.seconds_per_frame * then_tokens * total / len(tokens)
+        too_slow = (rest_s > self.first_window_frames * FRAME / SAMPLE_RATE
+                    or rest_s + next_s > (total - cut + self.first_window_frames) * FRAME / SAMPLE_RATE)
         if total - cut < self.right_context_frames or (too_slow and self.first_window == "auto"):
             yield self._decode(feats, style, 0, total, f0_scale)[0], True
             return
@@ -210,13 +214,15 @@ class KokoroEngine(TtsEngine):
         yield np.concatenate([seam, rest[offset:]]), True
 
     def phrase(self, phonemes: str, voice: str | VoiceProfile = "default", speed: float | None = None,
-               windowed: bool = False, style_tokens: int = 0) -> Iterator[tuple[np.ndarray, bool]]:
-        """Audio of one phrase, silence trimmed at its two ends: one part, or two when `windowed`."""
+               windowed: bool = False, style_tokens: int = 0, then: str = "") -> Iterator[tuple[np.ndarray, bool]]:
+        """Audio of one phrase, silence trimmed at its two ends: one part, or two when `windowed`
+        (`then`: the sentence's next phrase, weighed by the first_window rule)."""
         tokens = self.tokens(phonemes)[:MAX_TOKENS]
         if not tokens:
             return
         profile = self.profile(voice)
-        parts = (self.decode_windowed(tokens, profile, speed, style_tokens) if windowed
+        then_tokens = len(self.tokens(then)) if windowed and then else 0
+        parts = (self.decode_windowed(tokens, profile, speed, style_tokens, then_tokens) if windowed
                  else iter([(self.decode(tokens, profile, speed, style_tokens), True)]))
         post = VoicePost(profile.formant, profile.eq_gains, SAMPLE_RATE)
         first = True
@@ -276,7 +282,9 @@ class KokoroEngine(TtsEngine):
         if whole:
             pieces = phrase_chunks(phonemes, first_max=PIECE_MAX)
         for i, piece in enumerate(pieces):
-            for audio, last in self.phrase(piece, voice, speed, windowed=windowed_first and i == 0, style_tokens=n_tokens):
+            then = pieces[i + 1] if i + 1 < len(pieces) else ""
+            for audio, last in self.phrase(piece, voice, speed, windowed=windowed_first and i == 0,
+                                           style_tokens=n_tokens, then=then):
                 yield SynthChunk(audio, piece, last=last and i == len(pieces) - 1)
 
 
