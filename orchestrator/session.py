@@ -106,7 +106,7 @@ class VoiceSession:
 
     @property
     def responding(self) -> bool:
-        return self.current is not None and not self.current.done and self.current.turn.answer
+        return self.current is not None and not self.current.ended and self.current.turn.answer
 
     # ---------------------------------------------------------------- inbound
     async def _error_summary(self, delay_s: float) -> None:
@@ -338,7 +338,7 @@ class VoiceSession:
     async def interrupt(self, reason: str) -> None:
         """Barge-in: cancel the answer in flight; its Triton streams are cancelled with it."""
         handle = self.current
-        if handle is None or handle.done:
+        if handle is None or handle.ended:
             return
         BARGE_INS.inc()
         self.log.info("barge-in (%s) cancels turn %d", reason, handle.turn_id)

@@ -91,9 +91,17 @@ class Outbox:
         """Past the hold and the close: a turn's last word for a turn that cannot say it itself."""
         await self._send(item)
 
+    @property
+    def flushing(self) -> bool:
+        return self._flushing
+
     def drop_audio(self) -> None:
         """A committed turn is cancelled: the audio not yet sent is not sent; its events still are."""
         self._held = [item for item in self._held if not isinstance(item, bytes)]
+
+    def held_done(self) -> dict | None:
+        """The turn's response.done, if it is still waiting to be sent."""
+        return next((item for item in self._held if isinstance(item, dict) and item["type"] == "response.done"), None)
 
     def close(self) -> None:
         self.closed, self._held = True, []
@@ -151,6 +159,16 @@ class Turn:
     async def send(self, type_: str, **fields) -> None:
         self.reported = self.reported or type_ == "response.done"
         await self.outbox.put(P.server_event(type_, turn_id=self.turn_id, **fields))
+
+    def cut_short(self) -> None:
+        """Cancelled after its answer was made, while that answer is still being sent (a speculative
+        turn's held output, flushed at the commit): the rest of its audio is not sent, and it ends, and
+        is remembered and stored, as interrupted."""
+        done = self.outbox.held_done() if self.outbox.committed and not self.outbox.closed else None
+        if done is None or done.get("status") != "completed":
+            return
+        self.outbox.drop_audio()
+        self.status = done["status"] = "interrupted"
 
     async def report_abandoned(self, timeout_s: float) -> None:
         """A cancelled turn that did not stop is left to die on its own, silenced; its client still
@@ -276,7 +294,7 @@ class Turn:
             on_text=text_out, on_audio=self._audio_out,
             result=self.result)
         self.status = "completed"
-        self.after_commit(lambda: self.ctx.remember(self.user_text, self.result.text))
+        self.after_commit(lambda: self.ctx.remember(self.user_text, self.said))  # said: a cut_short turn's part
         await self.send("response.done", status="completed", text=self.result.text, timings=self.clock.ms(),
                         llm=self.result.llm, model_versions={**self.versions, **self.result.versions})
 
@@ -309,6 +327,11 @@ class TurnHandle:
     def done(self) -> bool:
         return self.task.done()
 
+    @property
+    def ended(self) -> bool:
+        """Over for its client too: the task is done and none of its output is still on its way."""
+        return self.task.done() and not self.turn.outbox.flushing
+
     async def commit(self) -> None:
         self.speculative = False
         await self.turn.outbox.commit()
@@ -321,6 +344,7 @@ class TurnHandle:
         if not self.committed:
             self.turn.outbox.close()  # a speculative turn never speaks, not even its response.done
         if self.task.done():
+            self.turn.cut_short()
             return True
         self.turn.outbox.drop_audio()
         if not self.cancelling:  # once: a second cancel would cut the turn's own response.done short

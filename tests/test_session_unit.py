@@ -350,6 +350,39 @@ async def test_stuck_turn_cannot_freeze_the_listener():
     await h.session.close()
 
 
+async def test_an_answer_made_in_full_before_the_endpoint_can_still_be_cancelled_while_it_is_sent():
+    """On a fast machine a speculative turn makes its whole answer before the endpoint; at the commit it
+    is all sent at once, and a cancel may come before the last of it has gone: the turn is still the
+    client's response in progress. Its unsent audio is dropped and it ends (and is stored) interrupted."""
+    h = Harness(FakeGateway(reply=["좋아요. "] * 6), speculative_pause_ms=250, vad_end_silence_ms=600,
+                max_reply_sentences=0)
+    sent = asyncio.Event()
+
+    async def slow_bytes(data: bytes) -> None:
+        h.audio.append(data)
+        h.record({"type": "<audio>"})
+        sent.set()
+        await asyncio.sleep(0.05)
+
+    h.session._send_bytes = slow_bytes
+    await h.start()
+    await h.frames(LOUD, 20)
+    await h.frames(QUIET, 9)
+    handle = h.session.speculative
+    await asyncio.wait({handle.task}, timeout=5)  # the whole answer is made, held
+    held = sum(isinstance(item, bytes) for item in handle.turn.outbox._held)
+    await h.frames(QUIET, 10)         # the endpoint: it is sent
+    await asyncio.wait_for(sent.wait(), 5)
+    assert h.session.responding
+    await h.session.interrupt("client")
+    done = await h.wait_for("response.done", turn_id=1)
+    assert done["status"] == "interrupted"
+    assert 0 < len(h.audio) < held
+    assert not h.session.responding
+    await h.session.close()
+    assert [r.status for r in h.db.stored] == ["interrupted"]
+
+
 async def test_a_turn_that_does_not_stop_still_ends_for_its_client():
     """A stage that swallows cancellation (a stuck model call) is abandoned after the bounded wait;
     the client still gets the answer's end (response.done interrupted), once, and the turn is stored."""
