@@ -288,6 +288,21 @@ async def test_an_interrupted_answer_stores_only_what_was_spoken():
     assert record.assistant_text == "첫 문장입니다."
 
 
+def slow_socket(h: Harness) -> asyncio.Event:
+    """Audio frames take 50 ms each to send (a held answer's flush takes a while); the event is set at
+    the first one."""
+    sent = asyncio.Event()
+
+    async def slow_bytes(data: bytes) -> None:
+        h.audio.append(data)
+        h.record({"type": "<audio>"})
+        sent.set()
+        await asyncio.sleep(0.05)
+
+    h.session._send_bytes = slow_bytes
+    return sent
+
+
 async def test_a_cancel_while_a_speculative_answer_is_flushed_still_ends_it_with_response_done():
     """The endpoint commits a speculative turn whose answer is already made: its held audio goes out
     (a client hears it at once) and a response.cancel or barge-in may come before the last of it has.
@@ -295,15 +310,7 @@ async def test_a_cancel_while_a_speculative_answer_is_flushed_still_ends_it_with
     (Closing it as if still speculative lost the response.done: an OpenAI SDK client waited forever.)"""
     h = Harness(FakeGateway(llm_delay_s=0.02, reply=["좋아요. "] * 40), speculative_pause_ms=250,
                 vad_end_silence_ms=600, max_reply_sentences=0)
-    sent = asyncio.Event()
-
-    async def slow_bytes(data: bytes) -> None:  # a slow socket: the flush takes a while
-        h.audio.append(data)
-        h.record({"type": "<audio>"})
-        sent.set()
-        await asyncio.sleep(0.05)
-
-    h.session._send_bytes = slow_bytes
+    sent = slow_socket(h)
     await h.start()
     await h.frames(LOUD, 20)
     await h.frames(QUIET, 9)          # a pause: the speculative turn answers, held
@@ -356,15 +363,7 @@ async def test_an_answer_made_in_full_before_the_endpoint_can_still_be_cancelled
     client's response in progress. Its unsent audio is dropped and it ends (and is stored) interrupted."""
     h = Harness(FakeGateway(reply=["좋아요. "] * 6), speculative_pause_ms=250, vad_end_silence_ms=600,
                 max_reply_sentences=0)
-    sent = asyncio.Event()
-
-    async def slow_bytes(data: bytes) -> None:
-        h.audio.append(data)
-        h.record({"type": "<audio>"})
-        sent.set()
-        await asyncio.sleep(0.05)
-
-    h.session._send_bytes = slow_bytes
+    sent = slow_socket(h)
     await h.start()
     await h.frames(LOUD, 20)
     await h.frames(QUIET, 9)
