@@ -69,31 +69,27 @@ class Outbox:
 
     def __init__(self, send: Emit):
         self._send, self._held, self.committed, self.closed = send, [], False, False
-        self._flushing = False
+        self.flushing = False  # committed, and what was held is still being sent
 
     async def put(self, item: dict | bytes) -> None:
         if self.closed:
             return
-        if self.committed and not self._flushing:
+        if self.committed and not self.flushing:
             await self._send(item)
         else:
             self._held.append(item)  # items put while the held ones are flushed join the queue: order kept
 
     async def commit(self) -> None:
-        self.committed = self._flushing = True
+        self.committed = self.flushing = True
         try:
             while self._held and not self.closed:
                 await self._send(self._held.pop(0))
         finally:
-            self._flushing = False
+            self.flushing = False
 
     async def send_now(self, item: dict | bytes) -> None:
         """Past the hold and the close: a turn's last word for a turn that cannot say it itself."""
         await self._send(item)
-
-    @property
-    def flushing(self) -> bool:
-        return self._flushing
 
     def drop_audio(self) -> None:
         """A committed turn is cancelled: the audio not yet sent is not sent; its events still are."""
