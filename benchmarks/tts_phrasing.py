@@ -50,12 +50,10 @@ def speak(engine, text: str, phrases: bool, sentence_style: bool, windowed: bool
         phonemes = to_phonemes(text)
         n_tokens = len(engine.tokens(phonemes))
         pieces = phrase_chunks(phonemes, first_max=FIRST_PIECE if phrases else PIECE_MAX)
-        for i, piece in enumerate(pieces):
-            then = pieces[i + 1] if i + 1 < len(pieces) else ""
-            for audio, _ in engine.phrase(piece, windowed=bool(windowed) and i == 0,
-                                          style_tokens=n_tokens if sentence_style else 0, then=then):
-                parts.append(audio)
-                times.append(time.perf_counter() - started)
+        for audio, _, _ in engine.speak_pieces(pieces, windowed_first=bool(windowed),
+                                               style_tokens=n_tokens if sentence_style else 0):
+            parts.append(audio)
+            times.append(time.perf_counter() - started)
     finally:
         engine.left_context_frames, engine.first_window = default, rule
     return np.concatenate(parts), times, [len(a) for a in parts]

@@ -281,11 +281,18 @@ class KokoroEngine(TtsEngine):
             self.on_sentence("short" if len(pieces) == 1 else "one call" if whole else "phrases")
         if whole:
             pieces = phrase_chunks(phonemes, first_max=PIECE_MAX)
+        for audio, last, i in self.speak_pieces(pieces, voice, speed, windowed_first, n_tokens):
+            yield SynthChunk(audio, pieces[i], last=last and i == len(pieces) - 1)
+
+    def speak_pieces(self, pieces: list[str], voice: str | VoiceProfile = "default", speed: float | None = None,
+                     windowed_first: bool = False, style_tokens: int = 0) -> Iterator[tuple[np.ndarray, bool, int]]:
+        """A sentence's phrases in turn, each told the next one (the first window's rule weighs it):
+        (audio, last chunk of its phrase, the phrase's index)."""
         for i, piece in enumerate(pieces):
             then = pieces[i + 1] if i + 1 < len(pieces) else ""
             for audio, last in self.phrase(piece, voice, speed, windowed=windowed_first and i == 0,
-                                           style_tokens=n_tokens, then=then):
-                yield SynthChunk(audio, piece, last=last and i == len(pieces) - 1)
+                                           style_tokens=style_tokens, then=then):
+                yield audio, last, i
 
 
 def phrase_chunks(phonemes: str, first_max: int = FIRST_PIECE, max_len: int = PIECE_MAX) -> list[str]:
