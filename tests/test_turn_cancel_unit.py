@@ -27,6 +27,15 @@ def slow_socket(h: Harness) -> asyncio.Event:
     return sent
 
 
+async def ignore_cancellation(release: asyncio.Event) -> None:
+    """A stuck stage: swallows every cancel until `release` is set."""
+    while not release.is_set():
+        try:
+            await release.wait()
+        except asyncio.CancelledError:
+            continue
+
+
 async def test_a_cancel_while_a_speculative_answer_is_flushed_still_ends_it_with_response_done():
     """The endpoint commits a speculative turn whose answer is already made: its held audio goes out
     (a client hears it at once) and a response.cancel or barge-in may come before the last of it has.
@@ -59,16 +68,8 @@ async def test_stuck_turn_cannot_freeze_the_listener():
     handle = h.session.current
 
     release = asyncio.Event()
-
-    async def never_ends():
-        while not release.is_set():
-            try:
-                await release.wait()
-            except asyncio.CancelledError:
-                continue  # swallows cancellation: a stuck stage
-
     await handle.task
-    stuck = asyncio.create_task(never_ends())
+    stuck = asyncio.create_task(ignore_cancellation(release))
     handle.task = stuck
     await asyncio.sleep(0)            # it is running (and will swallow the cancel)
     loop = asyncio.get_running_loop()
@@ -115,11 +116,7 @@ async def test_a_turn_that_does_not_stop_still_ends_for_its_client():
         def tts_stream(self, model, text, options, request_id=""):
             async def stream():
                 yield StreamItem(np.full(2400, 100, np.int16), {"sample_rate": 24000}, "1", False)
-                while not release.is_set():
-                    try:
-                        await release.wait()
-                    except asyncio.CancelledError:
-                        continue
+                await ignore_cancellation(release)
             return stream()
 
     h = Harness(StuckTts(), turn_cancel_timeout_s=0.2, speculative_pause_ms=0)
