@@ -118,7 +118,8 @@ async def one_client(url: str, index: int, clips: list, turns: int) -> list[dict
                 "recall": _ms(first["response.started"], speech_end),
                 "first_token": _ms(first["response.text.delta"], speech_end),
                 "first_audio": round((min(audio_t) - speech_end) * 1000, 1) if audio_t else None,
-                "turn_done": _ms(done, speech_end),
+                # the answer made: its last audio arrived (response.done waits until it has played)
+                "turn_done": round((max(audio_t) - speech_end) * 1000, 1) if audio_t else _ms(done, speech_end),
                 "playback_stall": playback_stall_ms(sorted(client.rx.audio.get(turn_id, []), key=lambda f: f[1]),
                                                     (first["response.audio.started"] or {}).get("sample_rate", 24000)),
                 "speculative": (first["speech.stopped"] or {}).get("speculative"),

@@ -70,12 +70,19 @@ class Outbox:
     def __init__(self, send: Emit):
         self._send, self._held, self.committed, self.closed = send, [], False, False
         self.flushing = False  # committed, and what was held is still being sent
+        self.flushed = asyncio.Event()  # committed, and everything held until then sent
+        self.audio_sent_at: float | None = None  # when the first audio left (the client's playback starts)
+
+    async def _out(self, item: dict | bytes) -> None:
+        if self.audio_sent_at is None and isinstance(item, bytes):
+            self.audio_sent_at = asyncio.get_running_loop().time()
+        await self._send(item)
 
     async def put(self, item: dict | bytes) -> None:
         if self.closed:
             return
         if self.committed and not self.flushing:
-            await self._send(item)
+            await self._out(item)
         else:
             self._held.append(item)  # items put while the held ones are flushed join the queue: order kept
 
@@ -83,9 +90,14 @@ class Outbox:
         self.committed = self.flushing = True
         try:
             while self._held and not self.closed:
-                await self._send(self._held.pop(0))
+                await self._out(self._held.pop(0))
         finally:
             self.flushing = False
+            self.flushed.set()
+
+    def played_s(self) -> float:
+        """How much of the sent audio the client has played, if it plays in real time from the first."""
+        return 0.0 if self.audio_sent_at is None else asyncio.get_running_loop().time() - self.audio_sent_at
 
     async def send_now(self, item: dict | bytes) -> None:
         """Past the hold and the close: a turn's last word for a turn that cannot say it itself."""
@@ -143,6 +155,7 @@ class Turn:
     failure: str | None = None     # why the turn failed (stored with it)
     reported: bool = False         # its response.done was put out
     abandoned: bool = False        # cancelled, did not stop in time: ended for its client as interrupted
+    played_s: float | None = None  # how much of its audio the client had played when it was cancelled
 
     def after_commit(self, action: Callable[[], None]) -> None:
         """History and storage only for committed turns: now, or when (if ever) the turn is committed."""
@@ -164,6 +177,7 @@ class Turn:
         if done is None or done.get("status") != "completed":
             return
         self.outbox.drop_audio()
+        self.played_s = self.outbox.played_s()
         self.status = done["status"] = "interrupted"
 
     async def report_abandoned(self, timeout_s: float) -> None:
@@ -198,6 +212,7 @@ class Turn:
             self.status = "interrupted"
             if not self.answer:
                 raise
+            self.played_s = self.outbox.played_s()
             if self.user_text:  # what was said before the barge-in, not the whole generated answer
                 self.after_commit(lambda: self.ctx.remember(self.user_text, self.said))
             await self.send("response.done", status="interrupted", text=self.result.text, timings=self.clock.ms())
@@ -219,9 +234,22 @@ class Turn:
 
     @property
     def said(self) -> str:
-        """The answer as the user heard it: all of it when completed, the sentences whose audio had
-        started when interrupted."""
-        return self.result.text if self.status == "completed" else " ".join(self.result.spoken)
+        """The answer as the user heard it: all of it when completed; when interrupted, the sentences
+        whose audio the client had begun to play (text-only: whose text it was sent)."""
+        if self.status == "completed":
+            return self.result.text
+        if not self.result.audio_samples:
+            return " ".join(self.result.spoken)
+        played = self.outbox.played_s() if self.played_s is None else self.played_s
+        return " ".join(s for s, at in zip(self.result.spoken, self.result.spoken_at) if at < played)
+
+    async def _until_played(self) -> None:
+        """The answer lasts while its client plays it (in real time from its first audio): speech until
+        then is a barge-in that cuts it short, and only what was played is remembered and stored."""
+        await self.outbox.flushed.wait()  # a speculative turn's audio leaves at its commit
+        audio_s = self.result.audio_samples / self.result.sample_rate
+        await asyncio.sleep(max(0.0, audio_s - self.outbox.played_s()))
+        self.clock.mark("played")
 
     def _store(self, started) -> None:
         cfg = self.svc.settings
@@ -289,6 +317,8 @@ class Turn:
                               history=visible_history(self.ctx.history, cfg.history_turns)),
             on_text=text_out, on_audio=self._audio_out,
             result=self.result)
+        if cfg.turn_lasts_until_played and self.result.audio_samples:
+            await self._until_played()
         self.status = "completed"
         self.after_commit(lambda: self.ctx.remember(self.user_text, self.said))  # said: a cut_short turn's part
         await self.send("response.done", status="completed", text=self.result.text, timings=self.clock.ms(),

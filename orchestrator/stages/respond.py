@@ -24,6 +24,7 @@ class ResponseResult:
     text: str = ""
     sentences: list[str] = field(default_factory=list)  # taken by the TTS
     spoken: list[str] = field(default_factory=list)     # whose audio (or, text-only, text) reached the client
+    spoken_at: list[float] = field(default_factory=list)  # where each spoken sentence starts in the audio (s)
     audio_samples: int = 0
     sample_rate: int = 24000
     llm: dict = field(default_factory=dict)        # the LLM's final summary (tokens, ttft, tok/s)
@@ -98,6 +99,7 @@ async def respond(gateway, *, llm_model: str, tts_model: str | None, messages: l
             result.sentences.append(sentence)
             if tts_model is None:
                 result.spoken.append(sentence)
+                result.spoken_at.append(0.0)
                 continue
             # critical path (priority.py): the first sentence, and any while the listener's audio runs low
             options = {**tts_options, "first": len(result.sentences) == 1}
@@ -113,11 +115,12 @@ async def respond(gateway, *, llm_model: str, tts_model: str | None, messages: l
                 clock.mark("first_audio")
                 if playback_start is None:
                     playback_start = asyncio.get_running_loop().time()
-                result.audio_samples += len(item.data)
-                await on_audio(item.data.tobytes(), result.sample_rate)
                 if not heard:
                     heard = True
                     result.spoken.append(sentence)
+                    result.spoken_at.append(result.audio_samples / result.sample_rate)
+                result.audio_samples += len(item.data)
+                await on_audio(item.data.tobytes(), result.sample_rate)
         clock.mark("tts_done")
 
     llm_task = asyncio.create_task(llm_stage())

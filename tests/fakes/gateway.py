@@ -23,6 +23,7 @@ class FakeGateway:
     stt_delay_s: float = 0.0
     llm_delay_s: float = 0.0           # before each delta
     tts_delay_s: float = 0.0
+    tts_audio_s: float = 0.1           # the audio of each sentence
     fail: dict = field(default_factory=dict)  # stage -> message: that stage raises TritonCallError
     calls: list[str] = field(default_factory=list)
     cancelled: list[str] = field(default_factory=list)
@@ -91,7 +92,8 @@ class FakeGateway:
 
     def tts_stream(self, model, text, options, request_id=""):
         self.tts_options.append(options)
-        return self._stream("tts", [(np.full(2400, 100, np.int16), {"sample_rate": 24000})], self.tts_delay_s)
+        return self._stream("tts", [(np.full(int(24000 * self.tts_audio_s), 100, np.int16), {"sample_rate": 24000})],
+                            self.tts_delay_s)
 
 
 @dataclass
