@@ -35,6 +35,13 @@ def app(triton, tmp_path_factory):
         yield server
 
 
+def timeline(client: VoiceClient) -> str:
+    """The session's events, one a line, for an assertion's message."""
+    t0 = client.rx.events[0]["_t"] if client.rx.events else 0.0
+    return "\n".join(f"{e['_t'] - t0:7.2f} {e['type']} {e.get('turn_id', '')} "
+                     f"{e.get('status', '')}{e.get('text', e.get('delta', ''))}" for e in client.rx.events)
+
+
 def sid(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
@@ -118,14 +125,18 @@ async def test_silence_gives_no_turn(app):
 
 async def test_barge_in_cancels_answer_and_nothing_stale_follows(app):
     async with VoiceClient(app.ws, sid("barge")) as client:
+        # both clips made first: a synthesis between the reply's first audio and the interruption
+        # delayed it by seconds on a busy CI machine, past the end of a short reply
+        ask, interruption = (to_pcm16(synth_clip(text)) for text in
+                                  ("한국의 역사에 대해서 아주 길고 자세하게 이야기해 주세요.", "잠깐만요, 그만하세요."))
         await client.start("user-barge")
-        await client.stream(to_pcm16(synth_clip("한국의 역사에 대해서 아주 길고 자세하게 이야기해 주세요.")))
+        await client.stream(ask)
         first_final = await client.wait_for("transcript.final", timeout=30)
         turn = first_final["turn_id"]
         await client.wait_for("response.audio.started", timeout=120, turn_id=turn)
-        await client.stream(to_pcm16(synth_clip("잠깐만요, 그만하세요.")))
+        await client.stream(interruption)
         done = await client.wait_for("response.done", timeout=30, turn_id=turn)
-        assert done["status"] == "interrupted"
+        assert done["status"] == "interrupted", timeline(client)
         second = await client.wait_for("response.done", timeout=120, turn_id=turn + 1)
         assert second["status"] in ("completed", "empty")
         stale = [t for t, _seq, _pcm in client.rx.audio.get(turn, []) if t > done["_t"]]
