@@ -71,11 +71,16 @@ class Outbox:
         self._send, self._held, self.committed, self.closed = send, [], False, False
         self.flushing = False  # committed, and what was held is still being sent
         self.flushed = asyncio.Event()  # committed, and everything held until then sent
-        self.audio_sent_at: float | None = None  # when the first audio left (the client's playback starts)
+        # the client's playback, if it plays each chunk in real time once it has it: what was sent,
+        # and when the last of it will have played (a chunk sent late starts late)
+        self.audio_sent_s, self.playout_end = 0.0, 0.0
 
     async def _out(self, item: dict | bytes) -> None:
-        if self.audio_sent_at is None and isinstance(item, bytes):
-            self.audio_sent_at = asyncio.get_running_loop().time()
+        if isinstance(item, bytes):
+            _turn, _seq, rate, pcm = P.unpack_audio(item)
+            now = asyncio.get_running_loop().time()
+            self.audio_sent_s += len(pcm) / 2 / rate
+            self.playout_end = max(self.playout_end, now) + len(pcm) / 2 / rate
         await self._send(item)
 
     async def put(self, item: dict | bytes) -> None:
@@ -95,9 +100,12 @@ class Outbox:
             self.flushing = False
             self.flushed.set()
 
+    def unplayed_s(self) -> float:
+        """How much of the sent audio the client has still to play."""
+        return max(0.0, self.playout_end - asyncio.get_running_loop().time())
+
     def played_s(self) -> float:
-        """How much of the sent audio the client has played, if it plays in real time from the first."""
-        return 0.0 if self.audio_sent_at is None else asyncio.get_running_loop().time() - self.audio_sent_at
+        return self.audio_sent_s - self.unplayed_s()
 
     async def send_now(self, item: dict | bytes) -> None:
         """Past the hold and the close: a turn's last word for a turn that cannot say it itself."""
@@ -244,11 +252,10 @@ class Turn:
         return " ".join(s for s, at in zip(self.result.spoken, self.result.spoken_at) if at < played)
 
     async def _until_played(self) -> None:
-        """The answer lasts while its client plays it (in real time from its first audio): speech until
+        """The answer lasts while its client plays it (each chunk in real time once sent): speech until
         then is a barge-in that cuts it short, and only what was played is remembered and stored."""
         await self.outbox.flushed.wait()  # a speculative turn's audio leaves at its commit
-        audio_s = self.result.audio_samples / self.result.sample_rate
-        await asyncio.sleep(max(0.0, audio_s - self.outbox.played_s()))
+        await asyncio.sleep(self.outbox.unplayed_s())
         self.clock.mark("played")
 
     def _store(self, started) -> None:

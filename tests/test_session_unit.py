@@ -307,9 +307,10 @@ async def test_a_reply_lasts_while_it_plays_and_speech_then_cuts_it_to_what_was_
 
 
 async def test_a_reply_ends_when_its_audio_has_played_or_when_sent_if_so_configured():
-    for until_played, at_least_s in ((True, 0.55), (False, 0.0)):
-        h = Harness(FakeGateway(reply=["첫 문장입니다. ", "둘째 문장입니다."], tts_audio_s=0.3),
-                    turn_lasts_until_played=until_played)
+    # 2 × 0.3 s of audio; sent 0.5 s apart, the second sentence plays from when it arrives (a stall)
+    for until_played, tts_delay_s, at_least_s in ((True, 0.0, 0.55), (True, 0.5, 0.75), (False, 0.0, 0.0)):
+        h = Harness(FakeGateway(reply=["첫 문장입니다. ", "둘째 문장입니다."], tts_audio_s=0.3,
+                                tts_delay_s=tts_delay_s), turn_lasts_until_played=until_played)
         await h.start()
         await h.frames(LOUD, 20)
         await h.frames(QUIET, 25)
