@@ -1,7 +1,7 @@
 """Barge-in on human Korean speech (../shared/ko_speech_dev): the user cuts in while the reply plays.
 
 Per trial, a session hears a recorded question (real time), and once the reply's first audio has
-arrived and played for `delay` seconds (0.3–2.6 s, in turn) the first 1.5 s of another person's
+arrived and played for `delay` seconds (0.5–3.5 s, in turn) the first 1.5 s of another person's
 recording is streamed as the interruption. A listener plays the reply in real time from its first
 chunk (a chunk that arrives late starts late), so the interruption falls *during playback* when it
 starts before that playback ends. Per configuration, in one run on the same Triton:
@@ -33,7 +33,7 @@ from benchmarks.stack import AppServer, make_settings
 from benchmarks.voice_latency import MODELS
 
 CONFIGS = {"until played": {}, "until sent": {"turn_lasts_until_played": False}}
-DELAYS_S = (0.3, 1.0, 1.8, 2.6)
+DELAYS_S = (0.5, 1.5, 2.5, 3.5)
 INTERRUPTION_S = 1.5
 
 

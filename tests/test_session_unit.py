@@ -306,6 +306,20 @@ async def test_a_reply_lasts_while_it_plays_and_speech_then_cuts_it_to_what_was_
     assert h.session.history[-1][1] == "첫 문장입니다."
 
 
+async def test_the_fallback_is_said_a_sentence_at_a_time_so_a_barge_in_keeps_only_what_was_heard():
+    h = Harness(FakeGateway(reply=[" "], tts_audio_s=1.0))  # nothing to say: the first fallback instead
+    await h.start()
+    await h.frames(LOUD, 20)
+    await h.frames(QUIET, 25)
+    await h.wait_until(lambda: len(h.audio) == 2)
+    await h.frames(LOUD, 12)
+    done = await h.wait_for("response.done", turn_id=1)
+    first, second = h.session.cfg.reply_fallbacks[0].split(". ")
+    assert done["status"] == "interrupted" and done["text"] == f"{first}. {second}"
+    await h.session.close()
+    assert h.db.stored[0].assistant_text == f"{first}."
+
+
 async def test_a_reply_ends_when_its_audio_has_played_or_when_sent_if_so_configured():
     # 2 × 0.3 s of audio; sent 0.5 s apart, the second sentence plays from when it arrives (a stall)
     for until_played, tts_delay_s, at_least_s in ((True, 0.0, 0.55), (True, 0.5, 0.75), (False, 0.0, 0.0)):
