@@ -4,7 +4,8 @@ Per trial, a session hears a recorded question (real time), and once the reply's
 arrived and played for `delay` seconds (0.5–3.5 s, in turn) the first 1.5 s of another person's
 recording is streamed as the interruption. A listener plays the reply in real time from its first
 chunk (a chunk that arrives late starts late), so the interruption falls *during playback* when it
-starts before that playback ends. Per configuration, in one run on the same Triton:
+starts before that playback ends, by at least the 250 ms of speech a barge-in takes. Per
+configuration, in one run on the same Triton:
 
   until played  the default: a reply lasts until its audio has played (TURN_LASTS_UNTIL_PLAYED)
   until sent    a reply ends when its last audio has been sent (the behaviour before 2026-11-28)
@@ -31,10 +32,12 @@ from benchmarks.common import RESULTS, figure, percentiles, triton, write
 from benchmarks.corpus import human_clips, to_pcm16, trim_to_speech, voiced_frames
 from benchmarks.stack import AppServer, make_settings
 from benchmarks.voice_latency import MODELS
+from orchestrator.settings import Settings
 
 CONFIGS = {"until played": {}, "until sent": {"turn_lasts_until_played": False}}
 DELAYS_S = (0.5, 1.5, 2.5, 3.5)
 INTERRUPTION_S = 1.5
+BARGE_IN_MIN_SPEECH_S = Settings(_env_file=None).barge_in_min_speech_ms / 1000
 
 
 def speech_start(audio: np.ndarray) -> np.ndarray:
@@ -78,9 +81,7 @@ async def trial(app, question: np.ndarray, interruption: np.ndarray, delay_s: fl
                 break
             await asyncio.sleep(0.1)
     stored = rows[0] if rows else {}
-    # in a stall (the next sentence not made yet) the reply is still under way: that counts too
-    during = done["status"] == "interrupted" or (end is not None and onset < end)
-    return {"delay_s": delay_s, "status": done["status"], "during_playback": during,
+    return {"delay_s": delay_s, "status": done["status"],
             "played_s_at_onset": round(onset - first_audio, 2), "reply_audio_s": round(end - first_audio, 2) if end else None,
             "to_speech_started_ms": round((heard_start["_t"] - onset) * 1000, 1) if heard_start else None,
             "to_done_ms": round((done["_t"] - onset) * 1000, 1) if done["status"] == "interrupted" else None,
@@ -88,10 +89,18 @@ async def trial(app, question: np.ndarray, interruption: np.ndarray, delay_s: fl
             "stored_text": stored.get("assistant_text")}
 
 
+def during_playback(row: dict) -> bool:
+    """The interruption began while the reply played, early enough for the barge-in rule's 250 ms of
+    speech to fit before its end (or the reply was still under way, in a stall)."""
+    left_s = (row["reply_audio_s"] or 0.0) - row["played_s_at_onset"]
+    return row["status"] == "interrupted" or left_s > BARGE_IN_MIN_SPEECH_S
+
+
 def summarise(rows: list[dict]) -> dict:
-    during = [r for r in rows if r["during_playback"]]
+    during = [r for r in rows if during_playback(r)]
     cut = [r for r in during if r["status"] == "interrupted"]
     return {"trials": len(rows), "during_playback": len(during), "stopped": len(cut),
+            "in_the_last_250_ms_or_after": len(rows) - len(during),
             "missed": sum(r["status"] == "completed" for r in during),
             "to_speech_started_ms": percentiles(r["to_speech_started_ms"] for r in during),
             "to_done_ms": percentiles(r["to_done_ms"] for r in cut),
