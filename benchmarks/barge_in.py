@@ -15,7 +15,7 @@ Reported: of the interruptions during playback, how many stopped the reply (`res
 from the interruption's first sample to `speech.started` and to the reply's `response.done`; and what
 was stored for the interrupted turn: the sentences the listener had begun to hear, or more.
 
-    .venv/bin/python -m benchmarks.barge_in [--trials 8] [--name barge_in]
+    .venv/bin/python -m benchmarks.barge_in [--trials 12] [--name barge_in]
 """
 from __future__ import annotations
 
@@ -125,7 +125,7 @@ def plot(path: Path, summary: dict) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--trials", type=int, default=8)
+    parser.add_argument("--trials", type=int, default=12)
     parser.add_argument("--name", default="barge_in")
     args = parser.parse_args()
     clips = [trim_to_speech(a) for a, _t, _n in human_clips()]
