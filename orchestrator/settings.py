@@ -109,7 +109,7 @@ class Settings(BaseSettings):
     # a reply's TTS is critical-path work (priority.py) while the listener has less than this much of
     # its audio left to play, counted from the first chunk (0 = only the first chunk is critical)
     tts_lead_min_s: float = 1.0
-    # a reply lasts until its audio has played on the client (in real time from its first chunk), not
+    # a reply lasts until its audio has played on the client (each chunk in real time once sent), not
     # only until it was sent: speech until then is a barge-in, and what was not heard is not remembered
     turn_lasts_until_played: bool = True
     tts_voice: str = "default"

@@ -77,10 +77,10 @@ class Outbox:
 
     async def _out(self, item: dict | bytes) -> None:
         if isinstance(item, bytes):
-            _turn, _seq, rate, pcm = P.unpack_audio(item)
-            now = asyncio.get_running_loop().time()
-            self.audio_sent_s += len(pcm) / 2 / rate
-            self.playout_end = max(self.playout_end, now) + len(pcm) / 2 / rate
+            rate = P.AUDIO_HEADER.unpack_from(item)[3]
+            seconds = (len(item) - P.AUDIO_HEADER.size) / 2 / rate
+            self.audio_sent_s += seconds
+            self.playout_end = max(self.playout_end, asyncio.get_running_loop().time()) + seconds
         await self._send(item)
 
     async def put(self, item: dict | bytes) -> None:

@@ -88,8 +88,9 @@ async def respond(gateway, *, llm_model: str, tts_model: str | None, messages: l
             # all dropped, nothing to say, or a bare opener left of what was dropped ("그렇군요." and then
             # an earlier reply read out): the fallback, ours, is never held back with what it replaces
             if guard is not None and fallback and (not result.text or guard.bare_copied_opener(result.text)):
-                fallback_splitter = SentenceSplitter()  # a sentence at a time, as a reply: a barge-in
-                for sentence in [*fallback_splitter.push(fallback), *fallback_splitter.flush()]:  # keeps what was heard
+                # a sentence at a time, as a reply is: a barge-in keeps only the sentences heard
+                fallback_splitter = SentenceSplitter()
+                for sentence in [*fallback_splitter.push(fallback), *fallback_splitter.flush()]:
                     await speak(sentence, guarded=False)
             clock.mark("llm_done")
         finally:
