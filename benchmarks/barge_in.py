@@ -31,7 +31,7 @@ import numpy as np
 from benchmarks.common import RESULTS, figure, percentiles, triton, write
 from benchmarks.corpus import human_clips, to_pcm16, trim_to_speech, voiced_frames
 from benchmarks.stack import AppServer, make_settings
-from benchmarks.voice_latency import MODELS
+from benchmarks.voice_latency import MODELS, playback
 from orchestrator.settings import Settings
 
 CONFIGS = {"until played": {}, "until sent": {"turn_lasts_until_played": False}}
@@ -44,14 +44,6 @@ def speech_start(audio: np.ndarray) -> np.ndarray:
     """The recording from its first voiced 20 ms frame (its leading silence cut)."""
     voiced = voiced_frames(audio, 320)
     return audio[(voiced[0] * 320 if len(voiced) else 0):]
-
-
-def playback_end(frames: list, rate: int) -> float | None:
-    """When a listener that plays each chunk in real time once it has it finishes the reply."""
-    clock = None
-    for t, _seq, pcm in sorted(frames, key=lambda f: f[1]):
-        clock = max(clock or t, t) + len(pcm) / 2 / rate
-    return clock
 
 
 async def trial(app, question: np.ndarray, interruption: np.ndarray, delay_s: float) -> dict:
@@ -72,7 +64,8 @@ async def trial(app, question: np.ndarray, interruption: np.ndarray, delay_s: fl
         done = await client.wait_for("response.done", timeout=300, turn_id=turn)
         await send
         heard_start = client.find("speech.started", turn_id=turn + 1)
-    end = playback_end(client.rx.audio.get(turn, []), started.get("sample_rate", 24000))
+    frames = sorted(client.rx.audio.get(turn, []), key=lambda f: f[1])
+    _stall, end = playback(frames, started.get("sample_rate", 24000))
     async with httpx.AsyncClient() as http:
         rows = []
         for _ in range(50):  # stored just after the turn ends

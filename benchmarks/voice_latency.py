@@ -147,9 +147,10 @@ def model_parameter(server, model: str, key: str, value: str) -> None:
     client.load_model(model, config=json.dumps(config))
 
 
-def playback_stall_ms(frames: list, rate: int) -> float:
-    """Silence a listener hears inside the reply: playback starts with the first chunk and waits
-    whenever the next one has not arrived by the time the audio before it has played."""
+def playback(frames: list, rate: int) -> tuple[float, float | None]:
+    """A listener's playback of the reply's (receive time, seq, pcm) frames in order: it starts with
+    the first chunk and waits whenever the next one has not arrived by the time the audio before it
+    has played. Returns the silence heard inside the reply (s) and when the last audio has played."""
     clock, stall = None, 0.0
     for t, _seq, pcm in frames:
         if clock is None:
@@ -157,7 +158,11 @@ def playback_stall_ms(frames: list, rate: int) -> float:
         elif t > clock:
             stall, clock = stall + t - clock, t
         clock += len(pcm) / 2 / rate
-    return round(stall * 1000, 1)
+    return stall, clock
+
+
+def playback_stall_ms(frames: list, rate: int) -> float:
+    return round(playback(frames, rate)[0] * 1000, 1)
 
 
 def speculations() -> dict[str, float]:
