@@ -22,7 +22,7 @@ from orchestrator import protocol as P
 from orchestrator.metrics import ERRORS, TURNS, TurnClock
 from orchestrator.stages.prompting import build_messages, pick_fallback, reply_guard, visible_history
 from orchestrator.stages.reply_filter import compact
-from orchestrator.stages.respond import ResponseResult, respond
+from orchestrator.stages.respond import Playout, ResponseResult, respond
 from orchestrator.storage.db import utcnow
 from orchestrator.storage.turns import TurnRecord, describe
 from orchestrator.triton_client import TritonCallError
@@ -71,16 +71,12 @@ class Outbox:
         self._send, self._held, self.committed, self.closed = send, [], False, False
         self.flushing = False  # committed, and what was held is still being sent
         self.flushed = asyncio.Event()  # committed, and everything held until then sent
-        # the client's playback, if it plays each chunk in real time once it has it: what was sent,
-        # and when the last of it will have played (a chunk sent late starts late)
-        self.audio_sent_s, self.playout_end = 0.0, 0.0
+        self.playout = Playout()  # the client's playback of the audio sent (held audio is not)
 
     async def _out(self, item: dict | bytes) -> None:
         if isinstance(item, bytes):
             rate = P.AUDIO_HEADER.unpack_from(item)[3]
-            seconds = (len(item) - P.AUDIO_HEADER.size) / 2 / rate
-            self.audio_sent_s += seconds
-            self.playout_end = max(self.playout_end, asyncio.get_running_loop().time()) + seconds
+            self.playout.give((len(item) - P.AUDIO_HEADER.size) / 2 / rate)
         await self._send(item)
 
     async def put(self, item: dict | bytes) -> None:
@@ -99,13 +95,6 @@ class Outbox:
         finally:
             self.flushing = False
             self.flushed.set()
-
-    def unplayed_s(self) -> float:
-        """How much of the sent audio the client has still to play."""
-        return max(0.0, self.playout_end - asyncio.get_running_loop().time())
-
-    def played_s(self) -> float:
-        return self.audio_sent_s - self.unplayed_s()
 
     async def send_now(self, item: dict | bytes) -> None:
         """Past the hold and the close: a turn's last word for a turn that cannot say it itself."""
@@ -185,7 +174,7 @@ class Turn:
         if done is None or done.get("status") != "completed":
             return
         self.outbox.drop_audio()
-        self.played_s = self.outbox.played_s()
+        self.played_s = self.outbox.playout.played_s()
         self.status = done["status"] = "interrupted"
 
     async def report_abandoned(self, timeout_s: float) -> None:
@@ -220,7 +209,7 @@ class Turn:
             self.status = "interrupted"
             if not self.answer:
                 raise
-            self.played_s = self.outbox.played_s()
+            self.played_s = self.outbox.playout.played_s()
             if self.user_text:  # what was said before the barge-in, not the whole generated answer
                 self.after_commit(lambda: self.ctx.remember(self.user_text, self.said))
             await self.send("response.done", status="interrupted", text=self.result.text, timings=self.clock.ms())
@@ -248,14 +237,14 @@ class Turn:
             return self.result.text
         if not self.result.audio_samples:
             return " ".join(self.result.spoken)
-        played = self.outbox.played_s() if self.played_s is None else self.played_s
+        played = self.outbox.playout.played_s() if self.played_s is None else self.played_s
         return " ".join(s for s, at in zip(self.result.spoken, self.result.spoken_at) if at < played)
 
     async def _until_played(self) -> None:
         """The answer lasts while its client plays it (each chunk in real time once sent): speech until
         then is a barge-in that cuts it short, and only what was played is remembered and stored."""
         await self.outbox.flushed.wait()  # a speculative turn's audio leaves at its commit
-        await asyncio.sleep(self.outbox.unplayed_s())
+        await asyncio.sleep(self.outbox.playout.unplayed_s())
         self.clock.mark("played")
 
     def _store(self, started) -> None:
@@ -322,8 +311,7 @@ class Turn:
             max_sentences=cfg.max_reply_sentences, fallback=pick_fallback(cfg.reply_fallbacks, self.ctx.history),
             guard=reply_guard(self.ctx.instructions, self.hits, self.user_text,
                               history=visible_history(self.ctx.history, cfg.history_turns)),
-            on_text=text_out, on_audio=self._audio_out,
-            result=self.result)
+            on_text=text_out, on_audio=self._audio_out, result=self.result, playout=self.outbox.playout)
         if cfg.turn_lasts_until_played and self.result.audio_samples:
             await self._until_played()
         self.status = "completed"

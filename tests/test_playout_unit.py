@@ -60,3 +60,21 @@ async def test_a_reply_ends_when_its_audio_has_played_or_when_sent_if_so_configu
             assert waited < 0.3
         await h.session.close()
         assert h.db.stored[0].assistant_text == "첫 문장입니다. 둘째 문장입니다."
+
+
+async def test_the_tts_lead_counts_held_audio_as_unplayed():
+    """The TTS is told how much audio its listener has yet to play by the same clock the reply's end
+    uses: a speculative turn's audio waits in its outbox, so none of it has played yet."""
+    h = Harness(FakeGateway(reply=["첫 문장입니다. ", "둘째 문장입니다."], tts_audio_s=0.5, llm_delay_s=0.2),
+                speculative_pause_ms=250, vad_end_silence_ms=600)
+    await h.start()
+    await h.frames(LOUD, 20)
+    await h.frames(QUIET, 9)  # a pause: the speculative turn runs, its output held
+    handle = h.session.speculative
+    await h.wait_until(lambda: len(h.gw.tts_options) == 2)
+    assert not handle.committed and "<audio>" not in h.types()
+    first, second = h.gw.tts_options
+    assert "lead_s" not in first and second["lead_s"] == 0.5  # 0.2 s after the first audio, all of it ahead
+    await h.frames(QUIET, 10)  # the endpoint: everything leaves, and plays from now
+    assert (await h.wait_for("response.done"))["status"] == "completed"
+    await h.session.close()

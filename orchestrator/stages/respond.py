@@ -19,6 +19,25 @@ from orchestrator.stages.reply_filter import SENTENCE_ENDS, ReplyGuard
 log = logging.getLogger("orchestrator.respond")
 
 
+class Playout:
+    """The listener's playback, if it plays each chunk in real time once it has it: how much audio it
+    was given, and when the last of it will have played (a chunk that comes late starts late)."""
+
+    def __init__(self):
+        self.given_s, self.end = 0.0, 0.0
+
+    def give(self, seconds: float) -> None:
+        self.given_s += seconds
+        self.end = max(self.end, asyncio.get_running_loop().time()) + seconds
+
+    def unplayed_s(self) -> float:
+        """How much of the audio given the listener has still to play."""
+        return max(0.0, self.end - asyncio.get_running_loop().time())
+
+    def played_s(self) -> float:
+        return self.given_s - self.unplayed_s()
+
+
 @dataclass
 class ResponseResult:
     text: str = ""
@@ -35,10 +54,13 @@ async def respond(gateway, *, llm_model: str, tts_model: str | None, messages: l
                   tts_options: dict, clock: TurnClock, request_id: str, first_chunk_chars: int = 0,
                   max_sentences: int = 0, guard: ReplyGuard | None = None, fallback: str = "",
                   on_text: Callable[[str], Awaitable[None]], on_audio: Callable[[bytes, int], Awaitable[None]],
-                  result: ResponseResult) -> ResponseResult:
+                  result: ResponseResult, playout: Playout | None = None) -> ResponseResult:
     """Run one answer; `result` is filled as it goes, so an interrupted answer keeps what was said.
     Text reaches the client and the TTS a sentence at a time, after the `guard` (reply_filter.py);
-    if the guard drops everything, `fallback` is said instead of nothing."""
+    if the guard drops everything, `fallback` is said instead of nothing. `playout` is the listener's
+    clock, kept by whoever delivers `on_audio`'s chunks; without one, each chunk counts as given when made."""
+    own_playout = playout is None
+    playout = playout or Playout()
     sentences: asyncio.Queue[str | None] = asyncio.Queue()
 
     async def speak(piece: str, guarded: bool = True) -> bool:
@@ -97,7 +119,6 @@ async def respond(gateway, *, llm_model: str, tts_model: str | None, messages: l
             await sentences.put(None)
 
     async def tts_stage() -> None:
-        playback_start = None
         while (sentence := await sentences.get()) is not None:
             result.sentences.append(sentence)
             if tts_model is None:
@@ -106,9 +127,8 @@ async def respond(gateway, *, llm_model: str, tts_model: str | None, messages: l
                 continue
             # critical path (priority.py): the first sentence, and any while the listener's audio runs low
             options = {**tts_options, "first": len(result.sentences) == 1}
-            if playback_start is not None:  # audio sent and not yet played, if played from the first chunk
-                played = asyncio.get_running_loop().time() - playback_start
-                options["lead_s"] = round(max(0.0, result.audio_samples / result.sample_rate - played), 3)
+            if result.audio_samples:  # the audio made that the listener has yet to play (held audio included)
+                options["lead_s"] = round(max(0.0, result.audio_samples / result.sample_rate - playout.played_s()), 3)
             heard = False
             async for item in gateway.tts_stream(tts_model, sentence, options, request_id=f"{request_id}-tts"):
                 result.versions["tts"] = item.model_version
@@ -116,13 +136,13 @@ async def respond(gateway, *, llm_model: str, tts_model: str | None, messages: l
                     break
                 result.sample_rate = int(item.info.get("sample_rate", result.sample_rate))
                 clock.mark("first_audio")
-                if playback_start is None:
-                    playback_start = asyncio.get_running_loop().time()
                 if not heard:
                     heard = True
                     result.spoken.append(sentence)
                     result.spoken_at.append(result.audio_samples / result.sample_rate)
                 result.audio_samples += len(item.data)
+                if own_playout:
+                    playout.give(len(item.data) / result.sample_rate)
                 await on_audio(item.data.tobytes(), result.sample_rate)
         clock.mark("tts_done")
 
