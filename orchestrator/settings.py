@@ -107,7 +107,8 @@ class Settings(BaseSettings):
     # TTS out
     first_chunk_chars: int = 10   # an unpunctuated first sentence goes to TTS at the first space past this
     # a reply's TTS is critical-path work (priority.py) while the listener has less than this much of
-    # its audio left to play, counted from the first chunk (0 = only the first chunk is critical)
+    # its audio left to play, by the reply's playout clock (respond.Playout: audio held for a commit or
+    # sent late has not played; 0 = only the first chunk is critical)
     tts_lead_min_s: float = 1.0
     # a reply lasts until its audio has played on the client (each chunk in real time once sent), not
     # only until it was sent: speech until then is a barge-in, and what was not heard is not remembered
