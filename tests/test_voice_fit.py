@@ -133,6 +133,29 @@ def test_only_styles_as_intelligible_as_stock_are_searched():
     assert space([0.10, np.nan, 0.05]).intelligible() == [0]  # unmeasured: the stock voice only
 
 
+def test_a_style_is_excluded_only_when_it_misreads_more_sentences_than_stock():
+    """Past the pooled margin, a style is excluded when it reads worse than stock on significantly more
+    sentences (sign test), not for two or three characters of one sentence, which the check's noise
+    moves from one CPU to another."""
+    from RealTime_zeroshot_TTS_ko.voice_fit import VoiceSpace, sign_test
+
+    stock = np.array([0.0, 0.1, 0.0, 0.05, 0.0, 0.0, 0.1, 0.0, 0.0, 0.0, 0.0, 0.05])
+    one_sentence = stock.copy()
+    one_sentence[4] = 0.4                      # one sentence misheard: pooled CER well past the margin
+    everywhere = stock + 0.04                  # a little worse on every sentence
+    better_and_worse = stock.copy()
+    better_and_worse[[1, 6]] = 0.0
+    better_and_worse[[0, 2, 4]] = 0.15
+    rows = np.stack([stock, one_sentence, everywhere, better_and_worse])
+    n = len(rows)
+    space = VoiceSpace(["a"], np.zeros((1, 510, 256)), np.ones((n, 1)), np.zeros((n, 256)), [], [],
+                       rows.mean(axis=1), rows)
+    assert all(space.cer[1:] > space.cer[0] + 0.01)
+    assert space.intelligible() == [0, 1, 3]
+    assert sign_test(everywhere - stock) == 0.5 ** 12 and sign_test(stock - stock) == 1.0
+    assert sign_test(np.array([1, 1, 1, -1])) == 5 / 16
+
+
 def test_the_fit_is_warmed_up_before_the_first_enrolment(engine):
     """What a first fit would load (voice space, speaker encoder, pitch tracker) is loaded by the warm-up
     the `tts` model starts at initialize, so a user's first enrolment does not pay for it."""
