@@ -87,10 +87,20 @@ def warm_up(engine, pause=None) -> float:
     speaker_embeddings([clip])
     speaker_embedding(clip, 16000)
     pause()
-    median_pitch(clip, 16000), syllable_rate(clip, 16000)
+    warm_dsp(clip)
     levels = band_levels(clip, 16000)
     equalise(warp(clip, 1.0, 16000), eq_gains(levels, levels, 1.0), 16000)
     return time.perf_counter() - t0
+
+
+def warm_dsp(clip: np.ndarray | None = None) -> None:
+    """Run librosa's numba-compiled parts the fit uses (pitch tracker, zero crossings), writing numba's
+    cache. scripts/setup.sh runs it once before any server starts: two processes compiling the same
+    guvectorized function at once can leave a cache pair that segfaults whoever loads it (numba#10128;
+    seen here: the `tts` model's warm-up crashed its process)."""
+    if clip is None:
+        clip = (np.random.default_rng(0).standard_normal(3 * 16000) * 0.05).astype(np.float32)
+    median_pitch(clip, 16000), syllable_rate(clip, 16000)
 
 
 def speaker_embedding(audio: np.ndarray, sr: int) -> np.ndarray:

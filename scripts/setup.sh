@@ -76,6 +76,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   "$VENV/bin/python" -m export "${missing[@]}"
 fi
 
+# numba's cache for the zero-shot fit's pitch tracker, written by one process before servers start
+# (concurrent first compiles can write a pair that segfaults on load: voice_fit.warm_dsp)
+"$VENV/bin/python" -c "from RealTime_zeroshot_TTS_ko.voice_fit import warm_dsp; warm_dsp()"
+
 # ---------------------------------------------------------------- MariaDB (local, embedded default)
 if ! mariadb-admin ping >/dev/null 2>&1; then
   log "starting MariaDB"
