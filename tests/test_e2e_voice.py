@@ -124,11 +124,12 @@ async def test_silence_gives_no_turn(app):
 
 
 async def test_barge_in_cancels_answer_and_nothing_stale_follows(app):
+    # both clips made first: a synthesis between the reply's first audio and the interruption delayed
+    # it by seconds on a busy CI machine, past the end of a short reply; and before the socket opens,
+    # or a slow CPU (>10 s for both, Zen 3 VM) outlasts the server's wait for session.start
+    ask, interruption = [to_pcm16(synth_clip(text)) for text in
+                         ("한국의 역사에 대해서 아주 길고 자세하게 이야기해 주세요.", "잠깐만요, 그만하세요.")]
     async with VoiceClient(app.ws, sid("barge")) as client:
-        # both clips made first: a synthesis between the reply's first audio and the interruption
-        # delayed it by seconds on a busy CI machine, past the end of a short reply
-        ask, interruption = (to_pcm16(synth_clip(text)) for text in
-                              ("한국의 역사에 대해서 아주 길고 자세하게 이야기해 주세요.", "잠깐만요, 그만하세요."))
         await client.start("user-barge")
         await client.stream(ask)
         first_final = await client.wait_for("transcript.final", timeout=30)
