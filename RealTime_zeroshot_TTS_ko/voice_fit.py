@@ -82,7 +82,7 @@ def warm_up(engine, pause=None) -> float:
     t0 = time.perf_counter()
     engine.voice_space()
     _phonemes(CHECK_SENTENCE)  # the text front end's dictionaries
-    clip = (np.random.default_rng(0).standard_normal(3 * 16000) * 0.05).astype(np.float32)
+    clip = _warm_clip()
     pause()
     speaker_embeddings([clip])
     speaker_embedding(clip, 16000)
@@ -98,9 +98,13 @@ def warm_dsp(clip: np.ndarray | None = None) -> None:
     cache. scripts/setup.sh runs it once before any server starts: two processes compiling the same
     guvectorized function at once can leave a cache pair that segfaults whoever loads it (numba#10128;
     seen here: the `tts` model's warm-up crashed its process)."""
-    if clip is None:
-        clip = (np.random.default_rng(0).standard_normal(3 * 16000) * 0.05).astype(np.float32)
+    clip = _warm_clip() if clip is None else clip
     median_pitch(clip, 16000), syllable_rate(clip, 16000)
+
+
+def _warm_clip() -> np.ndarray:
+    """3 s of quiet noise at 16 kHz: what the warm-ups run the fit's parts on."""
+    return (np.random.default_rng(0).standard_normal(3 * 16000) * 0.05).astype(np.float32)
 
 
 def speaker_embedding(audio: np.ndarray, sr: int) -> np.ndarray:
