@@ -134,10 +134,10 @@ def export_tts(repo: Path, engine: str = "kokoro", melo_dir: str | None = None, 
 
 
 def voice_space(repo: Path) -> Path:
-    """The voice space zero-shot fits search (voice_fit.VoiceSpace): every style's audio and its CER as
+    """The voice space zero-shot fits search (voice_space.VoiceSpace): every style's audio and its CER as
     heard by this repository's Whisper. Minutes, once: cached per recipe and voice packs."""
     from RealTime_zeroshot_TTS_ko.engines.kokoro import KokoroEngine
-    from RealTime_zeroshot_TTS_ko.voice_fit import VoiceSpace, space_cache_path
+    from RealTime_zeroshot_TTS_ko.voice_space import VoiceSpace, space_cache_path
     from triton_models.stt import SttOptions, WhisperTranscriber
 
     engine = KokoroEngine.from_packages()
@@ -154,11 +154,11 @@ def voice_space(repo: Path) -> Path:
 
 def voice_space_stale(repo: Path) -> bool:
     """Whether the newest Kokoro tts version's voice space differs from (or lacks) the one this
-    checkout's recipe builds (voice_fit.space_cache_path: front end, moves, packs). A Melo tts has none."""
+    checkout's recipe builds (voice_space.space_cache_path: front end, moves, packs). A Melo tts has none."""
     import filecmp
 
     from RealTime_zeroshot_TTS_ko.engines.kokoro import package_data
-    from RealTime_zeroshot_TTS_ko.voice_fit import space_cache_path
+    from RealTime_zeroshot_TTS_ko.voice_space import space_cache_path
     from RealTime_zeroshot_TTS_ko.voices import VoiceBank
 
     existing = versions(Path(repo) / "tts")

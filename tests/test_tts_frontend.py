@@ -149,13 +149,13 @@ def test_phrase_chunks_short_first_then_growing():
 def test_a_front_end_change_rebuilds_the_voice_space(monkeypatch):
     """The voice space stores audio made from these phonemes: a cached one made by another front end
     must not be reused."""
-    from RealTime_zeroshot_TTS_ko import voice_fit
+    from RealTime_zeroshot_TTS_ko import voice_space
 
     packs = {"jf_alpha": np.zeros((2, 256), np.float32)}
-    now = voice_fit.space_cache_path(packs)
-    assert voice_fit.space_cache_path(packs) == now
-    monkeypatch.setattr(voice_fit, "_phonemes", lambda text: text)
-    assert voice_fit.space_cache_path(packs) != now
+    now = voice_space.space_cache_path(packs)
+    assert voice_space.space_cache_path(packs) == now
+    monkeypatch.setattr(voice_space, "phonemes_of", lambda text: text)
+    assert voice_space.space_cache_path(packs) != now
 
 
 def test_the_pitch_tracker_runs_on_this_cpu():

@@ -123,7 +123,7 @@ def test_fits_at_once_never_mix_and_survive_a_restart(engine, references):
 
 
 def test_only_styles_as_intelligible_as_stock_are_searched():
-    from RealTime_zeroshot_TTS_ko.voice_fit import CER_MARGIN, VoiceSpace
+    from RealTime_zeroshot_TTS_ko.voice_space import CER_MARGIN, VoiceSpace
 
     def space(cer):
         n = len(cer)
@@ -137,7 +137,7 @@ def test_a_style_is_excluded_only_when_it_misreads_more_sentences_than_stock():
     """Past the pooled margin, a style is excluded when it reads worse than stock on significantly more
     sentences (sign test), not for two or three characters of one sentence, which the check's noise
     moves from one CPU to another."""
-    from RealTime_zeroshot_TTS_ko.voice_fit import VoiceSpace, sign_test
+    from RealTime_zeroshot_TTS_ko.voice_space import VoiceSpace, sign_test
 
     stock = np.array([0.0, 0.1, 0.0, 0.05, 0.0, 0.0, 0.1, 0.0, 0.0, 0.0, 0.0, 0.05])
     one_sentence = stock.copy()

@@ -235,8 +235,8 @@ class KokoroEngine(TtsEngine):
         return parts[0] if parts else np.zeros(0, np.float32)
 
     def voice_space(self):
-        """The voice space fits search (voice_fit.VoiceSpace), written beside the weights by `export tts`."""
-        from RealTime_zeroshot_TTS_ko.voice_fit import VoiceSpace
+        """The voice space fits search (voice_space.VoiceSpace), written beside the weights by `export tts`."""
+        from RealTime_zeroshot_TTS_ko.voice_space import VoiceSpace
 
         path = self.weights_dir / "voice_space.npz" if self.weights_dir else None
         if path is None or not path.exists():
