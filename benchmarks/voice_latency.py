@@ -32,6 +32,9 @@ before it has played. Configurations run in one process, one after the other, on
   STT decoder on 2 threads  the defaults, but Whisper's decoder runs on two threads like its encoder
           (the stt model's `decoder_threads` = 2, the setting before 2026-11-27's evening), at every
           client count given
+  fallbacks synthesised when said  the defaults, but a reply the guard turns into a fallback has its
+          audio made when it is said instead of from the `tts` model's phrase cache (made for the
+          session's voice when it starts), at 1 client
 
 and the same models called in-process along the critical path (STT → LLM first sentence → TTS first
 chunk) give the share of a turn spent outside the models.
@@ -54,13 +57,14 @@ from benchmarks.common import RESULTS, ROOT, figure, percentiles, triton, write
 from benchmarks.corpus import human_clips, to_pcm16, trim_to_speech
 from benchmarks.stack import AppServer, make_settings
 from orchestrator.settings import Settings
+from orchestrator.stages.respond import fallback_sentences
 
 MODELS = ["vad", "stt", "embedder", "llm", "tts"]
 STAGES = ["endpoint", "stt", "recall", "first_token", "first_audio", "turn_done"]
 SERVER_STAGES = ["stt_done", "recall_done", "llm_first_token", "first_sentence", "first_audio"]
 CONFIGS = {
     "before": {"speculative_pause_ms": 0, "stt_window_s": 30, "llm_first_sentence_threads": 1,
-               "first_chunk_chars": 0, "llm_prefill_from_partials": False},
+               "first_chunk_chars": 0, "llm_prefill_from_partials": False, "fallback_audio_cached": False},
     "after": {},
     "Whisper VAD + 15 s window": {"stt_whisper_vad": True, "stt_window_s": 15},
     "no partials": {"partial_interval_ms": 100_000},  # nor, therefore, the STT prefix or the LLM prefill
@@ -76,6 +80,7 @@ CONFIGS = {
     "STT decoder on 2 threads": {},
     "later sentences in phrases": {},  # the tts model's one_call parameter "0"
     "first phrase always windowed": {},  # the tts model's first_window parameter "always"
+    "fallbacks synthesised when said": {"fallback_audio_cached": False},
 }
 # the llm model's `contexts` parameter per configuration
 LLM_CONTEXTS = {"before": 1, "after": 2, "Whisper VAD + 15 s window": 2, "no partials": 2,
@@ -83,12 +88,13 @@ LLM_CONTEXTS = {"before": 1, "after": 2, "Whisper VAD + 15 s window": 2, "no par
                 "no STT prefix": 2, "pause 120 ms": 2, "no playback lead": 2, "no LLM prefill": 2,
                 "no TTS pre-emption": 2, "turns share the critical path": 2,
                 "decodes run on": 2, "STT decoder on 2 threads": 2, "later sentences in phrases": 2,
-                "first phrase always windowed": 2}
+                "first phrase always windowed": 2, "fallbacks synthesised when said": 2}
 # configurations that only differ with several clients
 MULTI_CLIENT = ("one context", "no TTS pre-emption", "turns share the critical path", "decodes run on")
 # configurations compared at every client count asked for
 EVERY_CLIENT_COUNT = ("STT decoder on 2 threads", "later sentences in phrases", "first phrase always windowed")
-SENTENCE_COUNTERS = ("voice_tts_sentences_one_call_total", "voice_tts_sentences_phrases_total")
+SENTENCE_COUNTERS = ("voice_tts_sentences_one_call_total", "voice_tts_sentences_phrases_total",
+                     "voice_tts_phrases_cached_total")
 
 
 def _ms(event: dict | None, t0: float) -> float | None:
@@ -182,6 +188,13 @@ def summarise(rows: list[dict]) -> dict:
     out["playback_stall_ms"] = percentiles(r["playback_stall"] for r in rows)
     out["turns_with_stall_over_100ms"] = sum(r["playback_stall"] > 100 for r in rows)
     out["turns"] = len(rows)
+    # replies the guard turned into a fallback (the phrase cache serves them) apart from the LLM's own
+    fallbacks = [s for f in Settings().reply_fallbacks for s in fallback_sentences(f)]
+    is_fallback = {id(r): any(f in (r["reply"] or "") for f in fallbacks) for r in rows}
+    for kind, rows_of in (("fallback", [r for r in rows if is_fallback[id(r)]]),
+                          ("llm", [r for r in rows if not is_fallback[id(r)]])):
+        out[f"first_audio_{kind}_replies"] = {
+            "turns": len(rows_of), **percentiles(r["first_audio"] for r in rows_of if r["first_audio"] is not None)}
     return out
 
 

@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from orchestrator import protocol as P
 from orchestrator.listener import Listener
 from orchestrator.metrics import BARGE_INS, ERRORS, SPECULATIONS, TurnClock
+from orchestrator.stages.respond import fallback_sentences
 from orchestrator.turn import MemoryUnavailable, Outbox, Turn, TurnContext, TurnHandle, recall_memories, turn_messages
 from orchestrator.storage.turns import TurnRecord, describe
 from orchestrator.triton_client import TritonCallError
@@ -74,6 +75,7 @@ class VoiceSession:
         self.prefilling: asyncio.Task | None = None  # the LLM evaluating the prompt of the turn being spoken
         self.recalled: tuple[str, list] | None = None  # (partial, memories) the latest prefill recalled
         self.background: set[asyncio.Task] = set()
+        self.preparing: asyncio.Task | None = None  # the fallbacks' audio being made for this voice
         self.closed = False
         self._error_window, self._errors_sent, self._errors_dropped = 0.0, 0, 0
         self.listener = Listener(session_id, services.gateway, self.cfg, self, lambda: self.responding)
@@ -194,6 +196,7 @@ class VoiceSession:
         self.log.info("started for user %s (voice %s)", self.user_id, self.voice)
         await self.send("session.started", session_id=self.id, user_id=self.user_id, voice=self.voice,
                         input_sample_rate=16000, output_sample_rate=self.output_rate)
+        self._prepare_fallbacks()
         if event.voice_reference:
             await self._enroll(event.voice_reference)
 
@@ -221,8 +224,34 @@ class VoiceSession:
                                                              f"for later ones ({describe(exc)})")
             self.voice = voice_id
             await self.send("voice.enrolled", **info)
+            self._prepare_fallbacks()
 
         self._spawn(enroll())
+
+    def _prepare_fallbacks(self) -> None:
+        """Have the `tts` model make the reply fallbacks' audio for the session's voice into its phrase
+        cache, as background work (it yields to every turn's critical path); a voice change or the
+        session's end cancels it."""
+        if self.preparing is not None:
+            self.preparing.cancel()
+        if self.cfg.fallback_audio_cached and self.cfg.tts_enabled and self.cfg.tts_model:
+            self.preparing = self._spawn(self._prepare(self.voice))
+
+    async def _prepare(self, voice: str) -> None:
+        """Only speed is at stake: a failure is logged, and a fallback is then synthesised when said."""
+        started = time.perf_counter()
+        sentences = [s for fallback in self.cfg.reply_fallbacks for s in fallback_sentences(fallback)]
+        try:
+            for sentence in sentences:
+                stream = self.svc.gateway.tts_stream(self.cfg.tts_model, sentence, {"voice": voice, "prepare": True},
+                                                     request_id=f"{self.id}-prepare")
+                async for _ in stream:
+                    pass
+        except TritonCallError as exc:
+            self.log.warning("fallback audio not prepared for voice %s: %s", voice, exc.message)
+            return
+        self.log.info("fallback audio ready for voice %s (%d sentences, %.1f s)", voice, len(sentences),
+                      time.perf_counter() - started)
 
     # ---------------------------------------------------------------- listener events
     async def on_speech_started(self) -> None:
@@ -355,8 +384,9 @@ class VoiceSession:
         if self.closed:
             return
         self.closed = True
-        if self.prefilling is not None:
-            self.prefilling.cancel()
+        for task in (self.prefilling, self.preparing):
+            if task is not None:
+                task.cancel()
         await self._drop_speculation()
         await self.interrupt("close")
         if self.transcribing is not None:

@@ -103,6 +103,9 @@ class Settings(BaseSettings):
     # (REPLY_FALLBACKS='["…", "…"]' in .env)
     reply_fallbacks: list[str] = ["잘 들었어요. 조금 더 자세히 말씀해 주시겠어요?", "그 이야기를 조금 더 들려주시겠어요?",
                                   "그 부분에 대해서는 어떻게 생각하세요?"]
+    # the fallbacks' audio comes from the `tts` model's phrase cache, made in the background for the
+    # session's voice when it starts and when a voice is enrolled: a fallback turn speaks at once
+    fallback_audio_cached: bool = True
 
     # TTS out
     first_chunk_chars: int = 10   # an unpunctuated first sentence goes to TTS at the first space past this

@@ -309,6 +309,7 @@ class Turn:
                          "lead_min_s": cfg.tts_lead_min_s, "order": self.order(cfg)}, clock=self.clock,
             request_id=f"{self.ctx.session_id}-{self.turn_id}", first_chunk_chars=cfg.first_chunk_chars,
             max_sentences=cfg.max_reply_sentences, fallback=pick_fallback(cfg.reply_fallbacks, self.ctx.history),
+            cache_fallback=cfg.fallback_audio_cached,
             guard=reply_guard(self.ctx.instructions, self.hits, self.user_text,
                               history=visible_history(self.ctx.history, cfg.history_turns)),
             on_text=text_out, on_audio=self._audio_out, result=self.result, playout=self.outbox.playout)

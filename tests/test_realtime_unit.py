@@ -23,7 +23,8 @@ class Realtime(EventRecorder):
     def __init__(self, gateway: FakeGateway | None = None, beta: bool = False, **settings):
         super().__init__()
         self.gw = gateway or FakeGateway()
-        cfg = Settings(_env_file=None, **{"partial_interval_ms": 100000, **settings})
+        # the fallbacks' audio prepared at session start would add TTS calls to every count (tested on its own)
+        cfg = Settings(_env_file=None, **{"partial_interval_ms": 100000, "fallback_audio_cached": False, **settings})
         self.conn = RealtimeConnection(fake_services(cfg, self.gw), self._text, beta=beta,
                                        user_id="u1", model="test-model")
 

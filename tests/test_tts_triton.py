@@ -74,6 +74,29 @@ async def test_cancel_stops_within_one_chunk(gateway, triton):
     assert final.info["status"] == "done"
 
 
+async def test_a_prepared_phrase_is_served_from_the_cache(gateway, triton):
+    """{"prepare": true} makes a sentence into the phrase cache and streams nothing; {"cache": true}
+    then serves it at once: the same speech (Whisper hears it), at the rate asked for."""
+    sentence, served = "그 얘기를 조금만 더 들려주시겠어요?", "voice_tts_phrases_cached_total"
+    before, made_before = await triton_counter(triton, served), await triton_counter(triton, "voice_tts_chunks_total")
+    chunks, final = await collect(gateway, sentence, {"prepare": True})
+    assert final.info["status"] == "done" and chunks == []
+    made = await triton_counter(triton, "voice_tts_chunks_total") - made_before
+    t0 = time.perf_counter()
+    cached, final = await collect(gateway, sentence, {"cache": True, "first": True, "sample_rate": 16000})
+    served_s = time.perf_counter() - t0
+    fresh, _ = await collect(gateway, sentence, {"sample_rate": 16000})
+    assert await triton_counter(triton, served) - before == 1
+    assert final.info["status"] == "done" and cached and all(c.info.get("cached") for c in cached)
+    assert not any(c.info.get("cached") for c in fresh)
+    assert made == 0  # prepared audio is not counted as chunks sent
+    pcm = np.concatenate([c.data for c in cached])
+    assert len(pcm) == pytest.approx(sum(len(c.data) for c in fresh), rel=0.1)
+    transcript = await gateway.transcribe("stt", pcm, beam_size=5)
+    print(f"\nserved from the cache in {served_s * 1000:.0f} ms: {transcript.text!r}")
+    assert kocer.cer(sentence, transcript.text) <= ROUND_TRIP_CER_CEILING
+
+
 async def test_bad_requests_are_clear_errors(gateway):
     with pytest.raises(TritonCallError, match="empty"):
         await collect(gateway, "   ", {})

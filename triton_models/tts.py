@@ -2,7 +2,8 @@
 
 Synthesis request: TEXT (utf-8) + OPTIONS {"voice", "speed", "sample_rate": 24000|16000}; responses
 stream AUDIO int16 chunks (sentence by sentence, long sentences in phrases) with INFO json, and a
-last response with INFO {"status": "done"|"cancelled", ...} and FINAL.
+last response with INFO {"status": "done"|"cancelled", ...} and FINAL. {"cache": true} serves and keeps
+its sentences in the phrase cache (phrase_cache.py); {"prepare": true} only makes them into it.
 Enrolment request: REFERENCE int16 PCM + OPTIONS {"enroll": voice_id, "reference_rate": 16000};
 one final response whose INFO holds the fitted voice (similarity, speed, pitch, weights, enrol_ms).
 """
@@ -17,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from triton_models.common import ModelMetric, float_to_pcm16, json_array, model_params, optional, request_json
+from triton_models.phrase_cache import PhraseCache
 
 MAX_TEXT = 2000
 log = logging.getLogger("triton.tts")
@@ -34,6 +36,8 @@ class TtsService:
         from triton_models.priority import CriticalPath
 
         self.priority = priority or CriticalPath(enabled=False)
+        self.phrases = PhraseCache()
+        self.on_cached_phrase = lambda: None  # a sentence served from the phrase cache (a metric)
         kwargs = {"threads": threads, "voice_dir": voice_dir, "preempt": preempt,
                   "preempt_leads": stop_for_critical, "precision": precision,
                   "one_call": one_call, "first_window": first_window} if engine_name == "kokoro" else {}
@@ -104,11 +108,29 @@ class TtsService:
 
         text, rate = self.validate(text, options)
         voice, speed = str(options.get("voice", "default")), options.get("speed")
-        first = bool(options.get("first", False))
-        lead, lead_min = float(options.get("lead_s", 0.0)), float(options.get("lead_min_s", 0.0))
+        # {"cache": true}: sentences served from, or kept in, the phrase cache; {"prepare": true}: made
+        # into it as background work, nothing streamed
+        prepare = bool(options.get("prepare", False))
+        cache = prepare or bool(options.get("cache", False))
+        first = bool(options.get("first", False)) and not prepare
+        lead = float(options.get("lead_s", 0.0))
+        lead_min = 0.0 if prepare else float(options.get("lead_min_s", 0.0))
         order = optional(options, "order", float)  # the turn's, for its first chunk
         started = time.monotonic()  # playback's clock for this request (a reply's: from its first chunk)
         for s_idx, sentence in enumerate(split_sentences(text)):
+            key = PhraseCache.key(voice, speed, sentence) if cache else None
+            if key is not None and (kept := self.phrases.get(key)) is not None:
+                if not prepare:
+                    self.on_cached_phrase()
+                for c_idx, audio in enumerate([] if prepare else kept):
+                    if first and s_idx == 0 and c_idx == 0:
+                        started = time.monotonic()
+                    lead += len(audio) / self.engine.sample_rate
+                    yield float_to_pcm16(resample(audio, self.engine.sample_rate, rate)), {
+                        "sentence": s_idx, "chunk": c_idx, "text": sentence, "sample_rate": rate,
+                        "last_in_sentence": c_idx == len(kept) - 1, "cached": True}
+                continue
+            made = []
             ahead = max(0.0, lead - (time.monotonic() - started))  # audio the listener has yet to play
             pieces = self.engine.stream(sentence, voice, speed, windowed_first=first and s_idx == 0, ahead_s=ahead)
             for c_idx in itertools.count():
@@ -129,14 +151,19 @@ class TtsService:
                 if reply_start:
                     started = time.monotonic()
                 lead += len(chunk.audio) / self.engine.sample_rate
-                audio = resample(chunk.audio, self.engine.sample_rate, rate)
-                yield float_to_pcm16(audio), {"sentence": s_idx, "chunk": c_idx, "text": sentence,
-                                              "sample_rate": rate, "last_in_sentence": chunk.last}
+                made.append(chunk.audio)
+                if not prepare:
+                    audio = resample(chunk.audio, self.engine.sample_rate, rate)
+                    yield float_to_pcm16(audio), {"sentence": s_idx, "chunk": c_idx, "text": sentence,
+                                                  "sample_rate": rate, "last_in_sentence": chunk.last}
+            if key is not None:  # made whole (a cancelled request never gets here)
+                self.phrases.put(key, made)
 
     def enroll(self, voice_id: str, reference: np.ndarray, rate: int) -> dict:
         t0 = time.perf_counter()
         info = self.engine.enroll(voice_id, reference.astype(np.float32) / 32768.0, rate,
                                   pause=self.priority.yield_to_critical)  # background work
+        self.phrases.forget(voice_id)  # said in the voice this id had
         return {**info, "enroll_ms": round((time.perf_counter() - t0) * 1000, 1)}
 
 
@@ -167,6 +194,8 @@ class TritonPythonModel:
         self.sentences = {kind: ModelMetric(f"voice_tts_sentences_{kind.replace(' ', '_')}_total",
                                             f"sentences longer than a first phrase streamed {how}", args)
                           for kind, how in (("one call", "as one Kokoro call"), ("phrases", "in phrases"))}
+        self.service.on_cached_phrase = ModelMetric("voice_tts_phrases_cached_total",
+                                                    "sentences served from the phrase cache", args).add
         if hasattr(self.service.engine, "on_sentence"):
             self.service.engine.on_sentence = self.count_sentence
 

@@ -50,18 +50,26 @@ class ResponseResult:
     versions: dict = field(default_factory=dict)   # model -> version that served this answer
 
 
+def fallback_sentences(fallback: str) -> list[str]:
+    """A fallback as it is spoken, a sentence at a time (and as its audio is cached)."""
+    splitter = SentenceSplitter()
+    return [*splitter.push(fallback), *splitter.flush()]
+
+
 async def respond(gateway, *, llm_model: str, tts_model: str | None, messages: list[dict], llm_options: dict,
                   tts_options: dict, clock: TurnClock, request_id: str, first_chunk_chars: int = 0,
                   max_sentences: int = 0, guard: ReplyGuard | None = None, fallback: str = "",
+                  cache_fallback: bool = False,
                   on_text: Callable[[str], Awaitable[None]], on_audio: Callable[[bytes, int], Awaitable[None]],
                   result: ResponseResult, playout: Playout | None = None) -> ResponseResult:
     """Run one answer; `result` is filled as it goes, so an interrupted answer keeps what was said.
     Text reaches the client and the TTS a sentence at a time, after the `guard` (reply_filter.py);
-    if the guard drops everything, `fallback` is said instead of nothing. `playout` is the listener's
+    if the guard drops everything, `fallback` is said instead of nothing (its audio from the `tts`
+    model's phrase cache with `cache_fallback`: the same few phrases recur). `playout` is the listener's
     clock, kept by whoever delivers `on_audio`'s chunks; without one, each chunk counts as given when made."""
     own_playout = playout is None
     playout = playout or Playout()
-    sentences: asyncio.Queue[str | None] = asyncio.Queue()
+    sentences: asyncio.Queue[tuple[str, bool] | None] = asyncio.Queue()  # (sentence, a fallback's)
 
     async def speak(piece: str, guarded: bool = True) -> bool:
         """One finished piece of the reply: cleaned, shown and queued for TTS; False if dropped."""
@@ -72,7 +80,7 @@ async def respond(gateway, *, llm_model: str, tts_model: str | None, messages: l
         piece = f" {piece}" if result.text else piece
         result.text += piece
         await on_text(piece)
-        await sentences.put(piece.strip())
+        await sentences.put((piece.strip(), not guarded))
         return True
 
     async def llm_stage() -> None:
@@ -111,15 +119,15 @@ async def respond(gateway, *, llm_model: str, tts_model: str | None, messages: l
             # an earlier reply read out): the fallback, ours, is never held back with what it replaces
             if guard is not None and fallback and (not result.text or guard.bare_copied_opener(result.text)):
                 # a sentence at a time, as a reply is: a barge-in keeps only the sentences heard
-                fallback_splitter = SentenceSplitter()
-                for sentence in [*fallback_splitter.push(fallback), *fallback_splitter.flush()]:
+                for sentence in fallback_sentences(fallback):
                     await speak(sentence, guarded=False)
             clock.mark("llm_done")
         finally:
             await sentences.put(None)
 
     async def tts_stage() -> None:
-        while (sentence := await sentences.get()) is not None:
+        while (queued := await sentences.get()) is not None:
+            sentence, fallback_sentence = queued
             result.sentences.append(sentence)
             if tts_model is None:
                 result.spoken.append(sentence)
@@ -127,6 +135,8 @@ async def respond(gateway, *, llm_model: str, tts_model: str | None, messages: l
                 continue
             # critical path (priority.py): the first sentence, and any while the listener's audio runs low
             options = {**tts_options, "first": len(result.sentences) == 1}
+            if fallback_sentence and cache_fallback:
+                options["cache"] = True
             if result.audio_samples:  # the audio made that the listener has yet to play (held audio included)
                 options["lead_s"] = round(max(0.0, result.audio_samples / result.sample_rate - playout.played_s()), 3)
             heard = False

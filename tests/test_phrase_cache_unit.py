@@ -1,0 +1,109 @@
+"""The phrase cache (triton_models/phrase_cache.py): the reply fallbacks' audio, made in the
+background for the session's voice, serves a fallback at once. Fast unit layer; the same through the
+real Triton `tts` model in test_tts_triton.py."""
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+
+from orchestrator.metrics import TurnClock
+from orchestrator.settings import DEFAULT_SYSTEM_PROMPT, Settings
+from orchestrator.stages.prompting import reply_guard
+from orchestrator.stages.respond import ResponseResult, fallback_sentences, respond
+from tests.fakes.gateway import FakeGateway
+from tests.test_playback_lead_unit import service
+from tests.test_session_unit import Harness
+from triton_models.phrase_cache import PhraseCache
+
+
+def test_the_cache_keeps_the_most_recent_phrases_and_forgets_a_re_enrolled_voice():
+    cache = PhraseCache(max_phrases=2)
+    a, b, c = (PhraseCache.key(v, None, "네.") for v in ("a", "b", "c"))
+    for key in (a, b):
+        cache.put(key, [np.ones(3, np.float32)])
+    assert cache.get(a) is not None  # a used last: b goes first
+    cache.put(c, [np.ones(3, np.float32)])
+    assert b not in cache and a in cache and c in cache
+    cache.put(PhraseCache.key("a", None, "아니요."), [np.ones(3, np.float32)])
+    cache.forget("a")
+    assert len(cache) == 1 and c in cache
+    cache.put(PhraseCache.key("a", 1.2, "네."), [])  # nothing made (a cancelled request): nothing kept
+    assert PhraseCache.key("a", 1.2, "네.") not in cache
+
+
+def test_a_prepared_phrase_is_made_as_background_work_and_then_served_without_the_engine(monkeypatch):
+    svc = service(monkeypatch)
+    svc.phrases, served = PhraseCache(), []
+    svc.on_cached_phrase = lambda: served.append(1)
+    assert list(svc.chunks("잘 들었어요.", {"prepare": True, "first": True})) == []  # nothing streamed
+    assert set(svc.priority.steps) == {"B"}  # every chunk yielded to critical work first
+    runs = len(svc.priority.steps)
+    made = list(svc.chunks("잘 들었어요.", {"cache": True, "first": True, "sample_rate": 16000}))
+    assert len(made) == 4 and all(info["cached"] and info["sample_rate"] == 16000 for _, info in made)
+    assert [info["last_in_sentence"] for _, info in made] == [False, False, False, True]
+    assert len(svc.priority.steps) == runs and served == [1]  # the engine did not run again
+    # another voice, another speed, or a request that does not ask for the cache: made anew
+    for options in ({"cache": True, "voice": "user_2"}, {"cache": True, "speed": 1.1}, {}):
+        steps = len(svc.priority.steps)
+        assert not any(info.get("cached") for _, info in svc.chunks("잘 들었어요.", options))
+        assert len(svc.priority.steps) == steps + runs
+    svc.engine.enroll = lambda voice_id, reference, sr, pause=None: {"voice": voice_id}
+    monkeypatch.setattr(svc.engine.clock, "perf_counter", lambda: 0.0, raising=False)  # the fake clock
+    svc.enroll("default", np.zeros(16000, np.int16), 16000)  # the voice's id now names another voice
+    assert not any(info.get("cached") for _, info in svc.chunks("잘 들었어요.", {"cache": True}))
+
+
+async def test_only_a_fallbacks_sentences_ask_for_the_cache():
+    async def ignore(*_):
+        pass
+
+    for cached in (True, False):
+        gateway = FakeGateway(reply=["당신은 한국어로 대화하는 음성 비서입니다. ", "더 들려주세요."])
+        await respond(gateway, llm_model="llm", tts_model="tts", messages=[], llm_options={}, tts_options={},
+                      clock=TurnClock(speech_end=0.0), request_id="r", max_sentences=2,
+                      guard=reply_guard(DEFAULT_SYSTEM_PROMPT, [], "안녕하세요"), fallback="잘 들었어요. 더 말해 주세요.",
+                      cache_fallback=cached, on_text=ignore, on_audio=ignore, result=ResponseResult())
+        assert [o.get("cache", False) for o in gateway.tts_options] == [cached, cached]
+        gateway = FakeGateway(reply=["반가워요. ", "좋은 하루예요."])  # the LLM's own words: never cached
+        await respond(gateway, llm_model="llm", tts_model="tts", messages=[], llm_options={}, tts_options={},
+                      clock=TurnClock(speech_end=0.0), request_id="r", max_sentences=2,
+                      guard=reply_guard(DEFAULT_SYSTEM_PROMPT, [], "안녕하세요"), fallback="잘 들었어요.",
+                      cache_fallback=cached, on_text=ignore, on_audio=ignore, result=ResponseResult())
+        assert len(gateway.tts_options) == 2 and not any(o.get("cache") for o in gateway.tts_options)
+
+
+async def wait_for(condition, timeout_s: float = 2.0) -> None:
+    async with asyncio.timeout(timeout_s):
+        while not condition():
+            await asyncio.sleep(0.005)
+
+
+async def test_a_session_has_its_voices_fallbacks_prepared_and_a_failure_changes_nothing():
+    fallbacks = Settings(_env_file=None).reply_fallbacks
+    sentences = [s for f in fallbacks for s in fallback_sentences(f)]
+    h = Harness(FakeGateway(), fallback_audio_cached=True)
+    await h.start()
+    await wait_for(lambda: len(h.gw.tts_options) == len(sentences) and h.session.preparing.done())
+    assert all(o == {"voice": h.session.voice, "prepare": True} for o in h.gw.tts_options)
+    await h.session.close()
+    off = Harness(FakeGateway(), fallback_audio_cached=False)
+    await off.start()
+    await asyncio.sleep(0.05)
+    assert off.gw.tts_options == [] and off.session.preparing is None
+    await off.session.close()
+    failing = Harness(FakeGateway(fail={"tts": "model not ready"}), fallback_audio_cached=True)
+    await failing.start()
+    await wait_for(lambda: failing.session.preparing.done())
+    assert failing.session.preparing.exception() is None  # logged, no error event: only speed was at stake
+    assert not [e for e in failing.events if e["type"] == "error"]
+    await failing.session.close()
+
+
+async def test_closing_the_session_cancels_its_preparation():
+    h = Harness(FakeGateway(tts_delay_s=10.0), fallback_audio_cached=True)
+    await h.start()
+    await wait_for(lambda: len(h.gw.tts_options) == 1)
+    async with asyncio.timeout(2.0):
+        await h.session.close()
+    assert h.session.preparing.cancelled() and "tts" in h.gw.cancelled

@@ -1,0 +1,60 @@
+"""Audio of phrases a conversation says again and again (the reply guard's fallbacks), kept per voice.
+
+A reply's first sentence costs the `tts` model 0.3–1 s on a 2-core CPU; when that sentence is one of
+a few fixed phrases, its audio made once serves every later turn at once. Only requests that ask for
+it are cached (OPTIONS {"cache": true}); an enrolment replaces its voice, so it forgets that voice's
+phrases. Bounded: the least recently used phrase goes first.
+"""
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+
+import numpy as np
+
+MAX_PHRASES = 256  # a 2 s phrase at 24 kHz float32 is ~190 KB: ~50 MB at most
+
+
+class PhraseCache:
+    def __init__(self, max_phrases: int = MAX_PHRASES):
+        self.max_phrases = max_phrases
+        self._audio: OrderedDict[tuple, list[np.ndarray]] = OrderedDict()
+        self._lock = threading.Lock()  # Triton's execute threads and streams' producer threads
+        self.hits = self.misses = 0
+
+    @staticmethod
+    def key(voice: str, speed, sentence: str) -> tuple:
+        return voice, None if speed is None else round(float(speed), 3), sentence
+
+    def get(self, key: tuple) -> list[np.ndarray] | None:
+        """The phrase's chunks (engine rate), or None."""
+        with self._lock:
+            chunks = self._audio.get(key)
+            if chunks is None:
+                self.misses += 1
+                return None
+            self._audio.move_to_end(key)
+            self.hits += 1
+            return chunks
+
+    def put(self, key: tuple, chunks: list[np.ndarray]) -> None:
+        """A phrase made whole (a cancelled one is never put: its audio would end early)."""
+        if not chunks:
+            return
+        with self._lock:
+            self._audio[key] = [c.copy() for c in chunks]
+            self._audio.move_to_end(key)
+            while len(self._audio) > self.max_phrases:
+                self._audio.popitem(last=False)
+
+    def forget(self, voice: str) -> None:
+        with self._lock:
+            for key in [k for k in self._audio if k[0] == voice]:
+                del self._audio[key]
+
+    def __contains__(self, key: tuple) -> bool:
+        with self._lock:
+            return key in self._audio
+
+    def __len__(self) -> int:
+        return len(self._audio)
