@@ -198,6 +198,25 @@ def summarise(rows: list[dict]) -> dict:
     return out
 
 
+def outside_share(after: dict, models_only: dict, started_at: float) -> dict:
+    """The part of first audio (p50) outside the models. With speculation the models start at the
+    pause, so it is first_audio - (the pause + the models' own time). The models' time depends on the
+    reply: the LLM's own first sentence goes through TTS; a fallback served from the phrase cache has
+    none, so its path ends at the LLM's first sentence (the one the guard held back)."""
+    out = {"endpoint_p50_ms": after["endpoint"]["p50"], "models_start_ms": started_at}
+    for kind, models_ms in (("llm", models_only["first_audio"]), ("fallback", models_only["first_sentence"])):
+        turns = after[f"first_audio_{kind}_replies"]
+        if not turns["turns"]:
+            continue
+        if kind == "fallback" and not after["tts_sentences"].get("phrases_cached_total"):
+            models_ms = models_only["first_audio"]  # fallbacks synthesised when said
+        outside = turns["p50"] - started_at - models_ms
+        out[f"{kind}_replies"] = {"turns": turns["turns"], "voice_to_voice_p50_ms": turns["p50"],
+                                  "models_ms": models_ms, "outside_ms": round(outside, 1),
+                                  "share": round(outside / turns["p50"], 3)}
+    return out
+
+
 def in_process_critical_path(clips: list) -> dict:
     """The models alone, back to back in this process: STT, LLM until its first sentence, TTS first chunk.
     The LLM sees the pipeline's prompt (exemplars included) with the KV cache a turn finds: the prompt
@@ -300,16 +319,8 @@ def main() -> None:
     share = models_only = None
     if "after, 1 client" in summary:  # the outside-models share is of the defaults at one client
         models_only = in_process_critical_path(clips)
-        after = summary["after, 1 client"]
-        v2v = after["first_audio"]["p50"]
-        # with speculation the models start at the pause, so the part of first audio outside the models
-        # is first_audio - (pause at which the models started + the models' own time)
-        started_at = Settings(_env_file=None).speculative_pause_ms  # the defaults' ("after")
-        outside = v2v - started_at - models_only["first_audio"]
-        share = {"voice_to_voice_p50_ms": v2v,
-                 "endpoint_p50_ms": after["endpoint"]["p50"], "models_start_ms": started_at,
-                 "models_ms": models_only["first_audio"], "outside_ms": round(outside, 1),
-                 "share": round(outside / v2v, 3)}
+        share = outside_share(summary["after, 1 client"], models_only,
+                              Settings(_env_file=None).speculative_pause_ms)  # the defaults' ("after")
     write(args.name, {
         "material": "ko_speech_dev (Zeroth-Korean speaker 104 + Picovoice test clip), trailing silence cut",
         "configs": CONFIGS, "llm_contexts": LLM_CONTEXTS, "summary": summary, "in_process_models_ms": models_only,
