@@ -178,6 +178,12 @@ async def test_generation_stops_once_the_guard_has_dropped_as_many_sentences_as_
     for opening in ([user + " "], ["당신은 한국어로 대화하는 음성 비서입니다. "], ["한 잔의 커피가 소비자에게", " 전해지기 위해선"]):
         result, gateway = await run([*opening, "커피 이야기 좋네요. ", "더 들려주세요."])
         assert result.text == "다시 말씀해 주세요." and "llm" in gateway.cancelled, opening
+    # an opening that carries on the user's text with a connective of written prose: the fallback, never
+    # the fragment of a first chunk; such a connective later in a reply stays
+    result, _ = await run(["그러나, 커피를 속이", "는 것은 어렵습니다. ", "더 들려주세요."])
+    assert result.text == "다시 말씀해 주세요."
+    result, _ = await run(["커피 좋아하시나 봐요. ", "또한 차도 좋아요."])
+    assert result.text == "커피 좋아하시나 봐요. 또한 차도 좋아요."
     # once something was said, a read-back sentence is only dropped
     result, _ = await run(["커피 좋아하시나 봐요. ", user + " ", "저도 커피를 좋아해요."])
     assert result.text == "커피 좋아하시나 봐요. 저도 커피를 좋아해요."

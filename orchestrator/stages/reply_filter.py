@@ -2,8 +2,8 @@
 memories, echo the user's words, and write markdown, lists and emoji for a listener.
 
 `ReplyGuard.clean(sentence)` returns what may be spoken: formatting stripped, and "" for a sentence
-that recites guarded text (the system prompt, the exemplars, the memory block), repeats the user, or
-brings up a word only the prompt's exemplars said.
+that recites guarded text (the system prompt, the exemplars, the memory block), repeats the user,
+brings up a word only the prompt's exemplars said, or opens the reply carrying on the user's text.
 A recitation is a run of ≥ `min_run` characters (spaces ignored) shared with guarded text that is
 most of the sentence; words of a memory *used* in an answer ("민수님이라고 하셨어요") stay.
 """
@@ -41,6 +41,9 @@ ECHO_RUN, ECHO_PIECE = 20, 6
 # the user asked something: an answer that starts by restating the question ("한국에서 가장 높은 산은
 # 한라산이에요") is not an echo
 QUESTION = re.compile(r"[?？]|(까|나요|니|냐|가요|죠|지요|는지|을지)\s*[.!]?\s*$|뭐|어디|언제|누구|왜|얼마|몇|어떻게|어떤")
+# a reply that opens with a connective of written prose ("그러나, 커피를 …", "또한 …") is carrying on
+# the text it was given (a read-out news sentence), not answering it
+CONTINUES_TEXT = re.compile(r"^(그러나|또한|따라서|게다가|그러므로|한편|아울러|더불어)(?=[\s,])")
 
 
 def compact(text: str) -> str:
@@ -89,6 +92,7 @@ class ReplyGuard:
         self.dropped: list[str] = []
         self.sentence = ""  # the kept pieces of the sentence in progress (a first chunk ends mid-sentence)
         self.skipping = False  # this sentence began reading out a memory, an example or the user: drop its rest
+        self.opened = False  # a piece of the reply was kept
 
     def recites(self, sentence: str) -> bool:
         """Most of the sentence is a run of guarded text (a short guarded text counts whole)."""
@@ -135,8 +139,10 @@ class ReplyGuard:
             return ""
         complete = text[-1] in SENTENCE_ENDS
         dropped = self.skipping or self.recites(text) or self.echoes(text)
+        opening = not self.opened and not self.sentence
         begins = not dropped and (self.reads_unrelated(text) or any(w in text for w in self.foreign_words)
-                                  or (not complete and self.begins_echo(text)))
+                                  or (not complete and self.begins_echo(text))
+                                  or (opening and bool(CONTINUES_TEXT.match(text))))
         if dropped or begins:
             self.dropped.append(text)
             # the rest of a sentence that began reading a memory or the user's words out is never said alone
@@ -144,6 +150,7 @@ class ReplyGuard:
             self.sentence = "" if complete else self.sentence
             return ""
         self.sentence = "" if complete else self.sentence + compact(text)
+        self.opened = True
         return text
 
 
