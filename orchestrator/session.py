@@ -228,6 +228,12 @@ class VoiceSession:
 
         self._spawn(enroll())
 
+    def use_voice(self, voice: str) -> None:
+        """Speak in `voice` from the next sentence on (a client's session.update)."""
+        if voice != self.voice:
+            self.voice = voice
+            self._prepare_fallbacks()
+
     def _prepare_fallbacks(self) -> None:
         """Have the `tts` model make the reply fallbacks' audio for the session's voice into its phrase
         cache, as background work (it yields to every turn's critical path); a voice change or the

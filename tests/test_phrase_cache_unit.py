@@ -107,3 +107,19 @@ async def test_closing_the_session_cancels_its_preparation():
     async with asyncio.timeout(2.0):
         await h.session.close()
     assert h.session.preparing.cancelled() and "tts" in h.gw.cancelled
+
+
+async def test_a_realtime_voice_change_prepares_the_fallbacks_in_the_new_voice():
+    from tests.test_realtime_unit import Realtime
+
+    rt = Realtime(fallback_audio_cached=True)
+    await rt.conn.open()
+    count = len([s for f in Settings(_env_file=None).reply_fallbacks for s in fallback_sentences(f)])
+    await wait_for(lambda: len(rt.gw.tts_options) == count)
+    await rt.send("session.update", session={"type": "realtime", "audio": {"output": {"voice": "jf_alpha"}}})
+    await wait_for(lambda: len(rt.gw.tts_options) == 2 * count)
+    assert {o["voice"] for o in rt.gw.tts_options[count:]} == {"jf_alpha"}
+    await rt.send("session.update", session={"type": "realtime", "audio": {"output": {"voice": "jf_alpha"}}})
+    await asyncio.sleep(0.05)
+    assert len(rt.gw.tts_options) == 2 * count  # the same voice again: nothing to make
+    await rt.conn.close()

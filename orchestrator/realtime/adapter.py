@@ -144,7 +144,7 @@ class RealtimeConnection:
         if detection is not None:
             self.session.listener.tune(detection.threshold, detection.silence_duration_ms,
                                        detection.prefix_padding_ms)
-        self.session.voice = self.config.server_voice or self.own_voice
+        self.session.use_voice(self.config.server_voice or self.own_voice)
         await self.emit("session.updated", session=self.config.render(self.beta))
 
     async def _append(self, event: dict) -> None:
