@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from orchestrator import protocol as P
 from orchestrator.listener import Listener
 from orchestrator.metrics import BARGE_INS, ERRORS, SPECULATIONS, TurnClock
-from orchestrator.stages.respond import fallback_sentences
+from orchestrator.stages.respond import prepare_fallbacks
 from orchestrator.turn import MemoryUnavailable, Outbox, Turn, TurnContext, TurnHandle, recall_memories, turn_messages
 from orchestrator.storage.turns import TurnRecord, describe
 from orchestrator.triton_client import TritonCallError
@@ -246,17 +246,12 @@ class VoiceSession:
     async def _prepare(self, voice: str) -> None:
         """Only speed is at stake: a failure is logged, and a fallback is then synthesised when said."""
         started = time.perf_counter()
-        sentences = [s for fallback in self.cfg.reply_fallbacks for s in fallback_sentences(fallback)]
         try:
-            for sentence in sentences:
-                stream = self.svc.gateway.tts_stream(self.cfg.tts_model, sentence, {"voice": voice, "prepare": True},
-                                                     request_id=f"{self.id}-prepare")
-                async for _ in stream:
-                    pass
+            made = await prepare_fallbacks(self.svc.gateway, self.cfg.tts_model, voice, self.cfg.reply_fallbacks,
+                                           request_id=f"{self.id}-prepare")
         except TritonCallError as exc:
-            self.log.warning("fallback audio not prepared for voice %s: %s", voice, exc.message)
-            return
-        self.log.info("fallback audio ready for voice %s (%d sentences, %.1f s)", voice, len(sentences),
+            return self.log.warning("fallback audio not prepared for voice %s: %s", voice, exc.message)
+        self.log.info("fallback audio ready for voice %s (%d sentences, %.1f s)", voice, made,
                       time.perf_counter() - started)
 
     # ---------------------------------------------------------------- listener events

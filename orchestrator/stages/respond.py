@@ -56,6 +56,18 @@ def fallback_sentences(fallback: str) -> list[str]:
     return [*splitter.push(fallback), *splitter.flush()]
 
 
+async def prepare_fallbacks(gateway, tts_model: str, voice: str, fallbacks: list[str], request_id: str = "") -> int:
+    """Have the `tts` model make the fallbacks' audio for `voice` into its phrase cache (background
+    work there, nothing streamed back); the number of sentences made."""
+    sentences = [s for fallback in fallbacks for s in fallback_sentences(fallback)]
+    for sentence in sentences:
+        stream = gateway.tts_stream(tts_model, sentence, {"voice": voice, "prepare": True}, request_id=request_id)
+        async with aclosing(stream):
+            async for _ in stream:
+                pass
+    return len(sentences)
+
+
 async def respond(gateway, *, llm_model: str, tts_model: str | None, messages: list[dict], llm_options: dict,
                   tts_options: dict, clock: TurnClock, request_id: str, first_chunk_chars: int = 0,
                   max_sentences: int = 0, guard: ReplyGuard | None = None, fallback: str = "",
