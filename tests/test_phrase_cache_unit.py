@@ -30,6 +30,13 @@ def test_the_cache_keeps_the_most_recent_phrases_and_forgets_a_re_enrolled_voice
     assert len(cache) == 1 and c in cache
     cache.put(PhraseCache.key("a", 1.2, "네."), [])  # nothing made (a cancelled request): nothing kept
     assert PhraseCache.key("a", 1.2, "네.") not in cache
+    # a phrase begun in a voice that an enrolment then replaced is not kept
+    begun = cache.generation("c")
+    cache.forget("c")
+    cache.put(PhraseCache.key("c", None, "네."), [np.ones(3, np.float32)], begun)
+    assert PhraseCache.key("c", None, "네.") not in cache
+    cache.put(PhraseCache.key("c", None, "네."), [np.ones(3, np.float32)], cache.generation("c"))
+    assert PhraseCache.key("c", None, "네.") in cache
 
 
 def test_a_prepared_phrase_is_made_as_background_work_and_then_served_without_the_engine(monkeypatch):
@@ -52,6 +59,18 @@ def test_a_prepared_phrase_is_made_as_background_work_and_then_served_without_th
     monkeypatch.setattr(svc.engine.clock, "perf_counter", lambda: 0.0, raising=False)  # the fake clock
     svc.enroll("default", np.zeros(16000, np.int16), 16000)  # the voice's id now names another voice
     assert not any(info.get("cached") for _, info in svc.chunks("잘 들었어요.", {"cache": True}))
+    # an enrolment that lands while a phrase is being made: that phrase (partly the old voice) is not kept
+    scripted = svc.engine.stream
+
+    def enrolled_midway(*args, **kwargs):
+        for i, chunk in enumerate(scripted(*args, **kwargs)):
+            if i == 1:
+                svc.enroll("user_1", np.zeros(16000, np.int16), 16000)
+            yield chunk
+
+    monkeypatch.setattr(svc.engine, "stream", enrolled_midway)
+    list(svc.chunks("네, 알겠어요.", {"prepare": True, "voice": "user_1"}))
+    assert PhraseCache.key("user_1", None, "네, 알겠어요.") not in svc.phrases
 
 
 async def test_only_a_fallbacks_sentences_ask_for_the_cache():

@@ -19,6 +19,7 @@ class PhraseCache:
     def __init__(self, max_phrases: int = MAX_PHRASES):
         self.max_phrases = max_phrases
         self._audio: OrderedDict[tuple, list[np.ndarray]] = OrderedDict()
+        self._generation: dict[str, int] = {}  # per voice: how often it was forgotten
         self._lock = threading.Lock()  # Triton's execute threads and streams' producer threads
         self.hits = self.misses = 0
 
@@ -37,11 +38,19 @@ class PhraseCache:
             self.hits += 1
             return chunks
 
-    def put(self, key: tuple, chunks: list[np.ndarray]) -> None:
-        """A phrase made whole (a cancelled one is never put: its audio would end early)."""
+    def generation(self, voice: str) -> int:
+        """Taken before a phrase is made: `put` keeps it only if its voice was not forgotten meanwhile."""
+        with self._lock:
+            return self._generation.get(voice, 0)
+
+    def put(self, key: tuple, chunks: list[np.ndarray], generation: int | None = None) -> None:
+        """A phrase made whole (a cancelled one is never put: its audio would end early), made in the
+        voice as it was at `generation` (a phrase begun before an enrolment replaced it is dropped)."""
         if not chunks:
             return
         with self._lock:
+            if generation is not None and generation != self._generation.get(key[0], 0):
+                return
             self._audio[key] = [c.copy() for c in chunks]
             self._audio.move_to_end(key)
             while len(self._audio) > self.max_phrases:
@@ -49,6 +58,7 @@ class PhraseCache:
 
     def forget(self, voice: str) -> None:
         with self._lock:
+            self._generation[voice] = self._generation.get(voice, 0) + 1
             for key in [k for k in self._audio if k[0] == voice]:
                 del self._audio[key]
 

@@ -130,7 +130,7 @@ class TtsService:
                         "sentence": s_idx, "chunk": c_idx, "text": sentence, "sample_rate": rate,
                         "last_in_sentence": c_idx == len(kept) - 1, "cached": True}
                 continue
-            made = []
+            made, generation = [], self.phrases.generation(voice) if cache else None
             ahead = max(0.0, lead - (time.monotonic() - started))  # audio the listener has yet to play
             pieces = self.engine.stream(sentence, voice, speed, windowed_first=first and s_idx == 0, ahead_s=ahead)
             for c_idx in itertools.count():
@@ -157,7 +157,7 @@ class TtsService:
                     yield float_to_pcm16(audio), {"sentence": s_idx, "chunk": c_idx, "text": sentence,
                                                   "sample_rate": rate, "last_in_sentence": chunk.last}
             if key is not None:  # made whole (a cancelled request never gets here)
-                self.phrases.put(key, made)
+                self.phrases.put(key, made, generation)
 
     def enroll(self, voice_id: str, reference: np.ndarray, rate: int) -> dict:
         t0 = time.perf_counter()
