@@ -19,6 +19,7 @@ from orchestrator.auth import KeyRing, RateLimit, check_exposure, origin_allowed
 from orchestrator.realtime.adapter import RealtimeConnection
 from orchestrator.realtime.page import PAGE_DIR
 from orchestrator.session import Services, VoiceSession
+from orchestrator.warmup import warm_up
 from orchestrator.settings import Settings, get_settings
 from orchestrator.storage.db import Database
 from orchestrator.storage.turns import TurnStore
@@ -86,9 +87,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                       RateLimit(settings.enrollments_per_hour, 3600.0))
         log.info("orchestrator up: triton=%s db=%s milvus=%s", settings.triton_url,
                  db.engine.url.render_as_string(hide_password=True), settings.milvus_uri)
+        warming = asyncio.create_task(warm_up(app.state.services)) if settings.warm_up_at_start else None
         try:
             yield
         finally:
+            if warming is not None:
+                warming.cancel()
+                await asyncio.gather(warming, return_exceptions=True)
             await turn_store.close(settings.storage_timeout_s)
             await gateway.close()
             await db.close()

@@ -106,6 +106,9 @@ class Settings(BaseSettings):
     # the fallbacks' audio comes from the `tts` model's phrase cache, made in the background for the
     # session's voice when it starts and when a voice is enrolled: a fallback turn speaks at once
     fallback_audio_cached: bool = True
+    # the models' first calls (STT, embedder, the LLM's default prompt, the fallbacks' audio) made in the
+    # background at start (warmup.py), not in a user's first turn
+    warm_up_at_start: bool = True
 
     # TTS out
     first_chunk_chars: int = 10   # an unpunctuated first sentence goes to TTS at the first space past this
