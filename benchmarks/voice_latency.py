@@ -190,9 +190,12 @@ def summarise(rows: list[dict]) -> dict:
     out["turns"] = len(rows)
     # replies the guard turned into a fallback (the phrase cache serves them) apart from the LLM's own
     fallbacks = [s for f in Settings().reply_fallbacks for s in fallback_sentences(f)]
-    is_fallback = {id(r): any(f in (r["reply"] or "") for f in fallbacks) for r in rows}
-    for kind, rows_of in (("fallback", [r for r in rows if is_fallback[id(r)]]),
-                          ("llm", [r for r in rows if not is_fallback[id(r)]])):
+
+    def is_fallback(row: dict) -> bool:
+        return any(f in (row["reply"] or "") for f in fallbacks)
+
+    for kind, wanted in (("fallback", True), ("llm", False)):
+        rows_of = [r for r in rows if is_fallback(r) == wanted]
         out[f"first_audio_{kind}_replies"] = {
             "turns": len(rows_of), **percentiles(r["first_audio"] for r in rows_of if r["first_audio"] is not None)}
     return out

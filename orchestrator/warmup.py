@@ -3,7 +3,7 @@
 Measured on a fresh `scripts/run.sh` (Zen 4 VM): the first turn after a start took 2.3 s to its final
 transcript and 1.3 s more to the LLM's first token (the whole system prompt evaluated, the embedder's
 first search), against 0.75 s and 0.15 s in the next session. Here, in the background: a partial and
-a final transcript of quiet noise, a query embedding, the LLM's prefill of the default prompt (a turn
+a final transcript of noise, a query embedding, the LLM's prefill of the default prompt (a turn
 then finds it in a context's KV cache) and the fallbacks' audio in the default voice. A failure is
 logged and changes nothing (a model that is down fails its turns as it would have).
 """

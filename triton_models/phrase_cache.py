@@ -21,7 +21,6 @@ class PhraseCache:
         self._audio: OrderedDict[tuple, list[np.ndarray]] = OrderedDict()
         self._generation: dict[str, int] = {}  # per voice: how often it was forgotten
         self._lock = threading.Lock()  # Triton's execute threads and streams' producer threads
-        self.hits = self.misses = 0
 
     @staticmethod
     def key(voice: str, speed, sentence: str) -> tuple:
@@ -31,11 +30,8 @@ class PhraseCache:
         """The phrase's chunks (engine rate), or None."""
         with self._lock:
             chunks = self._audio.get(key)
-            if chunks is None:
-                self.misses += 1
-                return None
-            self._audio.move_to_end(key)
-            self.hits += 1
+            if chunks is not None:
+                self._audio.move_to_end(key)
             return chunks
 
     def generation(self, voice: str) -> int:
@@ -67,4 +63,5 @@ class PhraseCache:
             return key in self._audio
 
     def __len__(self) -> int:
-        return len(self._audio)
+        with self._lock:
+            return len(self._audio)

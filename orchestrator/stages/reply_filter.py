@@ -139,10 +139,9 @@ class ReplyGuard:
             return ""
         complete = text[-1] in SENTENCE_ENDS
         dropped = self.skipping or self.recites(text) or self.echoes(text)
-        opening = not self.opened and not self.sentence
         begins = not dropped and (self.reads_unrelated(text) or any(w in text for w in self.foreign_words)
                                   or (not complete and self.begins_echo(text))
-                                  or (opening and bool(CONTINUES_TEXT.match(text))))
+                                  or (not self.opened and bool(CONTINUES_TEXT.match(text))))
         if dropped or begins:
             self.dropped.append(text)
             # the rest of a sentence that began reading a memory or the user's words out is never said alone
