@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import tempfile
 import time
 import uuid
@@ -179,6 +180,16 @@ def speculations() -> dict[str, float]:
             for o in ("committed", "cancelled")}
 
 
+@functools.cache
+def fallback_replies() -> tuple[str, ...]:
+    return tuple(s for f in Settings(_env_file=None).reply_fallbacks for s in fallback_sentences(f))
+
+
+def is_fallback(row: dict) -> bool:
+    """A reply the guard turned into one of the default fallbacks."""
+    return any(f in (row["reply"] or "") for f in fallback_replies())
+
+
 def summarise(rows: list[dict]) -> dict:
     out = {s: percentiles(r[s] for r in rows if r[s] is not None) for s in STAGES}
     out["server_ms"] = {s: percentiles(r["server"][s] for r in rows if s in r["server"]) for s in SERVER_STAGES}
@@ -189,11 +200,6 @@ def summarise(rows: list[dict]) -> dict:
     out["turns_with_stall_over_100ms"] = sum(r["playback_stall"] > 100 for r in rows)
     out["turns"] = len(rows)
     # replies the guard turned into a fallback (the phrase cache serves them) apart from the LLM's own
-    fallbacks = [s for f in Settings().reply_fallbacks for s in fallback_sentences(f)]
-
-    def is_fallback(row: dict) -> bool:
-        return any(f in (row["reply"] or "") for f in fallbacks)
-
     for kind, wanted in (("fallback", True), ("llm", False)):
         rows_of = [r for r in rows if is_fallback(r) == wanted]
         out[f"first_audio_{kind}_replies"] = {
@@ -201,29 +207,34 @@ def summarise(rows: list[dict]) -> dict:
     return out
 
 
-def outside_share(after: dict, models_only: dict, started_at: float) -> dict:
-    """The part of first audio (p50) outside the models. With speculation the models start at the
-    pause, so it is first_audio - (the pause + the models' own time). The models' time depends on the
-    reply: the LLM's own first sentence goes through TTS; a fallback served from the phrase cache has
-    none, so its path ends at the LLM's first sentence (the one the guard held back)."""
+def outside_share(after: dict, rows: list[dict], per_clip: dict[str, dict], started_at: float) -> dict:
+    """The part of first audio outside the models, turn by turn: with speculation the models start at
+    the pause, so a turn's outside time is its first audio - (the pause + the same clip's models'
+    own time in-process). The models' time depends on the reply: the LLM's own first sentence goes
+    through TTS; a fallback served from the phrase cache has none, so its path ends at the LLM's first
+    sentence (the one the guard held back). p50 over the turns of each kind."""
     out = {"endpoint_p50_ms": after["endpoint"]["p50"], "models_start_ms": started_at}
-    for kind, models_ms in (("llm", models_only["first_audio"]), ("fallback", models_only["first_sentence"])):
-        turns = after[f"first_audio_{kind}_replies"]
-        if not turns["turns"]:
+    fallback_cached = bool(after["tts_sentences"].get("phrases_cached_total"))
+    for kind in ("llm", "fallback"):
+        stage = "first_sentence" if kind == "fallback" and fallback_cached else "first_audio"
+        turns = [(r["first_audio"], per_clip[r["clip"]][stage]) for r in rows
+                 if is_fallback(r) == (kind == "fallback") and r["first_audio"] is not None and r["clip"] in per_clip]
+        if not turns:
             continue
-        if kind == "fallback" and not after["tts_sentences"].get("phrases_cached_total"):
-            models_ms = models_only["first_audio"]  # fallbacks synthesised when said
-        outside = turns["p50"] - started_at - models_ms
-        out[f"{kind}_replies"] = {"turns": turns["turns"], "voice_to_voice_p50_ms": turns["p50"],
-                                  "models_ms": models_ms, "outside_ms": round(outside, 1),
-                                  "share": round(outside / turns["p50"], 3)}
+        outside = [heard - started_at - models for heard, models in turns]
+        out[f"{kind}_replies"] = {
+            "turns": len(turns), "voice_to_voice_p50_ms": percentiles(h for h, _ in turns)["p50"],
+            "models_p50_ms": percentiles(m for _, m in turns)["p50"],
+            "outside_p50_ms": percentiles(outside)["p50"],
+            "share": round(float(np.median([o / h for o, (h, _) in zip(outside, turns)])), 3)}
     return out
 
 
-def in_process_critical_path(clips: list) -> dict:
-    """The models alone, back to back in this process: STT, LLM until its first sentence, TTS first chunk.
-    The LLM sees the pipeline's prompt (exemplars included) with the KV cache a turn finds: the prompt
-    up to the transcript's last two words prefilled, as the partial transcripts do while the user speaks."""
+def in_process_critical_path(clips: list) -> dict[str, dict]:
+    """The models alone, back to back in this process, per clip: STT, LLM until its first sentence, TTS
+    first chunk (ms). The LLM sees the pipeline's prompt (exemplars included) with the KV cache a turn
+    finds: the prompt up to the transcript's last two words prefilled, as the partial transcripts do
+    while the user speaks."""
     from orchestrator.settings import DEFAULT_SYSTEM_PROMPT, Settings
     from orchestrator.stages.prompting import build_messages
     from RealTime_zeroshot_TTS_ko import load_engine
@@ -237,8 +248,8 @@ def in_process_critical_path(clips: list) -> dict:
     tts = load_engine("kokoro", next((repo / "tts").glob("*/kokoro")))
     cfg = Settings(_env_file=None)  # the pipeline's own first-chunk and thread settings
     stt.transcribe(clips[0][0])
-    runs = []
-    for audio, _text, _name in clips[:4]:
+    runs = {}
+    for audio, _text, name in clips:
         t0 = time.perf_counter()
         text = stt.transcribe(audio, SttOptions())["text"] or "안녕하세요"
         t_stt = time.perf_counter()
@@ -260,9 +271,9 @@ def in_process_critical_path(clips: list) -> dict:
         t_sentence = time.perf_counter()
         next(iter(tts.stream(first_sentence, windowed_first=True)))  # as the tts model speaks a reply's first
         t_audio = time.perf_counter()
-        runs.append({"stt": (t_stt - t0) * 1000, "first_token": (t_tok - t0) * 1000,
-                     "first_sentence": (t_sentence - t0) * 1000, "first_audio": (t_audio - t0) * 1000})
-    return {k: percentiles(r[k] for r in runs)["p50"] for k in runs[0]}
+        runs[name] = {"stt": (t_stt - t0) * 1000, "first_token": (t_tok - t0) * 1000,
+                      "first_sentence": (t_sentence - t0) * 1000, "first_audio": (t_audio - t0) * 1000}
+    return runs
 
 
 def plot(path: Path, summary: dict) -> Path:
@@ -319,15 +330,17 @@ def main() -> None:
             summary[key]["tts_sentences"] = {m.removeprefix("voice_tts_"): server.counter(m) - v
                                              for m, v in sentences.items()}
             print(key, {s: summary[key][s]["p50"] for s in STAGES}, flush=True)
-    share = models_only = None
+    share = models_only = per_clip = None
     if "after, 1 client" in summary:  # the outside-models share is of the defaults at one client
-        models_only = in_process_critical_path(clips)
-        share = outside_share(summary["after, 1 client"], models_only,
+        heard = {r["clip"] for r in rows_by["after, 1 client"]}
+        per_clip = in_process_critical_path([c for c in clips if c[2] in heard])
+        models_only = {k: percentiles(r[k] for r in per_clip.values())["p50"] for k in next(iter(per_clip.values()))}
+        share = outside_share(summary["after, 1 client"], rows_by["after, 1 client"], per_clip,
                               Settings(_env_file=None).speculative_pause_ms)  # the defaults' ("after")
     write(args.name, {
         "material": "ko_speech_dev (Zeroth-Korean speaker 104 + Picovoice test clip), trailing silence cut",
         "configs": CONFIGS, "llm_contexts": LLM_CONTEXTS, "summary": summary, "in_process_models_ms": models_only,
-        "share_outside_models": share,
+        "in_process_per_clip_ms": per_clip, "share_outside_models": share,
         "rows": rows_by, "plot": str(plot(RESULTS / f"{args.name}.png", summary))})
 
 

@@ -18,6 +18,8 @@ SPECULATIONS = Counter("voice_speculations_total", "Turns started at a pause, by
 BARGE_INS = Counter("voice_barge_ins_total", "Bot answers interrupted by user speech")
 MODEL_RELOADS = Counter("voice_model_reloads_total", "Models reloaded because their process died or went silent",
                         ["model"])
+FALLBACK_AUDIO = Counter("voice_fallback_audio_prepared_total", "Preparations of the reply fallbacks' audio in a "
+                         "session's voice (the tts model's phrase cache), by outcome: ready or failed", ["outcome"])
 TURNS_UNSTORED = Gauge("voice_turns_unstored", "Finished turns waiting for a storage retry")
 
 

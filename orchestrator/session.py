@@ -9,8 +9,6 @@ committed turn is cancelled (bounded wait) and stored as interrupted.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import logging
 import time
 from dataclasses import dataclass
@@ -22,7 +20,7 @@ from pydantic import ValidationError
 from orchestrator import protocol as P
 from orchestrator.listener import Listener
 from orchestrator.metrics import BARGE_INS, ERRORS, SPECULATIONS, TurnClock
-from orchestrator.stages.respond import prepare_fallbacks
+from orchestrator.session_voice import SessionVoice
 from orchestrator.turn import MemoryUnavailable, Outbox, Turn, TurnContext, TurnHandle, recall_memories, turn_messages
 from orchestrator.storage.turns import TurnRecord, describe
 from orchestrator.triton_client import TritonCallError
@@ -62,7 +60,6 @@ class VoiceSession:
         self._send_json, self._send_bytes = send_json, send_bytes
         self.log = SessionLog(log, {"session": session_id})
         self.user_id: str | None = None
-        self.voice = self.cfg.tts_voice
         self.output_rate = self.cfg.output_sample_rate
         self.turn_id = 0
         self.turn_index = 0
@@ -75,10 +72,11 @@ class VoiceSession:
         self.prefilling: asyncio.Task | None = None  # the LLM evaluating the prompt of the turn being spoken
         self.recalled: tuple[str, list] | None = None  # (partial, memories) the latest prefill recalled
         self.background: set[asyncio.Task] = set()
-        self.preparing: asyncio.Task | None = None  # the fallbacks' audio being made for this voice
         self.closed = False
         self._error_window, self._errors_sent, self._errors_dropped = 0.0, 0, 0
         self.listener = Listener(session_id, services.gateway, self.cfg, self, lambda: self.responding)
+        self.voice = SessionVoice(session_id, services, self.cfg.tts_voice, self._spawn, self.error, self.send,
+                                  self.log)
 
     # ---------------------------------------------------------------- transport helpers
     async def send(self, type_: str, **fields) -> None:
@@ -192,67 +190,13 @@ class VoiceSession:
                                     f"the database is unavailable ({describe(exc)}); send session.start again later")
         self.user_id, self.turn_index = user_id, turn_index
         self.output_rate = event.output_sample_rate or self.output_rate
-        self.voice = user.voice_id or self.voice
-        self.log.info("started for user %s (voice %s)", self.user_id, self.voice)
-        await self.send("session.started", session_id=self.id, user_id=self.user_id, voice=self.voice,
+        self.voice.name = user.voice_id or self.voice.name
+        self.log.info("started for user %s (voice %s)", self.user_id, self.voice.name)
+        await self.send("session.started", session_id=self.id, user_id=self.user_id, voice=self.voice.name,
                         input_sample_rate=16000, output_sample_rate=self.output_rate)
-        self._prepare_fallbacks()
+        self.voice.prepare_fallbacks()
         if event.voice_reference:
-            await self._enroll(event.voice_reference)
-
-    async def _enroll(self, b64: str) -> None:
-        try:
-            pcm = np.frombuffer(base64.b64decode(b64, validate=True), dtype=np.int16)
-        except (binascii.Error, ValueError):
-            return await self.error(P.ErrorCode.VOICE_ENROLL_FAILED, "voice_reference must be base64 PCM16")
-        if not 3.0 <= len(pcm) / 16000 <= 15.0:
-            return await self.error(P.ErrorCode.VOICE_ENROLL_FAILED, "voice_reference must be 3–15 s of 16 kHz audio")
-        if self.svc.enrollments is not None and not self.svc.enrollments.allow(self.user_id):
-            return await self.error(P.ErrorCode.RATE_LIMITED, f"more than {self.cfg.enrollments_per_hour} voice "
-                                    "enrolments an hour for this user; the session goes on in its current voice")
-
-        async def enroll() -> None:
-            voice_id = f"user_{self.user_id}"
-            try:
-                info = await self.svc.gateway.enroll_voice(self.cfg.tts_model, voice_id, pcm, 16000)
-            except TritonCallError as exc:
-                return await self.error(P.ErrorCode.VOICE_ENROLL_FAILED, exc.message)
-            try:  # saved before it is announced: the user's next session starts in it
-                await asyncio.wait_for(self.svc.db.set_voice(self.user_id, voice_id), self.cfg.storage_timeout_s)
-            except Exception as exc:  # noqa: BLE001
-                await self.error(P.ErrorCode.STORAGE_FAILED, f"the voice serves this session but was not saved "
-                                                             f"for later ones ({describe(exc)})")
-            self.voice = voice_id
-            await self.send("voice.enrolled", **info)
-            self._prepare_fallbacks()
-
-        self._spawn(enroll())
-
-    def use_voice(self, voice: str) -> None:
-        """Speak in `voice` from the next sentence on (a client's session.update)."""
-        if voice != self.voice:
-            self.voice = voice
-            self._prepare_fallbacks()
-
-    def _prepare_fallbacks(self) -> None:
-        """Have the `tts` model make the reply fallbacks' audio for the session's voice into its phrase
-        cache, as background work (it yields to every turn's critical path); a voice change or the
-        session's end cancels it."""
-        if self.preparing is not None:
-            self.preparing.cancel()
-        if self.cfg.fallback_audio_cached and self.cfg.tts_enabled and self.cfg.tts_model:
-            self.preparing = self._spawn(self._prepare(self.voice))
-
-    async def _prepare(self, voice: str) -> None:
-        """Only speed is at stake: a failure is logged, and a fallback is then synthesised when said."""
-        started = time.perf_counter()
-        try:
-            made = await prepare_fallbacks(self.svc.gateway, self.cfg.tts_model, voice, self.cfg.reply_fallbacks,
-                                           request_id=f"{self.id}-prepare")
-        except TritonCallError as exc:
-            return self.log.warning("fallback audio not prepared for voice %s: %s", voice, exc.message)
-        self.log.info("fallback audio ready for voice %s (%d sentences, %.1f s)", voice, made,
-                      time.perf_counter() - started)
+            await self.voice.enroll(self.user_id, event.voice_reference)
 
     # ---------------------------------------------------------------- listener events
     async def on_speech_started(self) -> None:
@@ -352,7 +296,7 @@ class VoiceSession:
             self.turn_index += 1
             return self.turn_index - 1
 
-        ctx = TurnContext(self.id, self.user_id, self.voice, self.output_rate, list(self.history),
+        ctx = TurnContext(self.id, self.user_id, self.voice.name, self.output_rate, list(self.history),
                           instructions or self.options.instructions, self.options.speak,
                           lambda record: self._spawn(self._store(record)),
                           remember, next_index, heard=self.unanswered.append, recalled=lambda: self.recalled)
@@ -385,9 +329,9 @@ class VoiceSession:
         if self.closed:
             return
         self.closed = True
-        for task in (self.prefilling, self.preparing):
-            if task is not None:
-                task.cancel()
+        self.voice.close()
+        if self.prefilling is not None:
+            self.prefilling.cancel()
         await self._drop_speculation()
         await self.interrupt("close")
         if self.transcribing is not None:

@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 
 from orchestrator.client import VoiceClient
+from orchestrator.stages.respond import fallback_sentences
 from benchmarks.stack import AppServer, make_settings
 from benchmarks.corpus import HUMAN_DEV, human_clips, trim_to_speech
 from tests.audio_fixtures import synth_clip, to_pcm16
+from tests.conftest import triton_counter
 
 QUESTION = "오늘 저녁 메뉴로 뭘 먹으면 좋을까요?"
 
@@ -33,6 +35,13 @@ def app(triton, tmp_path_factory):
     settings = make_settings(triton, tmp_path_factory.mktemp("app"), llm_max_tokens=48)
     with AppServer(settings) as server:
         yield server
+
+
+async def app_metric(app, sample: str) -> float:
+    """One sample of the app's /metrics (0 before it is first counted)."""
+    async with httpx.AsyncClient() as http:
+        text = (await http.get(f"{app.http}/metrics")).text
+    return next((float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(sample + " ")), 0.0)
 
 
 def timeline(client: VoiceClient) -> str:
@@ -169,7 +178,7 @@ async def test_bad_input_gets_error_events_and_session_survives(app):
         await client.wait_for("error", code="bad_session_id")
 
 
-async def test_voice_enrolment_runs_in_the_background_and_stays_with_the_user(app):
+async def test_voice_enrolment_runs_in_the_background_and_stays_with_the_user(app, triton, gateway):
     """A human reference clip at session start: the session answers in the stock voice while the fit
     runs, then says voice.enrolled; the user's next session starts in the fitted voice."""
     from benchmarks.voice_clone import dev_speakers, load
@@ -189,5 +198,17 @@ async def test_voice_enrolment_runs_in_the_background_and_stays_with_the_user(ap
         print(f"\nreply audio {enrolled['_t'] - first_audio['_t']:.1f} s before voice.enrolled")
         assert enrolled["voice"] == f"user_{user}" and 0 < enrolled["similarity"] <= 1
         print(f"\nenrolled in {enrolled['enroll_ms'] / 1000:.1f} s beside a live turn: {enrolled}")
+    prepared = 'voice_fallback_audio_prepared_total{outcome="ready"}'
+    ready_before = await app_metric(app, prepared)
     async with VoiceClient(app.ws, sid("enrol2")) as client:
         assert (await client.start(user))["voice"] == f"user_{user}"
+        async with asyncio.timeout(180):  # the session makes the fallbacks' audio in its voice, in the background
+            while await app_metric(app, prepared) == ready_before:
+                await asyncio.sleep(0.5)
+    # what a fallback reply in this voice then asks the tts model for is served from its phrase cache
+    sentences = [s for f in app.settings.reply_fallbacks for s in fallback_sentences(f)]
+    served_before = await triton_counter(triton, "voice_tts_phrases_cached_total")
+    for sentence in sentences:
+        items = [i async for i in gateway.tts_stream("tts", sentence, {"voice": f"user_{user}", "cache": True})]
+        assert items[:-1] and all(c.info.get("cached") for c in items[:-1]), sentence
+    assert await triton_counter(triton, "voice_tts_phrases_cached_total") - served_before == len(sentences)

@@ -103,18 +103,18 @@ async def test_a_session_has_its_voices_fallbacks_prepared_and_a_failure_changes
     sentences = [s for f in fallbacks for s in fallback_sentences(f)]
     h = Harness(FakeGateway(), fallback_audio_cached=True)
     await h.start()
-    await wait_for(lambda: len(h.gw.tts_options) == len(sentences) and h.session.preparing.done())
-    assert all(o == {"voice": h.session.voice, "prepare": True} for o in h.gw.tts_options)
+    await wait_for(lambda: len(h.gw.tts_options) == len(sentences) and h.session.voice.preparing.done())
+    assert all(o == {"voice": h.session.voice.name, "prepare": True} for o in h.gw.tts_options)
     await h.session.close()
     off = Harness(FakeGateway(), fallback_audio_cached=False)
     await off.start()
     await asyncio.sleep(0.05)
-    assert off.gw.tts_options == [] and off.session.preparing is None
+    assert off.gw.tts_options == [] and off.session.voice.preparing is None
     await off.session.close()
     failing = Harness(FakeGateway(fail={"tts": "model not ready"}), fallback_audio_cached=True)
     await failing.start()
-    await wait_for(lambda: failing.session.preparing.done())
-    assert failing.session.preparing.exception() is None  # logged, no error event: only speed was at stake
+    await wait_for(lambda: failing.session.voice.preparing.done())
+    assert failing.session.voice.preparing.exception() is None  # logged, no error event: only speed was at stake
     assert not [e for e in failing.events if e["type"] == "error"]
     await failing.session.close()
 
@@ -125,7 +125,7 @@ async def test_closing_the_session_cancels_its_preparation():
     await wait_for(lambda: len(h.gw.tts_options) == 1)
     async with asyncio.timeout(2.0):
         await h.session.close()
-    assert h.session.preparing.cancelled() and "tts" in h.gw.cancelled
+    assert h.session.voice.preparing.cancelled() and "tts" in h.gw.cancelled
 
 
 async def test_a_realtime_voice_change_prepares_the_fallbacks_in_the_new_voice():

@@ -94,7 +94,7 @@ class RealtimeConnection:
     async def open(self) -> bool:
         """Start the session (session.created); False if it could not start (an error event says why)."""
         await self.session.start(P.SessionStart(type="session.start", user_id=self.user_id, output_sample_rate=RATE))
-        self.own_voice = self.session.voice
+        self.own_voice = self.session.voice.name
         return self.session.user_id is not None
 
     async def close(self) -> None:
@@ -144,7 +144,7 @@ class RealtimeConnection:
         if detection is not None:
             self.session.listener.tune(detection.threshold, detection.silence_duration_ms,
                                        detection.prefix_padding_ms)
-        self.session.use_voice(self.config.server_voice or self.own_voice)
+        self.session.voice.use(self.config.server_voice or self.own_voice)
         await self.emit("session.updated", session=self.config.render(self.beta))
 
     async def _append(self, event: dict) -> None:
