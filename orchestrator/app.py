@@ -87,7 +87,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                       RateLimit(settings.enrollments_per_hour, 3600.0))
         log.info("orchestrator up: triton=%s db=%s milvus=%s", settings.triton_url,
                  db.engine.url.render_as_string(hide_password=True), settings.milvus_uri)
-        warming = asyncio.create_task(warm_up(app.state.services)) if settings.warm_up_at_start else None
+        app.state.warm_up = {"state": "off"}
+        warming = (asyncio.create_task(warm_up(app.state.services, lambda: bool(open_sockets), app.state.warm_up))
+                   if settings.warm_up_at_start else None)
         try:
             yield
         finally:
@@ -254,7 +256,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                                and "unloaded" in status.get("reason", "unloaded"))
         ok = db_ok and vec_ok and triton_ok and all(m["ok"] for m in models.values())
         body = {"status": "ok" if ok else "degraded", "database": db_ok, "vector_db": vec_ok, "triton": triton_ok,
-                "models": models, "lazy_load": settings.lazy_load, "turns_unstored": len(svc.turns.pending)}
+                "models": models, "lazy_load": settings.lazy_load, "turns_unstored": len(svc.turns.pending),
+                "warm_up": app.state.warm_up}
         return JSONResponse(body, status_code=200 if ok else 503)
 
     @app.get("/api/sessions/{session_id}/turns")

@@ -194,9 +194,10 @@ class VoiceSession:
         self.log.info("started for user %s (voice %s)", self.user_id, self.voice.name)
         await self.send("session.started", session_id=self.id, user_id=self.user_id, voice=self.voice.name,
                         input_sample_rate=16000, output_sample_rate=self.output_rate)
-        self.voice.prepare_fallbacks()
         if event.voice_reference:
             await self.voice.enroll(self.user_id, event.voice_reference)
+        else:
+            self.voice.prepare_fallbacks()
 
     # ---------------------------------------------------------------- listener events
     async def on_speech_started(self) -> None:

@@ -33,6 +33,7 @@ class SessionVoice:
         self.name = name
         self._spawn, self._error, self._send, self.log = spawn, error, send, log
         self.preparing: asyncio.Task | None = None  # the fallbacks' audio being made for this voice
+        self.closed = False
 
     def use(self, name: str) -> None:
         """Speak in `name` from the next sentence on."""
@@ -46,6 +47,8 @@ class SessionVoice:
         session's end cancels it."""
         if self.preparing is not None:
             self.preparing.cancel()
+        if self.closed:  # an enrolment that settles while the session closes
+            return
         if self.cfg.fallback_audio_cached and self.cfg.tts_enabled and self.cfg.tts_model:
             self.preparing = self._spawn(self._prepare(self.name))
 
@@ -64,26 +67,32 @@ class SessionVoice:
 
     async def enroll(self, user_id: str, b64: str) -> None:
         """Check the reference now (an `error` event if unfit), then fit it in the background: saved as
-        the user's voice, announced by `voice.enrolled`, spoken from the next sentence on."""
+        the user's voice, announced by `voice.enrolled`, spoken from the next sentence on. The fallbacks'
+        audio is made once the enrolment has settled, for the voice the session then speaks in (made
+        beside the fit, it slowed it, and for a voice about to be replaced)."""
         try:
             pcm = np.frombuffer(base64.b64decode(b64, validate=True), dtype=np.int16)
         except (binascii.Error, ValueError):
-            return await self._error(P.ErrorCode.VOICE_ENROLL_FAILED, "voice_reference must be base64 PCM16")
+            return await self._refused(P.ErrorCode.VOICE_ENROLL_FAILED, "voice_reference must be base64 PCM16")
         low, high = REFERENCE_S
         if not low <= len(pcm) / 16000 <= high:
-            return await self._error(P.ErrorCode.VOICE_ENROLL_FAILED,
-                                     f"voice_reference must be {low:g}–{high:g} s of 16 kHz audio")
+            return await self._refused(P.ErrorCode.VOICE_ENROLL_FAILED,
+                                       f"voice_reference must be {low:g}–{high:g} s of 16 kHz audio")
         if self.svc.enrollments is not None and not self.svc.enrollments.allow(user_id):
-            return await self._error(P.ErrorCode.RATE_LIMITED, f"more than {self.cfg.enrollments_per_hour} voice "
-                                     "enrolments an hour for this user; the session goes on in its current voice")
+            return await self._refused(P.ErrorCode.RATE_LIMITED, f"more than {self.cfg.enrollments_per_hour} voice "
+                                       "enrolments an hour for this user; the session goes on in its current voice")
         self._spawn(self._fit(user_id, pcm))
+
+    async def _refused(self, code: str, message: str) -> None:
+        self.prepare_fallbacks()  # the session goes on in its current voice
+        await self._error(code, message)
 
     async def _fit(self, user_id: str, pcm: np.ndarray) -> None:
         voice_id = f"user_{user_id}"
         try:
             info = await self.svc.gateway.enroll_voice(self.cfg.tts_model, voice_id, pcm, 16000)
         except TritonCallError as exc:
-            return await self._error(P.ErrorCode.VOICE_ENROLL_FAILED, exc.message)
+            return await self._refused(P.ErrorCode.VOICE_ENROLL_FAILED, exc.message)
         try:  # saved before it is announced: the user's next session starts in it
             await asyncio.wait_for(self.svc.db.set_voice(user_id, voice_id), self.cfg.storage_timeout_s)
         except Exception as exc:  # noqa: BLE001
@@ -94,5 +103,6 @@ class SessionVoice:
         self.prepare_fallbacks()
 
     def close(self) -> None:
+        self.closed = True
         if self.preparing is not None:
             self.preparing.cancel()

@@ -68,6 +68,16 @@ async def test_health_reports_every_part(app):
     assert "voice_stage_latency_seconds" in metrics and "voice_turns_total" in metrics
 
 
+async def test_an_idle_server_warms_every_model_up(app):
+    """No session is open yet in this module: the start's warm-up (orchestrator/warmup.py) runs to its end
+    through the real models."""
+    async with httpx.AsyncClient() as http, asyncio.timeout(300):
+        while (warm := (await http.get(f"{app.http}/api/health/")).json()["warm_up"])["state"] == "running":
+            await asyncio.sleep(1.0)
+    print(f"\nwarm-up: {warm}")
+    assert warm["state"] == "done" and set(warm["took_s"]) == {"stt", "stt final", "embedder", "llm", "tts"}
+
+
 async def test_voice_turn_end_to_end(app):
     session_id = sid("e2e")
     async with VoiceClient(app.ws, session_id) as client:

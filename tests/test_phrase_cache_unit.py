@@ -73,6 +73,35 @@ def test_a_prepared_phrase_is_made_as_background_work_and_then_served_without_th
     assert PhraseCache.key("user_1", None, "네, 알겠어요.") not in svc.phrases
 
 
+def test_a_phrase_another_preparation_is_making_is_made_once(monkeypatch):
+    """The server's warm-up and a session (or two sessions) preparing one voice's fallbacks at once."""
+    svc = service(monkeypatch)
+    svc.phrases = PhraseCache()
+    scripted, made, beside = svc.engine.stream, [], []
+
+    def counted(sentence, *args, **kwargs):
+        made.append(sentence)
+        for i, chunk in enumerate(scripted(sentence, *args, **kwargs)):
+            if i == 1 and len(made) == 1:  # midway through the first phrase, another preparation runs
+                beside.append(list(svc.chunks("잘 들었어요. 더 말해 주세요.", {"prepare": True})))
+            yield chunk
+
+    monkeypatch.setattr(svc.engine, "stream", counted)
+    assert list(svc.chunks("잘 들었어요. 더 말해 주세요.", {"prepare": True})) == [] and beside == [[]]
+    assert made == ["잘 들었어요.", "더 말해 주세요."]  # each once: the other one skipped the one being made
+    assert all(PhraseCache.key("default", None, s) in svc.phrases for s in made)
+    # a preparation cancelled midway leaves its phrase neither kept nor claimed
+    made.clear()
+    cancelled = svc.chunks("이제 그만 말할게요.", {"prepare": True, "cache": True})
+    monkeypatch.setattr(svc.engine, "stream", lambda *a, **k: (_ for _ in ()).throw(asyncio.CancelledError()))
+    try:
+        list(cancelled)
+    except asyncio.CancelledError:
+        pass
+    assert PhraseCache.key("default", None, "이제 그만 말할게요.") not in svc.phrases
+    assert svc.phrases.claim(PhraseCache.key("default", None, "이제 그만 말할게요."))
+
+
 async def test_only_a_fallbacks_sentences_ask_for_the_cache():
     async def ignore(*_):
         pass
@@ -117,6 +146,25 @@ async def test_a_session_has_its_voices_fallbacks_prepared_and_a_failure_changes
     assert failing.session.voice.preparing.exception() is None  # logged, no error event: only speed was at stake
     assert not [e for e in failing.events if e["type"] == "error"]
     await failing.session.close()
+
+
+async def test_a_session_enrolling_a_voice_prepares_the_fallbacks_once_the_enrolment_has_settled():
+    """Made beside the fit they slowed it (a first session right after a start: enrolled in 57 s
+    instead of 25, Zen 3 VM), in a voice about to be replaced."""
+    import base64
+    import json
+
+    reference = base64.b64encode(np.zeros(4 * 16000, np.int16).tobytes()).decode()
+    for fail, voice in (({}, "user_u1"), ({"enroll": "no speech in the reference"}, "default")):
+        h = Harness(FakeGateway(enroll_delay_s=0.2, fail=fail), fallback_audio_cached=True)
+        await h.session.handle_text(json.dumps({"type": "session.start", "user_id": "u1",
+                                                "voice_reference": reference}))
+        await asyncio.sleep(0.1)
+        assert h.gw.tts_options == []  # nothing made while the fit runs
+        await wait_for(lambda: h.session.voice.preparing is not None and h.session.voice.preparing.done(), 3.0)
+        assert h.gw.tts_options and all(o == {"voice": voice, "prepare": True} for o in h.gw.tts_options)
+        assert bool(fail) == any(e["type"] == "error" for e in h.events)
+        await h.session.close()
 
 
 async def test_closing_the_session_cancels_its_preparation():

@@ -23,3 +23,25 @@ async def test_the_warm_up_calls_each_model_once_and_a_failure_leaves_the_rest()
     quiet = FakeGateway()
     await warm_up(fake_services(Settings(_env_file=None, llm_enabled=False, tts_enabled=False), quiet))
     assert quiet.calls == ["stt.partial", "stt", "embed.query"]
+
+
+async def test_the_warm_up_stops_once_a_session_is_open():
+    """It is for a server idling before its first user: beside a first turn it only competes."""
+    import asyncio
+
+    cfg = Settings(_env_file=None)
+    gw = FakeGateway(llm_delay_s=0.0)
+    slow_prefill = gw.llm_prefill
+
+    async def prefill(*args, **kwargs):
+        await asyncio.sleep(5.0)
+        return await slow_prefill(*args, **kwargs)
+
+    gw.llm_prefill = prefill
+    sessions: list[str] = []
+    warming = asyncio.create_task(warm_up(fake_services(cfg, gw), users_present=lambda: bool(sessions)))
+    await asyncio.sleep(0.1)  # in the LLM's prefill now
+    sessions.append("s1")
+    async with asyncio.timeout(1.0):  # the prefill in flight is cancelled, not waited for
+        took = await warming
+    assert set(took) == {"stt", "stt final", "embedder"} and "tts" not in gw.calls

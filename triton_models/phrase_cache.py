@@ -20,6 +20,7 @@ class PhraseCache:
         self.max_phrases = max_phrases
         self._audio: OrderedDict[tuple, list[np.ndarray]] = OrderedDict()
         self._generation: dict[str, int] = {}  # per voice: how often it was forgotten
+        self._making: set[tuple] = set()  # phrases a preparation is making now
         self._lock = threading.Lock()  # Triton's execute threads and streams' producer threads
 
     @staticmethod
@@ -51,6 +52,20 @@ class PhraseCache:
             self._audio.move_to_end(key)
             while len(self._audio) > self.max_phrases:
                 self._audio.popitem(last=False)
+
+    def claim(self, key: tuple) -> bool:
+        """For a preparation: False when the phrase is kept or another preparation is making it (two
+        sessions, or the server's warm-up and a session, preparing the same voice's fallbacks make
+        each phrase once); else it is this one's to make, until `release`."""
+        with self._lock:
+            if key in self._audio or key in self._making:
+                return False
+            self._making.add(key)
+            return True
+
+    def release(self, key: tuple) -> None:
+        with self._lock:
+            self._making.discard(key)
 
     def forget(self, voice: str) -> None:
         with self._lock:

@@ -130,34 +130,40 @@ class TtsService:
                         "sentence": s_idx, "chunk": c_idx, "text": sentence, "sample_rate": rate,
                         "last_in_sentence": c_idx == len(kept) - 1, "cached": True}
                 continue
-            made, generation = [], self.phrases.generation(voice) if cache else None
-            ahead = max(0.0, lead - (time.monotonic() - started))  # audio the listener has yet to play
-            pieces = self.engine.stream(sentence, voice, speed, windowed_first=first and s_idx == 0, ahead_s=ahead)
-            for c_idx in itertools.count():
-                reply_start = first and s_idx == 0 and c_idx == 0
-                if reply_start or lead_min > 0 and lead - (time.monotonic() - started) < lead_min:
-                    if reply_start:  # another conversation's turn that ended first goes first
-                        self.priority.yield_to_earlier(order)
-                    else:  # this listener's lead comes after another conversation's first audio
-                        self.priority.yield_to_first_audio()
-                    with self.priority.critical("tts", order if reply_start else None), \
-                            self.engine.urgent(lead=not reply_start):
+            if prepare and not self.phrases.claim(key):  # kept, or being made by another preparation
+                continue
+            try:
+                made, generation = [], self.phrases.generation(voice) if cache else None
+                ahead = max(0.0, lead - (time.monotonic() - started))  # audio the listener has yet to play
+                pieces = self.engine.stream(sentence, voice, speed, windowed_first=first and s_idx == 0, ahead_s=ahead)
+                for c_idx in itertools.count():
+                    reply_start = first and s_idx == 0 and c_idx == 0
+                    if reply_start or lead_min > 0 and lead - (time.monotonic() - started) < lead_min:
+                        if reply_start:  # another conversation's turn that ended first goes first
+                            self.priority.yield_to_earlier(order)
+                        else:  # this listener's lead comes after another conversation's first audio
+                            self.priority.yield_to_first_audio()
+                        with self.priority.critical("tts", order if reply_start else None), \
+                                self.engine.urgent(lead=not reply_start):
+                            chunk = next(pieces, None)
+                    else:
+                        self.priority.yield_to_critical()
                         chunk = next(pieces, None)
-                else:
-                    self.priority.yield_to_critical()
-                    chunk = next(pieces, None)
-                if chunk is None:
-                    break
-                if reply_start:
-                    started = time.monotonic()
-                lead += len(chunk.audio) / self.engine.sample_rate
-                made.append(chunk.audio)
-                if not prepare:
-                    audio = resample(chunk.audio, self.engine.sample_rate, rate)
-                    yield float_to_pcm16(audio), {"sentence": s_idx, "chunk": c_idx, "text": sentence,
-                                                  "sample_rate": rate, "last_in_sentence": chunk.last}
-            if key is not None:  # made whole (a cancelled request never gets here)
-                self.phrases.put(key, made, generation)
+                    if chunk is None:
+                        break
+                    if reply_start:
+                        started = time.monotonic()
+                    lead += len(chunk.audio) / self.engine.sample_rate
+                    made.append(chunk.audio)
+                    if not prepare:
+                        audio = resample(chunk.audio, self.engine.sample_rate, rate)
+                        yield float_to_pcm16(audio), {"sentence": s_idx, "chunk": c_idx, "text": sentence,
+                                                      "sample_rate": rate, "last_in_sentence": chunk.last}
+                if key is not None:  # made whole (a cancelled request never gets here)
+                    self.phrases.put(key, made, generation)
+            finally:
+                if prepare:
+                    self.phrases.release(key)
 
     def enroll(self, voice_id: str, reference: np.ndarray, rate: int) -> dict:
         t0 = time.perf_counter()

@@ -24,6 +24,7 @@ class FakeGateway:
     llm_delay_s: float = 0.0           # before each delta
     tts_delay_s: float = 0.0
     tts_audio_s: float = 0.1           # the audio of each sentence
+    enroll_delay_s: float = 0.0
     fail: dict = field(default_factory=dict)  # stage -> message: that stage raises TritonCallError
     calls: list[str] = field(default_factory=list)
     cancelled: list[str] = field(default_factory=list)
@@ -90,6 +91,12 @@ class FakeGateway:
         self._maybe_fail("llm.prefill")
         return {"status": "done", "prefilled": 1}
 
+    async def enroll_voice(self, model, voice_id, pcm, rate):
+        self.calls.append("enroll")
+        await asyncio.sleep(self.enroll_delay_s)
+        self._maybe_fail("enroll")
+        return {"voice": voice_id, "similarity": 0.7, "enroll_ms": self.enroll_delay_s * 1000}
+
     def tts_stream(self, model, text, options, request_id=""):
         self.tts_options.append(options)
         return self._stream("tts", [(np.full(int(24000 * self.tts_audio_s), 100, np.int16), {"sample_rate": 24000})],
@@ -115,6 +122,9 @@ class FakeDb:
 
     async def end_session(self, session_id):
         pass
+
+    async def set_voice(self, user_id, voice_id):
+        self.voices = {**getattr(self, "voices", {}), user_id: voice_id}
 
     def transaction(self):
         return _Transaction(self)
