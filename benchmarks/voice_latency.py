@@ -35,6 +35,8 @@ before it has played. Configurations run in one process, one after the other, on
   fallbacks synthesised when said  the defaults, but a reply the guard turns into a fallback has its
           audio made when it is said instead of from the `tts` model's phrase cache (made for the
           session's voice when it starts), at 1 client
+  no prefill after a reply  the defaults, but the next turn's prompt is evaluated only from the partial
+          transcripts, not also once a reply is made (while it plays), at 1 client
 
 and the same models called in-process along the critical path (STT → LLM first sentence → TTS first
 chunk) give the share of a turn spent outside the models.
@@ -82,6 +84,7 @@ CONFIGS = {
     "later sentences in phrases": {},  # the tts model's one_call parameter "0"
     "first phrase always windowed": {},  # the tts model's first_window parameter "always"
     "fallbacks synthesised when said": {"fallback_audio_cached": False},
+    "no prefill after a reply": {"llm_prefill_after_reply": False},
 }
 # the llm model's `contexts` parameter per configuration
 LLM_CONTEXTS = {"before": 1, "after": 2, "Whisper VAD + 15 s window": 2, "no partials": 2,
@@ -89,7 +92,8 @@ LLM_CONTEXTS = {"before": 1, "after": 2, "Whisper VAD + 15 s window": 2, "no par
                 "no STT prefix": 2, "pause 120 ms": 2, "no playback lead": 2, "no LLM prefill": 2,
                 "no TTS pre-emption": 2, "turns share the critical path": 2,
                 "decodes run on": 2, "STT decoder on 2 threads": 2, "later sentences in phrases": 2,
-                "first phrase always windowed": 2, "fallbacks synthesised when said": 2}
+                "first phrase always windowed": 2, "fallbacks synthesised when said": 2,
+                "no prefill after a reply": 2}
 # configurations that only differ with several clients
 MULTI_CLIENT = ("one context", "no TTS pre-emption", "turns share the critical path", "decodes run on")
 # configurations compared at every client count asked for

@@ -93,6 +93,10 @@ class Settings(BaseSettings):
     # while the user speaks, each partial transcript has the LLM evaluate the turn's prompt (history,
     # memories, the words so far) into its KV cache: the final prompt's prefill shrinks to the last words
     llm_prefill_from_partials: bool = True
+    # once a reply is made (before it has played) the LLM evaluates the next turn's prompt up to the
+    # user's words, the history with this exchange: a history window that moves on is evaluated then,
+    # not while the next turn waits for it
+    llm_prefill_after_reply: bool = True
     # the prefill's memories serve the turn when its partial has this share of the final's characters
     # (1.01 = always search again with the final transcript)
     recall_partial_min_share: float = 0.7

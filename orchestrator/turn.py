@@ -128,6 +128,8 @@ class TurnContext:
     heard: Callable[[str], None] = lambda text: None        # a transcript left for a later answer
     # the memories the prefill recalled for this utterance, as (partial transcript, hits), if any
     recalled: Callable[[], tuple[str, list] | None] = lambda: None
+    # (user, assistant): the answer is made, all its audio too, and has yet to play
+    answered: Callable[[str, str], None] = lambda user, reply: None
 
 
 @dataclass
@@ -313,6 +315,8 @@ class Turn:
             guard=reply_guard(self.ctx.instructions, self.hits, self.user_text,
                               history=visible_history(self.ctx.history, cfg.history_turns)),
             on_text=text_out, on_audio=self._audio_out, result=self.result, playout=self.outbox.playout)
+        if self.result.text:
+            self.after_commit(lambda: self.ctx.answered(self.user_text, self.result.text))
         if cfg.turn_lasts_until_played and self.result.audio_samples:
             await self._until_played()
         self.status = "completed"

@@ -25,8 +25,10 @@ LOUD, QUIET = np.full(FRAME, 8000, np.int16).tobytes(), np.zeros(FRAME, np.int16
 class Harness(EventRecorder):
     def __init__(self, gateway: FakeGateway, memory: FakeMemory | None = None, **settings):
         super().__init__()
-        # the fallbacks' audio prepared at session start would add TTS calls to every count (tested on its own)
-        cfg = Settings(_env_file=None, **{"partial_interval_ms": 100000, "fallback_audio_cached": False, **settings})
+        # the fallbacks' audio prepared at session start, and the prefill after each reply, would add calls
+        # to every count (each tested on its own)
+        cfg = Settings(_env_file=None, **{"partial_interval_ms": 100000, "fallback_audio_cached": False,
+                                          "llm_prefill_after_reply": False, **settings})
         self.gw, self.db, self.memory = gateway, FakeDb(), memory or FakeMemory()
         self.audio: list[bytes] = []
         self.session = VoiceSession("s1", fake_services(cfg, gateway, self.db, self.memory), self._json, self._bytes)
@@ -168,6 +170,34 @@ async def test_the_prefills_memories_serve_the_turn_when_its_partial_has_most_of
     assert "recall_reused" not in done2["timings"]
     assert gw2.calls.count("embed.query") == gw2.calls.count("llm.prefill") + 1
     await h2.session.close()
+
+
+async def test_a_made_reply_has_the_next_turns_prompt_prefilled_while_it_plays():
+    """The history window moving on re-evaluates the whole history: done while the reply plays, not
+    while the next turn waits for its first token."""
+    gw = FakeGateway(tts_audio_s=1.0)
+    h = Harness(gw, llm_prefill_after_reply=True, turn_lasts_until_played=True)
+    await h.start()
+    await h.frames(LOUD, 20)
+    await h.frames(QUIET, 25)
+    await h.wait_for("response.audio.started")
+    async with asyncio.timeout(2.0):
+        while "llm.prefill" not in gw.calls:
+            await asyncio.sleep(0.01)
+    assert not any(e["type"] == "response.done" for e in h.events)  # the reply is still playing
+    done = await h.wait_for("response.done")
+    prefilled, answered = gw.prefilled[-1], gw.last_messages
+    # the next turn's prompt: this turn's, then this exchange, then the next user's words (a placeholder)
+    assert prefilled[:-1] == [*answered, {"role": "assistant", "content": done["text"]}]
+    assert prefilled[-1]["role"] == "user" and "embed.query" not in gw.calls[gw.calls.index("llm.prefill"):]
+    await h.session.close()
+    off = Harness(FakeGateway(), llm_prefill_after_reply=False, llm_prefill_from_partials=False)
+    await off.start()
+    await off.frames(LOUD, 20)
+    await off.frames(QUIET, 25)
+    await off.wait_for("response.done")
+    assert "llm.prefill" not in off.gw.calls
+    await off.session.close()
 
 
 def test_words_covered_counts_the_finals_characters_the_partial_has_in_order():
