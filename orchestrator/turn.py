@@ -22,7 +22,7 @@ from orchestrator import protocol as P
 from orchestrator.metrics import ERRORS, TURNS, TurnClock
 from orchestrator.stages.prompting import build_messages, pick_fallback, reply_guard, visible_history
 from orchestrator.stages.reply_filter import compact
-from orchestrator.stages.respond import Playout, ResponseResult, respond
+from orchestrator.stages.respond import Playout, ResponseResult, fallback_phrases, respond
 from orchestrator.storage.db import utcnow
 from orchestrator.storage.turns import TurnRecord, describe
 from orchestrator.triton_client import TritonCallError
@@ -311,7 +311,7 @@ class Turn:
                          "lead_min_s": cfg.tts_lead_min_s, "order": self.order(cfg)}, clock=self.clock,
             request_id=f"{self.ctx.session_id}-{self.turn_id}", first_chunk_chars=cfg.first_chunk_chars,
             max_sentences=cfg.max_reply_sentences, fallback=pick_fallback(cfg.reply_fallbacks, self.ctx.history),
-            cache_fallback=cfg.fallback_audio_cached,
+            cached_phrases=fallback_phrases(tuple(cfg.reply_fallbacks)) if cfg.fallback_audio_cached else (),
             guard=reply_guard(self.ctx.instructions, self.hits, self.user_text,
                               history=visible_history(self.ctx.history, cfg.history_turns)),
             on_text=text_out, on_audio=self._audio_out, result=self.result, playout=self.outbox.playout)

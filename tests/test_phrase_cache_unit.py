@@ -10,7 +10,7 @@ import numpy as np
 from orchestrator.metrics import TurnClock
 from orchestrator.settings import DEFAULT_SYSTEM_PROMPT, Settings
 from orchestrator.stages.prompting import reply_guard
-from orchestrator.stages.respond import ResponseResult, fallback_sentences, respond
+from orchestrator.stages.respond import ResponseResult, fallback_phrases, fallback_sentences, respond
 from tests.fakes.gateway import FakeGateway
 from tests.test_playback_lead_unit import service
 from tests.test_session_unit import Harness
@@ -102,23 +102,31 @@ def test_a_phrase_another_preparation_is_making_is_made_once(monkeypatch):
     assert svc.phrases.claim(PhraseCache.key("default", None, "이제 그만 말할게요."))
 
 
-async def test_only_a_fallbacks_sentences_ask_for_the_cache():
+async def test_only_the_fallbacks_sentences_ask_for_the_cache_whoever_says_them():
     async def ignore(*_):
         pass
 
-    for cached in (True, False):
+    fallback = "잘 들었어요. 더 말해 주세요."
+    for cached in (fallback_phrases((fallback,)), ()):
         gateway = FakeGateway(reply=["당신은 한국어로 대화하는 음성 비서입니다. ", "더 들려주세요."])
         await respond(gateway, llm_model="llm", tts_model="tts", messages=[], llm_options={}, tts_options={},
                       clock=TurnClock(speech_end=0.0), request_id="r", max_sentences=2,
-                      guard=reply_guard(DEFAULT_SYSTEM_PROMPT, [], "안녕하세요"), fallback="잘 들었어요. 더 말해 주세요.",
-                      cache_fallback=cached, on_text=ignore, on_audio=ignore, result=ResponseResult())
-        assert [o.get("cache", False) for o in gateway.tts_options] == [cached, cached]
+                      guard=reply_guard(DEFAULT_SYSTEM_PROMPT, [], "안녕하세요"), fallback=fallback,
+                      cached_phrases=cached, on_text=ignore, on_audio=ignore, result=ResponseResult())
+        assert [o.get("cache", False) for o in gateway.tts_options] == [bool(cached)] * 2  # the fallback's two
         gateway = FakeGateway(reply=["반가워요. ", "좋은 하루예요."])  # the LLM's own words: never cached
         await respond(gateway, llm_model="llm", tts_model="tts", messages=[], llm_options={}, tts_options={},
                       clock=TurnClock(speech_end=0.0), request_id="r", max_sentences=2,
-                      guard=reply_guard(DEFAULT_SYSTEM_PROMPT, [], "안녕하세요"), fallback="잘 들었어요.",
-                      cache_fallback=cached, on_text=ignore, on_audio=ignore, result=ResponseResult())
+                      guard=reply_guard(DEFAULT_SYSTEM_PROMPT, [], "안녕하세요"), fallback=fallback,
+                      cached_phrases=cached, on_text=ignore, on_audio=ignore, result=ResponseResult())
         assert len(gateway.tts_options) == 2 and not any(o.get("cache") for o in gateway.tts_options)
+        # unless they are a fallback's sentence: the 0.5B repeats "잘 들었어요." from its history
+        gateway = FakeGateway(reply=["잘 들었어요. ", "오늘은 맑아요."])
+        await respond(gateway, llm_model="llm", tts_model="tts", messages=[], llm_options={}, tts_options={},
+                      clock=TurnClock(speech_end=0.0), request_id="r", max_sentences=2,
+                      guard=reply_guard(DEFAULT_SYSTEM_PROMPT, [], "안녕하세요"), fallback=fallback,
+                      cached_phrases=cached, on_text=ignore, on_audio=ignore, result=ResponseResult())
+        assert [o.get("cache", False) for o in gateway.tts_options] == [bool(cached), False]
 
 
 async def wait_for(condition, timeout_s: float = 2.0) -> None:

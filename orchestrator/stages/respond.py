@@ -7,10 +7,11 @@ stages and, through the gateway, both Triton requests.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from contextlib import aclosing
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, Collection
 
 from RealTime_zeroshot_TTS_ko.text.splitter import SentenceSplitter
 from orchestrator.metrics import TurnClock
@@ -56,6 +57,12 @@ def fallback_sentences(fallback: str) -> list[str]:
     return [*splitter.push(fallback), *splitter.flush()]
 
 
+@functools.lru_cache(maxsize=8)
+def fallback_phrases(fallbacks: tuple[str, ...]) -> frozenset[str]:
+    """Every sentence of the fallbacks: what the phrase cache keeps ready."""
+    return frozenset(s for fallback in fallbacks for s in fallback_sentences(fallback))
+
+
 async def prepare_fallbacks(gateway, tts_model: str, voice: str, fallbacks: list[str], request_id: str = "") -> int:
     """Have the `tts` model make the fallbacks' audio for `voice` into its phrase cache (background
     work there, nothing streamed back); the number of sentences made."""
@@ -71,17 +78,18 @@ async def prepare_fallbacks(gateway, tts_model: str, voice: str, fallbacks: list
 async def respond(gateway, *, llm_model: str, tts_model: str | None, messages: list[dict], llm_options: dict,
                   tts_options: dict, clock: TurnClock, request_id: str, first_chunk_chars: int = 0,
                   max_sentences: int = 0, guard: ReplyGuard | None = None, fallback: str = "",
-                  cache_fallback: bool = False,
+                  cached_phrases: Collection[str] = (),
                   on_text: Callable[[str], Awaitable[None]], on_audio: Callable[[bytes, int], Awaitable[None]],
                   result: ResponseResult, playout: Playout | None = None) -> ResponseResult:
     """Run one answer; `result` is filled as it goes, so an interrupted answer keeps what was said.
     Text reaches the client and the TTS a sentence at a time, after the `guard` (reply_filter.py);
-    if the guard drops everything, `fallback` is said instead of nothing (its audio from the `tts`
-    model's phrase cache with `cache_fallback`: the same few phrases recur). `playout` is the listener's
+    if the guard drops everything, `fallback` is said instead of nothing. A sentence in `cached_phrases`
+    (the fallbacks', whoever says it: the LLM repeats a fallback's opener from its history) has its
+    audio from the `tts` model's phrase cache: the same few phrases recur. `playout` is the listener's
     clock, kept by whoever delivers `on_audio`'s chunks; without one, each chunk counts as given when made."""
     own_playout = playout is None
     playout = playout or Playout()
-    sentences: asyncio.Queue[tuple[str, bool] | None] = asyncio.Queue()  # (sentence, a fallback's)
+    sentences: asyncio.Queue[str | None] = asyncio.Queue()
 
     async def speak(piece: str, guarded: bool = True) -> bool:
         """One finished piece of the reply: cleaned, shown and queued for TTS; False if dropped."""
@@ -92,7 +100,7 @@ async def respond(gateway, *, llm_model: str, tts_model: str | None, messages: l
         piece = f" {piece}" if result.text else piece
         result.text += piece
         await on_text(piece)
-        await sentences.put((piece.strip(), not guarded))
+        await sentences.put(piece.strip())
         return True
 
     async def llm_stage() -> None:
@@ -138,8 +146,7 @@ async def respond(gateway, *, llm_model: str, tts_model: str | None, messages: l
             await sentences.put(None)
 
     async def tts_stage() -> None:
-        while (queued := await sentences.get()) is not None:
-            sentence, fallback_sentence = queued
+        while (sentence := await sentences.get()) is not None:
             result.sentences.append(sentence)
             if tts_model is None:
                 result.spoken.append(sentence)
@@ -147,7 +154,7 @@ async def respond(gateway, *, llm_model: str, tts_model: str | None, messages: l
                 continue
             # critical path (priority.py): the first sentence, and any while the listener's audio runs low
             options = {**tts_options, "first": len(result.sentences) == 1}
-            if fallback_sentence and cache_fallback:
+            if sentence in cached_phrases:
                 options["cache"] = True
             if result.audio_samples:  # the audio made that the listener has yet to play (held audio included)
                 options["lead_s"] = round(max(0.0, result.audio_samples / result.sample_rate - playout.played_s()), 3)
