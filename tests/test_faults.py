@@ -89,6 +89,14 @@ async def test_a_request_queued_behind_a_long_answer_is_not_taken_for_a_dead_mod
     assert MODEL_RELOADS.labels("llm")._value.get() == reloads_before  # the healthy model was left alone
 
 
+def streams_in_flight(triton) -> list[str]:
+    """The metric per model, for a failure's message."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{triton.metrics_port}/metrics") as reply:
+        return [line for line in reply.read().decode().splitlines() if line.startswith("voice_streams_in_flight{")]
+
+
 async def test_killed_llm_process_fails_the_turn_cleanly_and_is_reloaded(stack):
     triton, app = stack
     async with websockets.connect(f"{app.ws}/v1/realtime") as ws:
@@ -117,10 +125,10 @@ async def test_killed_llm_process_fails_the_turn_cleanly_and_is_reloaded(stack):
         await ask(ws, "안녕하세요!")
         again = await next_of(ws, "response.done", timeout=120)
         assert again["response"]["status"] == "completed", again
-        # the stream's thread ends just after its final response; the next turn's prefill (made once the
-        # reply was) may still run a moment: none is left for good
-        for _ in range(40):
-            if await triton_counter(triton, "voice_streams_in_flight") == 0:
-                break
-            await asyncio.sleep(0.25)
-        assert await triton_counter(triton, "voice_streams_in_flight") == 0
+    # closed: the next turn's prefill (made once the reply was; the reloaded model's KV cache is empty, so
+    # seconds of work here) is cancelled with the session, and no stream is left in the model
+    for _ in range(40):
+        if await triton_counter(triton, "voice_streams_in_flight") == 0:
+            break
+        await asyncio.sleep(0.25)  # a stream's thread ends just after its final response
+    assert await triton_counter(triton, "voice_streams_in_flight") == 0, streams_in_flight(triton)

@@ -104,3 +104,31 @@ async def test_a_prefill_from_a_partial_transcript_leaves_only_the_last_words_to
 async def test_prefill_rejects_what_a_generation_rejects(gateway):
     with pytest.raises(TritonCallError, match="last message must be a non-empty user message"):
         await gateway.llm_prefill("llm", [{"role": "system", "content": SYSTEM}])
+
+
+async def test_a_cancelled_prefill_stops_at_its_next_step(gateway, triton):
+    """A session's prefill is cancelled when the session closes (or a newer one replaces it): the model
+    stops at its next step instead of evaluating the whole prompt (seconds of both cores on a reloaded,
+    empty KV cache)."""
+    import time
+
+    def prompt(system: str) -> list[dict]:
+        history = []
+        for i in range(18):
+            history += [{"role": "user", "content": f"{i}번째 질문이에요. 오늘 날씨와 내일 일정을 자세히 알려 주세요."},
+                        {"role": "assistant", "content": f"{i}번째 대답이에요. 오늘은 맑고, 내일은 회의가 두 번 있어요."}]
+        return [{"role": "system", "content": system}, *history, {"role": "user", "content": "그럼 모레는 어때요"}]
+
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(gateway.llm_prefill("llm", prompt(SYSTEM)), 0.5)
+    async with asyncio.timeout(30):
+        while await triton_counter(triton, "voice_streams_in_flight"):
+            await asyncio.sleep(0.05)
+    stopped_s = time.monotonic() - started
+    t0 = time.monotonic()  # the same length evaluated whole (another system prompt: nothing cached)
+    info = await gateway.llm_prefill("llm", prompt("다른 비서입니다. " + SYSTEM))
+    whole_s = time.monotonic() - t0
+    print(f"\ncancelled prefill gone after {stopped_s:.2f} s; "
+          f"the whole prompt ({info['prefilled']} tokens) {whole_s:.2f} s")
+    assert info["prefilled"] > 400 and stopped_s < 0.5 + (whole_s - 0.5) / 2

@@ -19,7 +19,7 @@ import time
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -134,11 +134,13 @@ class LlamaCppEngine:
         prompt = self._formatter(messages=messages).prompt
         return self.llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
 
-    def prefill(self, messages: list[dict], stats: dict | None = None, step: int = PREFILL_STEP) -> int:
+    def prefill(self, messages: list[dict], stats: dict | None = None, step: int = PREFILL_STEP,
+                stop: Callable[[], bool] = lambda: False) -> int:
         """Evaluate the prompt of a turn still being spoken (its last user message is a partial
         transcript) into a context's KV cache, so that the generation with the final words evaluates
         only what changed. It stops before the partial's last word (the final may continue or redo
-        it) and at its next step when a generation wants the context; tokens evaluated."""
+        it), and at its next step when a generation wants the context or `stop()` (its request was
+        cancelled); tokens evaluated."""
         import llama_cpp
 
         stats = stats if stats is not None else {}
@@ -156,7 +158,7 @@ class LlamaCppEngine:
             llm.n_tokens = done  # eval() drops the KV cells past n_tokens first
             while done < len(tokens):
                 self.priority.yield_to_critical()
-                if self.pool.yielding(llm):  # a generation wants this context (checked after any wait)
+                if self.pool.yielding(llm) or stop():  # a generation wants this context (checked after any wait)
                     break
                 batch = tokens[done: done + step]
                 llm.eval(batch)
@@ -310,7 +312,7 @@ class TritonPythonModel:
     def execute(self, requests):
         import triton_python_backend_utils as pb_utils
 
-        from triton_models.decoupled import reject
+        from triton_models.decoupled import reject, request_cancelled
 
         for request in requests:
             try:
@@ -323,7 +325,7 @@ class TritonPythonModel:
             def produce(summary, messages=messages, opts=opts):
                 summary["variant"] = self.variant
                 if opts.prefill:  # a stream without text: its final INFO says what was evaluated
-                    self.engine.prefill(messages, summary)
+                    self.engine.prefill(messages, summary, stop=request_cancelled)
                     return
                 made = self.deltas_made.counting(stream_chat(self.engine, messages, opts, summary))
                 for i, delta in enumerate(coalesce(made, self.coalesce_s, opts.first_clause_chars)):

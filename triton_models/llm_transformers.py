@@ -81,10 +81,11 @@ class TransformersEngine:
         return self.model(input_ids=ids, position_ids=positions, attention_mask=masks, use_cache=True,
                           logits_to_keep=1, **{self.cache_kwarg: cache}).logits[:, -1]
 
-    def prefill(self, messages: list[dict], stats: dict | None = None) -> int:
+    def prefill(self, messages: list[dict], stats: dict | None = None, stop=None) -> int:
         """Evaluate the settled part of a turn still being spoken (see llm.settled_prompt) into a free
         row, so that the generation with the final words finds it there and evaluates only the rest.
-        Background work: skipped when every row is busy. Tokens evaluated."""
+        Background work: skipped when every row is busy. Tokens evaluated (one forward pass: `stop`, a
+        cancelled request, is not asked)."""
         stats = stats if stats is not None else {}
         tokens = settled_prompt(self.prompt_ids, messages)
         check_fits(len(tokens), GenOptions(max_tokens=1), self.n_ctx)
