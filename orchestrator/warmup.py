@@ -48,8 +48,12 @@ async def warm_up(svc, users_present: Callable[[], bool] = lambda: False,
     status["state"] = "running"
     for name, call in steps:
         started, step = time.perf_counter(), asyncio.ensure_future(call())
-        while not step.done() and not users_present():
-            await asyncio.wait({step}, timeout=USERS_POLL_S)
+        try:
+            while not step.done() and not users_present():
+                await asyncio.wait({step}, timeout=USERS_POLL_S)
+        except asyncio.CancelledError:  # the server's shutdown: the step in flight goes with it
+            step.cancel()
+            raise
         if not step.done():
             step.cancel()
             await asyncio.gather(step, return_exceptions=True)

@@ -45,3 +45,25 @@ async def test_the_warm_up_stops_once_a_session_is_open():
     async with asyncio.timeout(1.0):  # the prefill in flight is cancelled, not waited for
         took = await warming
     assert set(took) == {"stt", "stt final", "embedder"} and "tts" not in gw.calls
+
+
+async def test_a_warm_up_cancelled_at_shutdown_cancels_its_step_in_flight():
+    import asyncio
+
+    gw = FakeGateway()
+    cancelled = []
+
+    async def prefill(*args, **kwargs):
+        try:
+            await asyncio.sleep(5.0)
+        except asyncio.CancelledError:
+            cancelled.append(True)
+            raise
+
+    gw.llm_prefill = prefill
+    warming = asyncio.create_task(warm_up(fake_services(Settings(_env_file=None), gw)))
+    await asyncio.sleep(0.1)
+    warming.cancel()
+    await asyncio.gather(warming, return_exceptions=True)
+    await asyncio.sleep(0)
+    assert cancelled == [True]
