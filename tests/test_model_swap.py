@@ -2,6 +2,7 @@
 turn is served (and recorded) by the new version."""
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import subprocess
@@ -48,8 +49,11 @@ async def test_swap_tts_version_mid_session(swap_stack):
         final1 = await client.wait_for("transcript.final", timeout=30)
         await client.wait_for("response.audio.started", timeout=120, turn_id=final1["turn_id"])
         # while turn 1 is being spoken: export version 2 and make Triton load it
-        out = subprocess.run([sys.executable, "-m", "export", "tts", "--new-version", "--repo", str(repo),
-                              "--load-into", app.http], capture_output=True, text=True, timeout=600, cwd=ROOT)
+        # in a thread: the client's loop keeps answering the server's pings (the export took long enough on
+        # a slow VM for the server to close a socket whose client did not answer them)
+        out = await asyncio.to_thread(
+            subprocess.run, [sys.executable, "-m", "export", "tts", "--new-version", "--repo", str(repo),
+                             "--load-into", app.http], capture_output=True, text=True, timeout=600, cwd=ROOT)
         assert out.returncode == 0, out.stderr[-2000:]
         assert "version 2" in out.stdout
         done1 = await client.wait_for("response.done", timeout=120, turn_id=final1["turn_id"])
@@ -59,8 +63,6 @@ async def test_swap_tts_version_mid_session(swap_stack):
         done2 = await client.wait_for("response.done", timeout=120, turn_id=final2["turn_id"])
         assert done2["status"] == "completed" and done2["model_versions"]["tts"] == "2"
         assert client.find("error") is None, client.find("error")
-    import asyncio
-
     await asyncio.sleep(1.0)
     async with httpx.AsyncClient() as http:
         rows = (await http.get(f"{app.http}/api/sessions/{session_id}/turns")).json()
