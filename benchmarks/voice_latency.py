@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import functools
 import tempfile
 import time
 import uuid
@@ -60,7 +59,7 @@ from benchmarks.common import RESULTS, ROOT, figure, percentiles, triton, write
 from benchmarks.corpus import human_clips, to_pcm16, trim_to_speech
 from benchmarks.stack import AppServer, make_settings
 from orchestrator.settings import Settings
-from orchestrator.stages.respond import fallback_sentences
+from orchestrator.stages.respond import fallback_phrases
 
 MODELS = ["vad", "stt", "embedder", "llm", "tts"]
 STAGES = ["endpoint", "stt", "recall", "first_token", "first_audio", "turn_done"]
@@ -184,14 +183,9 @@ def speculations() -> dict[str, float]:
             for o in ("committed", "cancelled")}
 
 
-@functools.cache
-def fallback_replies() -> tuple[str, ...]:
-    return tuple(s for f in Settings(_env_file=None).reply_fallbacks for s in fallback_sentences(f))
-
-
 def is_fallback(row: dict) -> bool:
     """A reply the guard turned into one of the default fallbacks."""
-    return any(f in (row["reply"] or "") for f in fallback_replies())
+    return any(f in (row["reply"] or "") for f in fallback_phrases(tuple(Settings(_env_file=None).reply_fallbacks)))
 
 
 def summarise(rows: list[dict]) -> dict:

@@ -21,12 +21,12 @@ from orchestrator import protocol as P
 from orchestrator.listener import Listener
 from orchestrator.metrics import BARGE_INS, ERRORS, SPECULATIONS, TurnClock
 from orchestrator.session_voice import SessionVoice
-from orchestrator.turn import MemoryUnavailable, Outbox, Turn, TurnContext, TurnHandle, recall_memories, turn_messages
+from orchestrator.turn import (NEXT_WORDS, MemoryUnavailable, Outbox, Turn, TurnContext, TurnHandle, recall_memories,
+                               turn_messages)
 from orchestrator.storage.turns import TurnRecord, describe
 from orchestrator.triton_client import TritonCallError
 
 log = logging.getLogger("orchestrator.session")
-NEXT_WORDS = "네"  # the next turn's words before any are heard: its prefill keeps the prompt up to them
 
 
 @dataclass

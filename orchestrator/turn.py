@@ -56,6 +56,9 @@ def words_covered(partial: str, final: str) -> float:
     return sum(block.size for block in SequenceMatcher(None, a, b, autojunk=False).get_matching_blocks()) / len(b)
 
 
+NEXT_WORDS = "안녕하세요"  # a prefill's user words before any are heard: the prompt up to them is what it keeps
+
+
 def turn_messages(cfg, instructions: str, history: list, hits: list, user_text: str) -> list[dict]:
     """The LLM's prompt for a turn (also what a prefill evaluates ahead, from a partial transcript)."""
     return build_messages(instructions, visible_history(history, cfg.history_turns), hits, user_text)

@@ -20,11 +20,10 @@ from typing import Callable
 import numpy as np
 
 from orchestrator.stages.respond import prepare_fallbacks
-from orchestrator.turn import turn_messages
+from orchestrator.turn import NEXT_WORDS, turn_messages
 
 log = logging.getLogger("orchestrator.warmup")
 USERS_POLL_S = 0.2
-GREETING = "안녕하세요"  # the prefill's user words: the prompt's prefix before them is what is kept
 
 
 async def warm_up(svc, users_present: Callable[[], bool] = lambda: False,
@@ -36,9 +35,9 @@ async def warm_up(svc, users_present: Callable[[], bool] = lambda: False,
     noise = np.random.default_rng(0).normal(0, 3000, 16000 * 2).astype(np.int16)
     steps = [("stt", lambda: gateway.transcribe(cfg.stt_model, noise, partial=True)),
              ("stt final", lambda: gateway.transcribe(cfg.stt_model, noise, window_s=cfg.stt_window_s, vad=False)),
-             ("embedder", lambda: gateway.embed(cfg.embedder_model, [GREETING], kind="query"))]
+             ("embedder", lambda: gateway.embed(cfg.embedder_model, [NEXT_WORDS], kind="query"))]
     if cfg.llm_enabled:
-        messages = turn_messages(cfg, cfg.system_prompt, [], [], GREETING)
+        messages = turn_messages(cfg, cfg.system_prompt, [], [], NEXT_WORDS)
         steps.append(("llm", lambda: gateway.llm_prefill(cfg.llm_model, messages, request_id="warm-up")))
     if cfg.tts_enabled and cfg.fallback_audio_cached:
         steps.append(("tts", lambda: prepare_fallbacks(gateway, cfg.tts_model, cfg.tts_voice, cfg.reply_fallbacks,

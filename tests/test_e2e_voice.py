@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from orchestrator.client import VoiceClient
-from orchestrator.stages.respond import fallback_sentences
+from orchestrator.stages.respond import fallback_phrases
 from benchmarks.stack import AppServer, make_settings
 from benchmarks.corpus import HUMAN_DEV, human_clips, trim_to_speech
 from tests.audio_fixtures import synth_clip, to_pcm16
@@ -216,7 +216,7 @@ async def test_voice_enrolment_runs_in_the_background_and_stays_with_the_user(ap
             while await app_metric(app, prepared) == ready_before:
                 await asyncio.sleep(0.5)
     # what a fallback reply in this voice then asks the tts model for is served from its phrase cache
-    sentences = [s for f in app.settings.reply_fallbacks for s in fallback_sentences(f)]
+    sentences = fallback_phrases(tuple(app.settings.reply_fallbacks))
     served_before = await triton_counter(triton, "voice_tts_phrases_cached_total")
     for sentence in sentences:
         items = [i async for i in gateway.tts_stream("tts", sentence, {"voice": f"user_{user}", "cache": True})]

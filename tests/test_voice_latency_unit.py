@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.voice_latency import fallback_replies, outside_share
+from benchmarks.voice_latency import outside_share
+from orchestrator.settings import Settings
+from orchestrator.stages.respond import fallback_sentences
 
 IN_PROCESS = {"a.wav": {"first_sentence": 800.0, "first_audio": 1800.0},
               "b.wav": {"first_sentence": 400.0, "first_audio": 1000.0}}
@@ -18,7 +20,7 @@ def rows(fallback: str) -> list[dict]:
 
 @pytest.mark.parametrize("cached", [True, False])
 def test_each_turn_is_paired_with_its_own_clip_and_its_kind_of_reply(cached):
-    fallback = fallback_replies()[0]
+    fallback = fallback_sentences(Settings(_env_file=None).reply_fallbacks[0])[0]
     summary = {"endpoint": {"p50": 650.0}, "tts_sentences": {"phrases_cached_total": 4 if cached else 0}}
     share = outside_share(summary, rows(fallback), IN_PROCESS, 250)
     llm = share["llm_replies"]
