@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -43,6 +45,18 @@ def test_stale_marks_of_a_crashed_process_are_ignored(tmp_path):
     old = time.time() - STALE_S - 1
     os.utime(mark, (old, old))
     assert CriticalPath(tmp_path, enabled=True).yield_to_critical() < 0.05 and not mark.exists()
+
+
+def test_marks_of_a_killed_process_go_at_once(tmp_path):
+    """A model stub killed inside critical work (tests/test_faults.py) leaves its mark: no wait for it."""
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    mark = tmp_path / f"llm.{child.pid}.1.0"
+    mark.touch()
+    assert CriticalPath(tmp_path, enabled=True, max_wait_s=0.3).yield_to_critical() >= 0.25  # alive: it waits
+    child.kill()  # not reaped yet: a zombie
+    time.sleep(0.1)
+    assert CriticalPath(tmp_path, enabled=True).yield_to_critical() < 0.05 and not mark.exists()
+    child.wait()
 
 
 def test_disabled_rule_never_waits(tmp_path):
