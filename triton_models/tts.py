@@ -13,6 +13,7 @@ import itertools
 import logging
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,23 @@ from triton_models.phrase_cache import PhraseCache
 MAX_TEXT = 2000
 log = logging.getLogger("triton.tts")
 RATES = (24000, 16000)
+
+
+@dataclass
+class _Reply:
+    """One request's audio as its listener gets it: the output rate, whether its first chunk starts a
+    reply, and playback's clock (audio sent ahead of the listener since `started`)."""
+    rate: int
+    first: bool
+    lead: float
+    lead_min: float
+    order: float | None
+    streamed: bool
+    started: float  # playback's clock (a reply's: from its first chunk)
+
+    def ahead(self) -> float:
+        """Audio the listener has yet to play."""
+        return max(0.0, self.lead - (time.monotonic() - self.started))
 
 
 class TtsService:
@@ -97,14 +115,13 @@ class TtsService:
         {"first": true}), and any chunk of a reply whose listener is about to run out of audio: the
         reply's audio sent but not yet played ({"lead_s"}, from the orchestrator; 0 for its first
         sentence), plus what this request made, minus the time it has taken, is below
-        {"lead_min_s"} (default 0: off). Every other chunk first yields to critical work. A reply's first
-        chunk stops another stream's decode in progress, a lead chunk a background one (the engine's
+        {"lead_min_s"} (default 0: off). Every other chunk first yields to critical work. A reply's
+        first chunk stops another stream's decode in progress, a lead chunk a background one (the engine's
         `urgent()`); a lead decode also stops for another turn's first-audio work elsewhere. A reply's
         first chunk waits for another conversation's first-audio work whose turn ended before its own
         ({"order"}: when the user stopped speaking, epoch seconds); a chunk critical for its lead
         waits for any turn's first-audio work (priority.py)."""
         from RealTime_zeroshot_TTS_ko import split_sentences
-        from RealTime_zeroshot_TTS_ko.engines.base import resample
 
         text, rate = self.validate(text, options)
         voice, speed = str(options.get("voice", "default")), options.get("speed")
@@ -112,58 +129,74 @@ class TtsService:
         # into it as background work, nothing streamed
         prepare = bool(options.get("prepare", False))
         cache = prepare or bool(options.get("cache", False))
-        first = bool(options.get("first", False)) and not prepare
-        lead = float(options.get("lead_s", 0.0))
-        lead_min = 0.0 if prepare else float(options.get("lead_min_s", 0.0))
-        order = optional(options, "order", float)  # the turn's, for its first chunk
-        started = time.monotonic()  # playback's clock for this request (a reply's: from its first chunk)
+        reply = _Reply(rate, first=bool(options.get("first", False)) and not prepare,
+                       lead=float(options.get("lead_s", 0.0)),
+                       lead_min=0.0 if prepare else float(options.get("lead_min_s", 0.0)),
+                       order=optional(options, "order", float), streamed=not prepare, started=time.monotonic())
         for s_idx, sentence in enumerate(split_sentences(text)):
             key = PhraseCache.key(voice, speed, sentence) if cache else None
             if key is not None and (kept := self.phrases.get(key)) is not None:
                 if not prepare:
                     self.on_cached_phrase()
-                for c_idx, audio in enumerate([] if prepare else kept):
-                    if first and s_idx == 0 and c_idx == 0:
-                        started = time.monotonic()
-                    lead += len(audio) / self.engine.sample_rate
-                    yield float_to_pcm16(resample(audio, self.engine.sample_rate, rate)), {
-                        "sentence": s_idx, "chunk": c_idx, "text": sentence, "sample_rate": rate,
-                        "last_in_sentence": c_idx == len(kept) - 1, "cached": True}
+                    yield from self._kept(kept, s_idx, sentence, reply)
                 continue
             if prepare and not self.phrases.claim(key):  # kept, or being made by another preparation
                 continue
             try:
-                made, generation = [], self.phrases.generation(voice) if cache else None
-                ahead = max(0.0, lead - (time.monotonic() - started))  # audio the listener has yet to play
-                pieces = self.engine.stream(sentence, voice, speed, windowed_first=first and s_idx == 0, ahead_s=ahead)
-                for c_idx in itertools.count():
-                    reply_start = first and s_idx == 0 and c_idx == 0
-                    if reply_start or lead_min > 0 and lead - (time.monotonic() - started) < lead_min:
-                        if reply_start:  # another conversation's turn that ended first goes first
-                            self.priority.yield_to_earlier(order)
-                        else:  # this listener's lead comes after another conversation's first audio
-                            self.priority.yield_to_first_audio()
-                        with self.priority.critical("tts", order if reply_start else None), \
-                                self.engine.urgent(lead=not reply_start):
-                            chunk = next(pieces, None)
-                    else:
-                        self.priority.yield_to_critical()
-                        chunk = next(pieces, None)
-                    if chunk is None:
-                        break
-                    if reply_start:
-                        started = time.monotonic()
-                    lead += len(chunk.audio) / self.engine.sample_rate
-                    made.append(chunk.audio)
-                    if not prepare:
-                        audio = resample(chunk.audio, self.engine.sample_rate, rate)
-                        yield float_to_pcm16(audio), {"sentence": s_idx, "chunk": c_idx, "text": sentence,
-                                                      "sample_rate": rate, "last_in_sentence": chunk.last}
-                if key is not None:  # made whole (a cancelled request never gets here)
-                    self.phrases.put(key, made, generation)
+                yield from self._made(sentence, s_idx, voice, speed, key, reply)
             finally:
                 if prepare:
                     self.phrases.release(key)
+
+    def _kept(self, kept: list, s_idx: int, sentence: str, reply: "_Reply"):
+        """A sentence served from the phrase cache."""
+        from RealTime_zeroshot_TTS_ko.engines.base import resample
+
+        for c_idx, audio in enumerate(kept):
+            if reply.first and s_idx == 0 and c_idx == 0:
+                reply.started = time.monotonic()
+            reply.lead += len(audio) / self.engine.sample_rate
+            yield float_to_pcm16(resample(audio, self.engine.sample_rate, reply.rate)), {
+                "sentence": s_idx, "chunk": c_idx, "text": sentence, "sample_rate": reply.rate,
+                "last_in_sentence": c_idx == len(kept) - 1, "cached": True}
+
+    def _made(self, sentence: str, s_idx: int, voice: str, speed, key, reply: "_Reply"):
+        """A sentence synthesised, chunk by chunk; kept in the phrase cache under `key` once made whole
+        (a cancelled request never gets there)."""
+        from RealTime_zeroshot_TTS_ko.engines.base import resample
+
+        made, generation = [], self.phrases.generation(voice) if key is not None else None
+        pieces = self.engine.stream(sentence, voice, speed, windowed_first=reply.first and s_idx == 0,
+                                    ahead_s=reply.ahead())
+        for c_idx in itertools.count():
+            reply_start = reply.first and s_idx == 0 and c_idx == 0
+            chunk = self._next_piece(pieces, reply_start, reply.lead_min > 0 and reply.ahead() < reply.lead_min,
+                                     reply.order)
+            if chunk is None:
+                break
+            if reply_start:
+                reply.started = time.monotonic()
+            reply.lead += len(chunk.audio) / self.engine.sample_rate
+            made.append(chunk.audio)
+            if reply.streamed:
+                yield float_to_pcm16(resample(chunk.audio, self.engine.sample_rate, reply.rate)), {
+                    "sentence": s_idx, "chunk": c_idx, "text": sentence, "sample_rate": reply.rate,
+                    "last_in_sentence": chunk.last}
+        if key is not None:
+            self.phrases.put(key, made, generation)
+
+    def _next_piece(self, pieces, reply_start: bool, lead_short: bool, order: float | None):
+        """The engine's next chunk, under the critical-path rule: a reply's first chunk, or one its
+        listener is about to run dry without, is critical work; any other waits for critical work."""
+        if not (reply_start or lead_short):
+            self.priority.yield_to_critical()
+            return next(pieces, None)
+        if reply_start:  # another conversation's turn that ended first goes first
+            self.priority.yield_to_earlier(order)
+        else:  # this listener's lead comes after another conversation's first audio
+            self.priority.yield_to_first_audio()
+        with self.priority.critical("tts", order if reply_start else None), self.engine.urgent(lead=not reply_start):
+            return next(pieces, None)
 
     def enroll(self, voice_id: str, reference: np.ndarray, rate: int) -> dict:
         t0 = time.perf_counter()
