@@ -197,6 +197,14 @@ def summarise(rows: list[dict]) -> dict:
     out["playback_stall_ms"] = percentiles(r["playback_stall"] for r in rows)
     out["turns_with_stall_over_100ms"] = sum(r["playback_stall"] > 100 for r in rows)
     out["turns"] = len(rows)
+    # how each turn's generation started in the llm model: prompt tokens evaluated at the turn (the rest
+    # was in the KV cache, prefilled while the user spoke), its wait for a context, time to first token
+    started = [r["llm"] for r in rows if "prompt_cached" in (r["llm"] or {})]
+    out["llm_start"] = {
+        "turns": len(started),
+        "prompt_evaluated": percentiles(s["prompt_tokens"] - s["prompt_cached"] for s in started),
+        "context_wait_ms": percentiles(s.get("context_wait_ms", 0.0) for s in started),
+        "ttft_ms": percentiles(s["ttft_ms"] for s in started if "ttft_ms" in s)}
     # replies the guard turned into a fallback (the phrase cache serves them) apart from the LLM's own
     for kind, wanted in (("fallback", True), ("llm", False)):
         rows_of = [r for r in rows if is_fallback(r) == wanted]

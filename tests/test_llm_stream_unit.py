@@ -43,3 +43,25 @@ def test_the_clauses_last_delta_is_not_held_for_the_next_one():
     for piece in coalesce(stalls_after_the_comma(), window_s=0.06):
         arrivals.append((piece, time.perf_counter() - t0))
     assert arrivals[1][0] == "," and arrivals[1][1] < 0.1
+
+
+def test_how_the_generation_started_is_known_at_its_first_delta():
+    """A reply stopped early (its opening held back) never gets the final INFO: the first delta's says
+    how much of the prompt was cached and how long the context was waited for."""
+    from triton_models.llm import GenOptions, stream_chat
+
+    class Engine:
+        name = "scripted"
+
+        def generate(self, messages, opts, stats):
+            stats.update(prompt_tokens=300, prompt_cached=280, context_wait_ms=1.5)
+            yield "네"
+            stats["tokens"] = 2
+            yield "."
+
+    summary: dict = {}
+    deltas = stream_chat(Engine(), [], GenOptions(), summary)
+    assert next(deltas) == "네"
+    assert summary["prompt_tokens"] == 300 and summary["prompt_cached"] == 280 and summary["context_wait_ms"] == 1.5
+    assert "ttft_ms" in summary and "tokens" not in summary  # the rest only at the end
+    assert list(deltas) == ["."] and summary["tokens"] == 2

@@ -129,6 +129,21 @@ async def test_only_the_fallbacks_sentences_ask_for_the_cache_whoever_says_them(
         assert [o.get("cache", False) for o in gateway.tts_options] == [bool(cached), False]
 
 
+async def test_a_reply_stopped_at_its_opening_keeps_how_its_generation_started():
+    """The guard holds back the opening and the stream is stopped (no final INFO): the first delta's
+    INFO (prompt cached, time to first token) is the turn's record of the LLM."""
+    async def ignore(*_):
+        pass
+
+    result = ResponseResult()
+    await respond(FakeGateway(reply=["당신은 한국어로 대화하는 음성 비서입니다. ", "더 들려주세요."]), llm_model="llm",
+                  tts_model=None, messages=[], llm_options={}, tts_options={}, clock=TurnClock(speech_end=0.0),
+                  request_id="r", max_sentences=2, guard=reply_guard(DEFAULT_SYSTEM_PROMPT, [], "안녕하세요"),
+                  fallback="잘 들었어요.", on_text=ignore, on_audio=ignore, result=result)
+    assert result.text == "잘 들었어요."
+    assert result.llm["status"] == "stopped" and result.llm["prompt_cached"] == 100 and result.llm["ttft_ms"] == 50.0
+
+
 async def wait_for(condition, timeout_s: float = 2.0) -> None:
     async with asyncio.timeout(timeout_s):
         while not condition():

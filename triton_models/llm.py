@@ -249,6 +249,14 @@ def load_llm(engine: str, weights: Path, n_threads: int = 2, n_ctx: int = 2048, 
     raise ValueError(f"unknown LLM engine {engine!r}")
 
 
+# prompt tokens already in the KV cache (not evaluated again); waits for a free context and, in the
+# first clause, for other turns that ended earlier
+PROMPT_STATS = ("prompt_tokens", "prompt_cached", "context_wait_ms", "earlier_wait_ms")
+# what the first delta's INFO says of how the generation started: a reply the orchestrator stops early
+# (its opening held back by the guard) never gets the final INFO
+FIRST_DELTA_INFO = ("ttft_ms", "prompt_tokens", "prompt_cached", "context_wait_ms")
+
+
 def stream_chat(engine, messages: list[dict], opts: GenOptions, summary: dict) -> Iterator[str]:
     """Yield deltas (the engine checks the prompt's size first); fills summary with prompt_tokens,
     ttft_ms, tokens, tok_s."""
@@ -262,15 +270,14 @@ def stream_chat(engine, messages: list[dict], opts: GenOptions, summary: dict) -
             if first is None:
                 first = time.perf_counter()
                 summary["ttft_ms"] = round((first - t0) * 1000, 1)
+                summary.update({k: stats[k] for k in PROMPT_STATS if k in stats})  # known by now
             deltas += 1
             summary["deltas"] = deltas
             yield delta
     finally:
         tokens = stats.get("tokens") or deltas
         summary.update(prompt_tokens=stats.get("prompt_tokens"), tokens=tokens)
-        # prompt tokens already in the KV cache (not evaluated again); waits for a free context and, in
-        # the first clause, for other turns that ended earlier
-        summary.update({k: stats[k] for k in ("prompt_cached", "context_wait_ms", "earlier_wait_ms") if k in stats})
+        summary.update({k: stats[k] for k in PROMPT_STATS if k in stats})
         if first is not None and tokens > 1:
             summary["tok_s"] = round((tokens - 1) / max(time.perf_counter() - first, 1e-6), 2)
 
@@ -329,8 +336,11 @@ class TritonPythonModel:
                     return
                 made = self.deltas_made.counting(stream_chat(self.engine, messages, opts, summary))
                 for i, delta in enumerate(coalesce(made, self.coalesce_s, opts.first_clause_chars)):
+                    info = {"index": i, "deltas": summary.get("deltas", 0)}
+                    if i == 0:
+                        info.update({k: summary[k] for k in FIRST_DELTA_INFO if k in summary})
                     yield [pb_utils.Tensor("DELTA", np.array([delta.encode("utf-8")], dtype=np.object_)),
-                           pb_utils.Tensor("INFO", json_array({"index": i, "deltas": summary.get("deltas", 0)}))]
+                           pb_utils.Tensor("INFO", json_array(info))]
 
             self.streams.serve(pb_utils, request, produce, lambda s: [
                 pb_utils.Tensor("DELTA", np.array([b""], dtype=np.object_)), pb_utils.Tensor("INFO", json_array(s))])

@@ -111,6 +111,7 @@ async def respond(gateway, *, llm_model: str, tts_model: str | None, messages: l
         # model that opens so reads on, and the user would wait in silence for what follows; the
         # fallback is said at once
         finished = dropped = 0
+        started: dict = {}
         options = {**llm_options, "first_clause_chars": first_chunk_chars}
         try:
             llm = gateway.llm_stream(llm_model, messages, options, request_id=f"{request_id}-llm")
@@ -121,6 +122,8 @@ async def respond(gateway, *, llm_model: str, tts_model: str | None, messages: l
                         result.llm = item.info
                         break
                     delta = item.data.reshape(-1)[0].decode("utf-8")
+                    if item.info.get("index") == 0:  # how the generation started (prompt cached, waits)
+                        started = {k: v for k, v in item.info.items() if k not in ("index", "deltas")}
                     clock.mark("llm_first_token")
                     for sentence in splitter.push(delta):
                         complete = sentence.rstrip()[-1] in SENTENCE_ENDS
@@ -131,7 +134,7 @@ async def respond(gateway, *, llm_model: str, tts_model: str | None, messages: l
                     bad_opening = guard is not None and guard.dropped and not result.text
                     if max_sentences and (max(finished, dropped) >= max_sentences or bad_opening):
                         splitter.buffer = ""
-                        result.llm = {"status": "stopped", "sentences": finished, "dropped": dropped}
+                        result.llm = {"status": "stopped", "sentences": finished, "dropped": dropped, **started}
                         break
             for sentence in splitter.flush():
                 await speak(sentence)

@@ -82,8 +82,9 @@ class FakeGateway:
     def llm_stream(self, model, messages, options, request_id=""):
         self.last_messages = messages
         self.llm_options.append(options)
-        return self._stream("llm", [(np.array([d.encode()], dtype=object), {}) for d in self.reply],
-                            self.llm_delay_s)
+        started = {"ttft_ms": 50.0, "prompt_tokens": 120, "prompt_cached": 100}  # as the model's first INFO
+        return self._stream("llm", [(np.array([d.encode()], dtype=object), {"index": i, **(started if i == 0 else {})})
+                                    for i, d in enumerate(self.reply)], self.llm_delay_s)
 
     async def llm_prefill(self, model, messages, request_id=""):
         self.calls.append("llm.prefill")
