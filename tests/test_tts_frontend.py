@@ -62,6 +62,16 @@ def test_g2p_standard_pronunciation(written, pronounced):
     assert to_pronunciation(written) == pronounced
 
 
+def test_the_compiled_rule_table_pronounces_as_g2pkk_as_shipped():
+    """Our G2P compiles g2pkk's rule table once (re's cache is smaller than the table): same output."""
+    from RealTime_zeroshot_TTS_ko.text.g2p import _g2p, _import_g2pkk
+
+    shipped = _import_g2pkk().G2p()
+    for text in ["학교에서 밥을 먹었습니다", "꽃잎이 넓게 펼쳐진 밭을 밟고 읽었다", "닭갈비 값이 싸고 맛있었어요",
+                 "의사 선생님의 희망은 늙지 않는 것", "옷 안에 넣은 삯을 없앴다", "결단력 있는 공권력의 협력"]:
+        assert _g2p()(text) == shipped(text), text
+
+
 @pytest.mark.parametrize("hangul, ipa", [
     ("바블", "pabɯl"),          # lenis voiced between vowels
     ("실라", "silla"),          # ㄹㄹ lateral

@@ -6,6 +6,7 @@ package ships the same data with the same `.dict()` API, so we hand it that inst
 from __future__ import annotations
 
 import functools
+import re
 import threading
 
 _lock = threading.Lock()
@@ -32,7 +33,11 @@ def _import_g2pkk():
 
 @functools.lru_cache(maxsize=1)
 def _g2p():
-    return _import_g2pkk().G2p()
+    g2p = _import_g2pkk().G2p()
+    # its table's ~570 rules, each applied with re.sub(str, ...), overflow `re`'s cache of 512 patterns:
+    # every sentence compiled them all again (~30 ms a sentence, on the path to a reply's first audio)
+    g2p.table = [(re.compile(pattern), replacement, rule_ids) for pattern, replacement, rule_ids in g2p.table]
+    return g2p
 
 
 def pronounce(text: str, across_words: bool = False) -> str:
