@@ -26,15 +26,20 @@ from pathlib import Path
 STALE_S = 20.0  # a mark older than this was left by a crashed process: removed
 
 
+_PROC = os.path.isdir("/proc/self")  # without /proc only the age rule applies
+
+
 def _process_gone(pid: int) -> bool:
     """Has the process that left a mark died (a killed model stub)? Its marks go at once, not after
     STALE_S: they would slow every model's background work by max_wait_s a step meanwhile."""
+    if not _PROC:
+        return False
     try:
         with open(f"/proc/{pid}/stat", "rb") as stat:
             return stat.read().rpartition(b")")[2].split()[0] == b"Z"  # a zombie not yet reaped
     except FileNotFoundError:
         return True
-    except OSError:  # no /proc: only the age rule
+    except OSError:
         return False
 
 
