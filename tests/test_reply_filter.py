@@ -33,6 +33,45 @@ def test_echo_of_the_user_is_dropped():
     assert guard.clean("네, 회의실로 바로 안내해 드릴게요.") != ""
 
 
+def test_a_sentence_that_is_one_stretch_of_the_users_words_is_dropped_even_for_a_question():
+    """Fresh sessions on ko_speech_dev: the 0.5B said a read-out sentence's end back ("네, 여러 차례의
+    공정을 거쳐야 한다."), or the question itself; too short a stretch for the 20-character rule."""
+    stated = reply_guard(DEFAULT_SYSTEM_PROMPT, [], "한 잔의 커피가 소비자에게 전해지기 위해서는 여러 차례의 공정을 거쳐야 한다.")
+    assert stated.clean("네, 여러 차례의 공정을 거쳐야 한다.") == ""
+    asked = reply_guard(DEFAULT_SYSTEM_PROMPT, [], "대부분 전기는 기업이 사용, 가정용 전기에 누진제 적용하는 국가 거의 "
+                                                   "없어. 많이 쓴다고 돈 더 내게 하는 상품이 어디 있나?")
+    assert asked.clean("많은 쓴다고 돈 더 내게 하는 상품이 어디 있나?") == ""
+    walked = reply_guard(DEFAULT_SYSTEM_PROMPT, [], "그는 이리저리 피하면서 길 한 옆으로 걸어갔다")
+    assert walked.clean("이리저리를 피하면서 길 한 옆으로 걸어갔다.") == ""  # a particle put in
+    walked = reply_guard(DEFAULT_SYSTEM_PROMPT, [], "그는 이리저리 피하면서 길 한 옆으로 걸어갔다")
+    assert walked.clean("이리저리를 피하면서") == ""  # its first chunk: held back with its sentence
+    assert walked.clean("길 한 옆으로 걸어갔다.") == ""
+    # an answer that restates the question stays
+    assert reply_guard(DEFAULT_SYSTEM_PROMPT, [], "한국에서 가장 높은 산은 어디예요?").clean(
+        "한국에서 가장 높은 산은 한라산이에요.") == "한국에서 가장 높은 산은 한라산이에요."
+    assert reply_guard(DEFAULT_SYSTEM_PROMPT, [], "서울에서 부산까지 기차로 얼마나 걸려요?").clean(
+        "서울에서 부산까지 기차로 두 시간 반 걸려요.") != ""
+
+
+async def test_a_first_chunk_whose_sentence_is_dropped_is_never_the_whole_reply():
+    """The first chunk leaves for TTS before its sentence is complete; when the rest of that sentence
+    is dropped (an echo) and nothing else is said, the fallback follows the fragment."""
+    user = "물론 십대 자녀가 잘못된 결론을 내리거나 심지어 당신과 비슷한 실수를 저질렀을 때 자신을 정당화하지는 않을까 염려가 될 수도 있습니다."
+
+    async def ignore(*_):
+        pass
+
+    for reply, said in ((["물론이 10대 ", "자녀에게 ", "잘못된 결론을 내리거나 심지어 당신과 비슷한 실수를 저질렀을 때."],
+                         "물론이 10대 자녀에게 잘 들었어요."),
+                        (["걱정이 되는 ", "마음은 이해해요. ", "잘 이야기해 보세요."], "걱정이 되는 마음은 이해해요. 잘 이야기해 보세요.")):
+        result = ResponseResult()
+        await respond(FakeGateway(reply=reply), llm_model="llm", tts_model=None, messages=[], llm_options={},
+                      tts_options={}, clock=TurnClock(speech_end=0.0), request_id="r", first_chunk_chars=10,
+                      max_sentences=2, guard=reply_guard(DEFAULT_SYSTEM_PROMPT, [], user), fallback="잘 들었어요.",
+                      on_text=ignore, on_audio=ignore, result=result)
+        assert result.text == said
+
+
 def test_markdown_lists_emoji_and_memory_labels_are_stripped():
     assert strip_format("이모지는 🌟👍") == "이모지는"
     assert strip_format("- 첫째, 물을 자주 마셔요.") == "첫째, 물을 자주 마셔요."

@@ -36,8 +36,9 @@ MARKUP = re.compile(r"\*\*|__|`+|^#+\s*|^>\s*|\[([^\]]*)\]\([^)]*\)")
 
 
 # the user's words said back: a run this long (characters, spaces ignored) in a sentence, or a first
-# piece this long that is almost all theirs (only when they said at least twice as much)
-ECHO_RUN, ECHO_PIECE = 20, 6
+# piece this long that is almost all theirs (only when they said at least twice as much), or a
+# sentence this long that is almost all stretches of theirs ("네, 여러 차례의 공정을 거쳐야 한다.")
+ECHO_RUN, ECHO_PIECE, ECHO_SENTENCE = 20, 6, 12
 # the user asked something: an answer that starts by restating the question ("한국에서 가장 높은 산은
 # 한라산이에요") is not an echo
 QUESTION = re.compile(r"[?？]|(까|나요|니|냐|가요|죠|지요|는지|을지)\s*[.!]?\s*$|뭐|어디|언제|누구|왜|얼마|몇|어떻게|어떤")
@@ -56,6 +57,15 @@ def longest_shared_run(a: str, b: str) -> int:
         return 0
     match = SequenceMatcher(None, a, b, autojunk=False).find_longest_match(0, len(a), 0, len(b))
     return match.size
+
+
+def shared_cover(a: str, b: str, min_block: int = 4) -> int:
+    """Characters of `a` in runs of at least `min_block` shared with `b` ("이리저리를 피하면서 …": the
+    user's words with a particle put in)."""
+    if not a or not b:
+        return 0
+    blocks = SequenceMatcher(None, a, b, autojunk=False).get_matching_blocks()
+    return sum(block.size for block in blocks if block.size >= min_block)
 
 
 def strip_format(sentence: str) -> str:
@@ -118,20 +128,32 @@ class ReplyGuard:
         text = compact(sentence)
         run = longest_shared_run(text, self.user)
         long_stretch = run >= ECHO_RUN and not self.asked_back  # "…라고 하셨어요" answers an asking back
-        return len(text) >= 8 and run >= 0.7 * len(text) and (run >= 0.75 * len(self.user) or long_stretch)
+        # a sentence (with its first chunk, if one was said) that is, all but a particle or a word,
+        # stretches of theirs is not an answer even to a question ("한국에서 가장 높은 산은 한라산이에요"
+        # restates 10 of its 17)
+        whole = self.sentence + text
+        read_back = (len(whole) >= ECHO_SENTENCE and not self.asked_back
+                     and shared_cover(whole, self.user) >= 0.8 * len(whole))
+        return read_back or (len(text) >= 8 and run >= 0.7 * len(text)
+                             and (run >= 0.75 * len(self.user) or long_stretch))
 
     def begins_echo(self, piece: str) -> bool:
-        """A piece that stops mid-sentence (a first chunk) and is, almost whole, a stretch of what the
+        """A piece that stops mid-sentence (a first chunk) and is, almost whole, stretches of what the
         user stated (not asked): the sentence is reading it back."""
         text = self.sentence + compact(piece)
         return (not self.question and len(self.user) >= 2 * ECHO_PIECE and len(text) >= ECHO_PIECE
-                and longest_shared_run(text, self.user) >= 0.9 * len(text))
+                and shared_cover(text, self.user) >= 0.85 * len(text))
 
     def bare_copied_opener(self, said: str) -> bool:
         """All that was said is a few characters that open an earlier reply, and the guard dropped
         the rest: the model was reading that reply out again ("그렇군요." and then its old words)."""
         text = compact(said)
         return bool(self.dropped) and 0 < len(text) < 6 and any(r.startswith(text) for r in self.earlier_replies)
+
+    def cut_off(self, said: str) -> bool:
+        """All that was said is a first chunk whose sentence the guard then dropped: a fragment
+        ("그곳은 다리가 여덟") that must not be the whole reply."""
+        return bool(self.dropped) and bool(said.strip()) and said.rstrip()[-1] not in SENTENCE_ENDS
 
     def clean(self, sentence: str) -> str:
         text = strip_format(sentence)

@@ -140,7 +140,8 @@ async def respond(gateway, *, llm_model: str, tts_model: str | None, messages: l
                 await speak(sentence)
             # all dropped, nothing to say, or a bare opener left of what was dropped ("그렇군요." and then
             # an earlier reply read out): the fallback, ours, is never held back with what it replaces
-            if guard is not None and fallback and (not result.text or guard.bare_copied_opener(result.text)):
+            if guard is not None and fallback and (not result.text or guard.bare_copied_opener(result.text)
+                                                   or guard.cut_off(result.text)):
                 # a sentence at a time, as a reply is: a barge-in keeps only the sentences heard
                 for sentence in fallback_sentences(fallback):
                     await speak(sentence, guarded=False)
