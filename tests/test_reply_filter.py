@@ -287,6 +287,29 @@ def test_the_fallback_said_is_the_one_said_least_recently():
     assert pick_fallback(fallbacks, history) == fallbacks[1]
     history = [("a", f) for f in fallbacks] + [("b", fallbacks[0])]
     assert pick_fallback(fallbacks, history) == fallbacks[1]  # all said: the one said longest ago
+    # seen on a Zen 3 VM (voice_latency, 12 turns): the 0.5B opened with the first fallback's opener, the
+    # second fallback followed it, and that answer, never equal to a fallback, made it come eleven times
+    history = [("a", fallbacks[0]), ("b", f"잘 들었어요. {fallbacks[1]}")]
+    assert pick_fallback(fallbacks, history) == fallbacks[2]
+
+
+async def test_a_fallback_after_its_own_opener_copied_by_the_model_does_not_say_it_twice():
+    from orchestrator.settings import Settings
+
+    fallbacks = Settings(_env_file=None).reply_fallbacks
+    opener = fallbacks[0].split(". ")[0] + "."  # "잘 들었어요."
+    history = [("커피 공정이 복잡하대요.", fallbacks[0])]
+
+    async def ignore(*_):
+        pass
+
+    # the model says the opener of its earlier reply, then the rest of it (dropped): the fallback follows
+    result = await respond(FakeGateway(reply=[f"{opener} ", fallbacks[0][len(opener):].strip()]),
+                           llm_model="llm", tts_model=None, messages=[], llm_options={}, tts_options={},
+                           clock=TurnClock(speech_end=0.0), request_id="r", max_sentences=2,
+                           guard=reply_guard(DEFAULT_SYSTEM_PROMPT, [], "노란 동백꽃 속으로 파묻혀 버렸다.", history=history),
+                           fallback=fallbacks[0], on_text=ignore, on_audio=ignore, result=ResponseResult())
+    assert result.text == fallbacks[0]
 
 
 async def test_list_numbers_are_never_read_out_nor_said_alone():

@@ -60,9 +60,10 @@ def build_messages(system_prompt: str, history: list[tuple[str, str]], memories:
 
 def pick_fallback(fallbacks: list[str], history: list[tuple[str, str]]) -> str:
     """The fallback said least recently in the history (one never said first): not the same words
-    turn after turn."""
+    turn after turn. An answer *holds* a fallback said after an opener the model kept ("잘 들었어요. 그
+    이야기를 …"): compared whole, that fallback looked never said and came again every turn."""
     said = [answer for _, answer in history]
-    return min(fallbacks, key=lambda f: max((i for i, a in enumerate(said) if a == f), default=-1))
+    return min(fallbacks, key=lambda f: max((i for i, a in enumerate(said) if f in a), default=-1))
 
 
 def reply_guard(system_prompt: str, memories: list, user_text: str,

@@ -142,9 +142,11 @@ async def respond(gateway, *, llm_model: str, tts_model: str | None, messages: l
             # an earlier reply read out): the fallback, ours, is never held back with what it replaces
             if guard is not None and fallback and (not result.text or guard.bare_copied_opener(result.text)
                                                    or guard.cut_off(result.text)):
-                # a sentence at a time, as a reply is: a barge-in keeps only the sentences heard
+                # a sentence at a time, as a reply is: a barge-in keeps only the sentences heard; one the
+                # model already said (a fallback's opener copied from the history) is not said twice
                 for sentence in fallback_sentences(fallback):
-                    await speak(sentence, guarded=False)
+                    if sentence not in result.text:
+                        await speak(sentence, guarded=False)
             clock.mark("llm_done")
         finally:
             await sentences.put(None)
