@@ -60,6 +60,7 @@ from benchmarks.corpus import human_clips, to_pcm16, trim_to_speech
 from benchmarks.stack import AppServer, make_settings
 from orchestrator.settings import Settings
 from orchestrator.stages.respond import fallback_phrases
+from triton_models.llm import PREFILL_STEP, PREFILL_WAIT_S
 
 MODELS = ["vad", "stt", "embedder", "llm", "tts"]
 STAGES = ["endpoint", "stt", "recall", "first_token", "first_audio", "turn_done"]
@@ -84,6 +85,7 @@ CONFIGS = {
     "first phrase always windowed": {},  # the tts model's first_window parameter "always"
     "fallbacks synthesised when said": {"fallback_audio_cached": False},
     "no prefill after a reply": {"llm_prefill_after_reply": False},
+    "prefill beside the final STT": {},  # the llm model's prefill_step "16", prefill_wait_ms "1500"
 }
 # the llm model's `contexts` parameter per configuration
 LLM_CONTEXTS = {"before": 1, "after": 2, "Whisper VAD + 15 s window": 2, "no partials": 2,
@@ -92,7 +94,7 @@ LLM_CONTEXTS = {"before": 1, "after": 2, "Whisper VAD + 15 s window": 2, "no par
                 "no TTS pre-emption": 2, "turns share the critical path": 2,
                 "decodes run on": 2, "STT decoder on 2 threads": 2, "later sentences in phrases": 2,
                 "first phrase always windowed": 2, "fallbacks synthesised when said": 2,
-                "no prefill after a reply": 2}
+                "no prefill after a reply": 2, "prefill beside the final STT": 2}
 # configurations that only differ with several clients
 MULTI_CLIENT = ("one context", "no TTS pre-emption", "turns share the critical path", "decodes run on")
 # configurations compared at every client count asked for
@@ -133,7 +135,7 @@ async def one_client(url: str, index: int, clips: list, turns: int) -> list[dict
                 "playback_stall": playback_stall_ms(sorted(client.rx.audio.get(turn_id, []), key=lambda f: f[1]),
                                                     (first["response.audio.started"] or {}).get("sample_rate", 24000)),
                 "speculative": (first["speech.stopped"] or {}).get("speculative"),
-                "reply": done.get("text"), "server": done.get("timings", {}), "llm": done.get("llm", {})})
+                "reply": done.get("text"), "server": done.get("timings", {}), "llm": done.get("llm", {}), "stt_final": done.get("stt", {})})
             await asyncio.sleep(0.5)
     return rows
 
@@ -205,6 +207,10 @@ def summarise(rows: list[dict]) -> dict:
         "prompt_evaluated": percentiles(s["prompt_tokens"] - s["prompt_cached"] for s in started),
         "context_wait_ms": percentiles(s.get("context_wait_ms", 0.0) for s in started),
         "ttft_ms": percentiles(s["ttft_ms"] for s in started if "ttft_ms" in s)}
+    # the final transcript's model time, and its wait before it (a partial in flight, transport)
+    finals = [r["stt_final"] for r in rows if "infer_ms" in (r.get("stt_final") or {})]
+    out["stt_final"] = {"turns": len(finals), "infer_ms": percentiles(s["infer_ms"] for s in finals),
+                        "waited_ms": percentiles(s["waited_ms"] for s in finals)}
     # replies the guard turned into a fallback (the phrase cache serves them) apart from the LLM's own
     for kind, wanted in (("fallback", True), ("llm", False)):
         rows_of = [r for r in rows if is_fallback(r) == wanted]
@@ -320,6 +326,9 @@ def main() -> None:
             model_parameter(server, "tts", "one_call", "0" if label == "later sentences in phrases" else "1")
             model_parameter(server, "tts", "first_window", "always" if label == "first phrase always windowed" else "auto")
             model_parameter(server, "stt", "decoder_threads", "2" if label == "STT decoder on 2 threads" else "1")
+            beside = label == "prefill beside the final STT"  # the prefill's steps and waits until 2026-11-29
+            model_parameter(server, "llm", "prefill_step", "16" if beside else str(PREFILL_STEP))
+            model_parameter(server, "llm", "prefill_wait_ms", "1500" if beside else str(round(PREFILL_WAIT_S * 1000)))
             settings = make_settings(server, Path(tmp) / label, **CONFIGS[label],
                                      database_url="mysql+asyncmy://voice:voice@127.0.0.1:3306/voicechat_bench")
             with AppServer(settings) as app:

@@ -19,7 +19,7 @@ from typing import Awaitable, Callable
 import numpy as np
 
 from orchestrator import protocol as P
-from orchestrator.metrics import ERRORS, TURNS, TurnClock
+from orchestrator.metrics import ERRORS, TURNS, TurnClock, now
 from orchestrator.stages.prompting import build_messages, pick_fallback, reply_guard, visible_history
 from orchestrator.stages.reply_filter import compact
 from orchestrator.stages.respond import Playout, ResponseResult, fallback_phrases, respond
@@ -148,6 +148,7 @@ class Turn:
     user_text: str = ""
     hits: list = field(default_factory=list)
     versions: dict = field(default_factory=dict)
+    stt_info: dict = field(default_factory=dict)  # the final transcript: model time, wait, prefix words
     audio_seq: int = 0
     on_commit: list = field(default_factory=list)  # effects of a finished speculative turn, run at commit
     text_input: str | None = None  # the user's words as text: no STT
@@ -280,9 +281,14 @@ class Turn:
             if not cfg.stt_enabled:
                 self.status = "empty"
                 return await self.send("response.done", status="empty", timings=self.clock.ms())
+            asked = now()
             transcript = await gateway.transcribe(cfg.stt_model, self.audio, window_s=cfg.stt_window_s,
                                                   prefix=self.stt_prefix, vad=self.stt_vad, order=self.order(cfg))
             self.clock.mark("stt_done")
+            # how the final was made: its model time, and what it waited (a partial in flight, transport)
+            infer_ms = float(transcript.info.get("infer_ms", 0.0))
+            self.stt_info = {"infer_ms": infer_ms, "waited_ms": round((now() - asked) * 1000 - infer_ms, 1),
+                             "prefix_words": len(self.stt_prefix.split())}
             self.versions["stt"] = transcript.model_version
             self.user_text = transcript.text
             await self.send("transcript.final", text=self.user_text, stt_ms=self.clock.ms()["stt_done"])
@@ -325,7 +331,7 @@ class Turn:
         self.status = "completed"
         self.after_commit(lambda: self.ctx.remember(self.user_text, self.said))  # said: a cut_short turn's part
         await self.send("response.done", status="completed", text=self.result.text, timings=self.clock.ms(),
-                        llm=self.result.llm, model_versions={**self.versions, **self.result.versions})
+                        llm=self.result.llm, stt=self.stt_info, model_versions={**self.versions, **self.result.versions})
 
     async def _recall(self, cfg) -> list:
         """Memories for the user's words. The prefill's recall from a partial transcript that has most

@@ -101,6 +101,8 @@ async def test_voice_turn_end_to_end(app):
         timings = done["timings"]
         assert 0 < timings["stt_done"] < timings["llm_first_token"] < timings["first_audio"]
         assert set(done["model_versions"]) == {"stt", "llm", "tts"}
+        # how the final transcript was made: the stt model's own time, within the turn's STT stage
+        assert 0 < done["stt"]["infer_ms"] < timings["stt_done"] and done["stt"]["waited_ms"] > -1
         print(f"E2E reply {done['text']!r}, {len(reply) / 24000:.1f}s audio, timings {timings}")
     async with httpx.AsyncClient() as http:
         for _ in range(100):  # the turn is stored just after the reply
