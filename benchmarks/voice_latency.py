@@ -60,7 +60,6 @@ from benchmarks.corpus import human_clips, to_pcm16, trim_to_speech
 from benchmarks.stack import AppServer, make_settings
 from orchestrator.settings import Settings
 from orchestrator.stages.respond import fallback_phrases
-from triton_models.llm import PREFILL_STEP, PREFILL_WAIT_S
 
 MODELS = ["vad", "stt", "embedder", "llm", "tts"]
 STAGES = ["endpoint", "stt", "recall", "first_token", "first_audio", "turn_done"]
@@ -85,7 +84,6 @@ CONFIGS = {
     "first phrase always windowed": {},  # the tts model's first_window parameter "always"
     "fallbacks synthesised when said": {"fallback_audio_cached": False},
     "no prefill after a reply": {"llm_prefill_after_reply": False},
-    "prefill beside the final STT": {},  # the llm model's prefill_step "16", prefill_wait_ms "1500"
 }
 # the llm model's `contexts` parameter per configuration
 LLM_CONTEXTS = {"before": 1, "after": 2, "Whisper VAD + 15 s window": 2, "no partials": 2,
@@ -94,7 +92,7 @@ LLM_CONTEXTS = {"before": 1, "after": 2, "Whisper VAD + 15 s window": 2, "no par
                 "no TTS pre-emption": 2, "turns share the critical path": 2,
                 "decodes run on": 2, "STT decoder on 2 threads": 2, "later sentences in phrases": 2,
                 "first phrase always windowed": 2, "fallbacks synthesised when said": 2,
-                "no prefill after a reply": 2, "prefill beside the final STT": 2}
+                "no prefill after a reply": 2}
 # configurations that only differ with several clients
 MULTI_CLIENT = ("one context", "no TTS pre-emption", "turns share the critical path", "decodes run on")
 # configurations compared at every client count asked for
@@ -326,9 +324,6 @@ def main() -> None:
             model_parameter(server, "tts", "one_call", "0" if label == "later sentences in phrases" else "1")
             model_parameter(server, "tts", "first_window", "always" if label == "first phrase always windowed" else "auto")
             model_parameter(server, "stt", "decoder_threads", "2" if label == "STT decoder on 2 threads" else "1")
-            beside = label == "prefill beside the final STT"  # the prefill's steps and waits until 2026-11-29
-            model_parameter(server, "llm", "prefill_step", "16" if beside else str(PREFILL_STEP))
-            model_parameter(server, "llm", "prefill_wait_ms", "1500" if beside else str(round(PREFILL_WAIT_S * 1000)))
             settings = make_settings(server, Path(tmp) / label, **CONFIGS[label],
                                      database_url="mysql+asyncmy://voice:voice@127.0.0.1:3306/voicechat_bench")
             with AppServer(settings) as app:

@@ -39,17 +39,6 @@ def test_background_waits_for_critical_work_and_never_starves(tmp_path):
         assert bounded.yield_to_critical() < 0.5  # a long critical step slows background, never stops it
 
 
-def test_a_wait_may_be_longer_than_the_default_and_ends_when_its_work_is_wanted(tmp_path):
-    """The LLM's prefill waits out a final STT longer than the default bound (it prepares a turn that
-    cannot start before it), and stops waiting as soon as a generation wants its context."""
-    path = CriticalPath(tmp_path, enabled=True, max_wait_s=0.1)
-    with path.critical("stt"):
-        assert 0.35 <= path.yield_to_critical(0.4) < 0.6
-        wanted = threading.Event()
-        threading.Timer(0.15, wanted.set).start()
-        assert 0.1 <= path.yield_to_critical(5.0, until=wanted.is_set) < 0.5
-
-
 def test_stale_marks_of_a_crashed_process_are_ignored(tmp_path):
     mark = tmp_path / "llm.999.1.0"
     mark.touch()

@@ -30,11 +30,7 @@ from triton_models.priority import CriticalPath
 ROLES = {"system", "user", "assistant"}
 CLAUSE_END = re.compile(r"[.!?,。？！…\n]")
 MAX_CONTENT = 8000
-# A prefill runs in steps of PREFILL_STEP tokens (a generation waits at most one step for the context)
-# and waits up to PREFILL_WAIT_S for critical work before each: it only prepares a turn that cannot
-# start before that work (the final STT) is done. With 16-token steps and 1.5 s waits it ran beside the
-# final STT and slowed it by ~150 ms p50 on a Zen 3 VM (benchmarks/voice_latency.py, `stt_final`).
-PREFILL_STEP, PREFILL_WAIT_S = 8, 10.0
+PREFILL_STEP = 16  # tokens per prefill step: a generation waits at most one step for the context
 
 # Gemma's turn format, for GGUF/base checkpoints that ship without a chat template.
 GEMMA_TEMPLATE = (
@@ -123,7 +119,6 @@ class LlamaCppEngine:
         self.llm = self.pool.contexts[0]  # tokenizer and metadata
         self.n_ctx, self.n_threads = n_ctx, n_threads
         self.priority = CriticalPath(enabled=False)  # the Triton model sets the shared one
-        self.prefill_step, self.prefill_wait_s = PREFILL_STEP, PREFILL_WAIT_S
         self._formatter = None
 
     def prompt_tokens(self, messages: list[dict]) -> list[int]:
@@ -139,7 +134,7 @@ class LlamaCppEngine:
         prompt = self._formatter(messages=messages).prompt
         return self.llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
 
-    def prefill(self, messages: list[dict], stats: dict | None = None, step: int | None = None,
+    def prefill(self, messages: list[dict], stats: dict | None = None, step: int = PREFILL_STEP,
                 stop: Callable[[], bool] = lambda: False) -> int:
         """Evaluate the prompt of a turn still being spoken (its last user message is a partial
         transcript) into a context's KV cache, so that the generation with the final words evaluates
@@ -161,14 +156,9 @@ class LlamaCppEngine:
             threads = 1 if self.pool.active else self.n_threads  # beside a generation: one core at most
             llama_cpp.llama_set_n_threads(llm.ctx, threads, threads)
             llm.n_tokens = done  # eval() drops the KV cells past n_tokens first
-            step = step or self.prefill_step
-
-            def wanted() -> bool:  # a generation wants this context, or the prefill was cancelled
-                return self.pool.yielding(llm) or stop()
-
             while done < len(tokens):
-                self.priority.yield_to_critical(self.prefill_wait_s, until=wanted)
-                if wanted():  # checked after any wait
+                self.priority.yield_to_critical()
+                if self.pool.yielding(llm) or stop():  # a generation wants this context (checked after any wait)
                     break
                 batch = tokens[done: done + step]
                 llm.eval(batch)
@@ -319,9 +309,6 @@ class TritonPythonModel:
         self.engine = load_llm(params.get("engine", "llama_cpp"), weights, int(params.get("n_threads", "2")),
                                int(params.get("n_ctx", "2048")), int(params.get("contexts", "1")))
         self.engine.priority = CriticalPath()
-        if hasattr(self.engine, "prefill_step"):  # llama.cpp only
-            self.engine.prefill_step = int(params.get("prefill_step", PREFILL_STEP))
-            self.engine.prefill_wait_s = float(params.get("prefill_wait_ms", PREFILL_WAIT_S * 1000)) / 1000
         self.variant = params.get("variant", params["weights"])
         self.coalesce_s = float(params.get("coalesce_ms", "60")) / 1000
         self.deltas_made = ModelMetric("voice_llm_deltas_total", "text deltas generated, cancelled streams included", args)

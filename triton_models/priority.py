@@ -90,16 +90,15 @@ class CriticalPath:
         ranks = (name.split(".", 1)[0].partition("@")[2] for name in self._live_marks())
         return any(rank and (mine is None or int(rank) < mine) for rank in ranks)
 
-    def _wait(self, busy, max_wait_s: float | None = None, until=lambda: False) -> float:
-        t0, limit = time.monotonic(), self.max_wait_s if max_wait_s is None else max_wait_s
-        while busy() and not until() and time.monotonic() - t0 < limit:
+    def _wait(self, busy) -> float:
+        t0 = time.monotonic()
+        while busy() and time.monotonic() - t0 < self.max_wait_s:
             time.sleep(self.poll_s)
         return time.monotonic() - t0
 
-    def yield_to_critical(self, max_wait_s: float | None = None, until=lambda: False) -> float:
-        """Background work calls this between steps; returns the seconds it waited (at most
-        `max_wait_s`, default the instance's; it stops waiting once `until()`)."""
-        return self._wait(self.busy, max_wait_s, until) if self.enabled else 0.0
+    def yield_to_critical(self) -> float:
+        """Background work calls this between steps; returns the seconds it waited."""
+        return self._wait(self.busy) if self.enabled else 0.0
 
     def yield_to_earlier(self, order: float | None) -> float:
         """A turn's first-audio work calls this before (and between) its steps: it waits while an
