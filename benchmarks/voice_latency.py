@@ -133,7 +133,8 @@ async def one_client(url: str, index: int, clips: list, turns: int) -> list[dict
                 "playback_stall": playback_stall_ms(sorted(client.rx.audio.get(turn_id, []), key=lambda f: f[1]),
                                                     (first["response.audio.started"] or {}).get("sample_rate", 24000)),
                 "speculative": (first["speech.stopped"] or {}).get("speculative"),
-                "reply": done.get("text"), "server": done.get("timings", {}), "llm": done.get("llm", {}), "stt_final": done.get("stt", {})})
+                "reply": done.get("text"), "server": done.get("timings", {}), "llm": done.get("llm", {}),
+                "stt_final": done.get("stt", {})})
             await asyncio.sleep(0.5)
     return rows
 

@@ -331,7 +331,8 @@ class Turn:
         self.status = "completed"
         self.after_commit(lambda: self.ctx.remember(self.user_text, self.said))  # said: a cut_short turn's part
         await self.send("response.done", status="completed", text=self.result.text, timings=self.clock.ms(),
-                        llm=self.result.llm, stt=self.stt_info, model_versions={**self.versions, **self.result.versions})
+                        llm=self.result.llm, stt=self.stt_info,
+                        model_versions={**self.versions, **self.result.versions})
 
     async def _recall(self, cfg) -> list:
         """Memories for the user's words. The prefill's recall from a partial transcript that has most
