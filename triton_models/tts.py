@@ -42,6 +42,12 @@ class _Reply:
         """Audio the listener has yet to play."""
         return max(0.0, self.lead - (time.monotonic() - self.started))
 
+    def sent(self, seconds: float, starts_reply: bool) -> None:
+        """A chunk of `seconds` leaves for the listener; a reply's first chunk starts playback's clock."""
+        if starts_reply:
+            self.started = time.monotonic()
+        self.lead += seconds
+
 
 class TtsService:
     """What the Triton model does, usable in-process (benchmarks) with the same code."""
@@ -148,23 +154,22 @@ class TtsService:
                 if prepare:
                     self.phrases.release(key)
 
-    def _kept(self, kept: list, s_idx: int, sentence: str, reply: "_Reply"):
-        """A sentence served from the phrase cache."""
+    def _out(self, audio: np.ndarray, reply: "_Reply", **info) -> tuple[np.ndarray, dict]:
+        """A chunk as the listener gets it: PCM16 at the reply's rate, and what it is."""
         from RealTime_zeroshot_TTS_ko.engines.base import resample
 
+        return float_to_pcm16(resample(audio, self.engine.sample_rate, reply.rate)), {**info, "sample_rate": reply.rate}
+
+    def _kept(self, kept: list, s_idx: int, sentence: str, reply: "_Reply"):
+        """A sentence served from the phrase cache."""
         for c_idx, audio in enumerate(kept):
-            if reply.first and s_idx == 0 and c_idx == 0:
-                reply.started = time.monotonic()
-            reply.lead += len(audio) / self.engine.sample_rate
-            yield float_to_pcm16(resample(audio, self.engine.sample_rate, reply.rate)), {
-                "sentence": s_idx, "chunk": c_idx, "text": sentence, "sample_rate": reply.rate,
-                "last_in_sentence": c_idx == len(kept) - 1, "cached": True}
+            reply.sent(len(audio) / self.engine.sample_rate, reply.first and s_idx == 0 and c_idx == 0)
+            yield self._out(audio, reply, sentence=s_idx, chunk=c_idx, text=sentence,
+                            last_in_sentence=c_idx == len(kept) - 1, cached=True)
 
     def _made(self, sentence: str, s_idx: int, voice: str, speed, key, reply: "_Reply"):
         """A sentence synthesised, chunk by chunk; kept in the phrase cache under `key` once made whole
         (a cancelled request never gets there)."""
-        from RealTime_zeroshot_TTS_ko.engines.base import resample
-
         made, generation = [], self.phrases.generation(voice) if key is not None else None
         pieces = self.engine.stream(sentence, voice, speed, windowed_first=reply.first and s_idx == 0,
                                     ahead_s=reply.ahead())
@@ -174,14 +179,11 @@ class TtsService:
                                      reply.order)
             if chunk is None:
                 break
-            if reply_start:
-                reply.started = time.monotonic()
-            reply.lead += len(chunk.audio) / self.engine.sample_rate
+            reply.sent(len(chunk.audio) / self.engine.sample_rate, reply_start)
             made.append(chunk.audio)
             if reply.streamed:
-                yield float_to_pcm16(resample(chunk.audio, self.engine.sample_rate, reply.rate)), {
-                    "sentence": s_idx, "chunk": c_idx, "text": sentence, "sample_rate": reply.rate,
-                    "last_in_sentence": chunk.last}
+                yield self._out(chunk.audio, reply, sentence=s_idx, chunk=c_idx, text=sentence,
+                                last_in_sentence=chunk.last)
         if key is not None:
             self.phrases.put(key, made, generation)
 
