@@ -28,8 +28,9 @@ CER_MARGIN, EXCLUDE_P = 0.01, 0.05
 # How far from the stock voice toward each pack. The 12-sentence check admits every move up to the packs
 # themselves on a fast CPU, but it cannot hear what streaming costs them: fits that chose a pure pack
 # read the TTS set at CER 0.12 in one call per sentence and 0.15-0.17 streamed through Triton (stock
-# 0.10), the 0.4 moves at 0.10-0.115 streamed (+0.085 over stock instead of +0.076 for 0.2 alone; Zen 4,
-# results/voice_space_moves_zen4.json, voice_clone_zen4_packs.json, voice_clone_zen4_moves04.json):
+# 0.10), the 0.4 moves at 0.10-0.115 streamed from 6-15 s references (+0.085 over stock instead of +0.076
+# for 0.2 alone), though up to 0.151 from 3 s ones (toward jm_kumo; Zen 4, results/voice_space_moves_zen4.json,
+# voice_clone_zen4_packs.json, voice_clone_zen4_moves04.json, voice_clone_3s_zen4_moves04.json):
 MOVES = (0.2, 0.4)
 SPACE_RANDOM, SPACE_SEED = 0, 0  # random timbre offsets: CER 0.20 on our TTS set, unseen by the 12-sentence check
 TIMBRE = slice(0, 128)
