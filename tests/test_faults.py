@@ -126,11 +126,13 @@ async def test_killed_llm_process_fails_the_turn_cleanly_and_is_reloaded(stack):
                     break
                 await asyncio.sleep(0.5)
         assert (503, False) in states and states[-1] == (200, True), states[-5:]
+        # the reloaded model counts its own streams (none yet), not the killed process's last count
+        assert await triton_counter(triton, "voice_streams_in_flight") == 0, streams_in_flight(triton)
         await ask(ws, "안녕하세요!")
         again = await next_of(ws, "response.done", timeout=120)
         assert again["response"]["status"] == "completed", again
-    # closed: the next turn's prefill (made once the reply was; the reloaded model's KV cache is empty, so
-    # seconds of work here) is cancelled with the session, and no stream is left in the model
+    # closed: the next turn's prefill (made once the reply was) is cancelled with the session, mid-step
+    # (llm_abort.py), and no stream is left in the model
     for _ in range(40):
         if await triton_counter(triton, "voice_streams_in_flight") == 0:
             break

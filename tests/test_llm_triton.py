@@ -16,6 +16,15 @@ def chat(user: str) -> list[dict]:
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
 
 
+def long_prompt(system: str) -> list[dict]:
+    """A conversation of ~1100 tokens: seconds to evaluate on a cold KV cache."""
+    history = []
+    for i in range(18):
+        history += [{"role": "user", "content": f"{i}번째 질문이에요. 오늘 날씨와 내일 일정을 자세히 알려 주세요."},
+                    {"role": "assistant", "content": f"{i}번째 대답이에요. 오늘은 맑고, 내일은 회의가 두 번 있어요."}]
+    return [{"role": "system", "content": system}, *history, {"role": "user", "content": "그럼 모레는 어때요"}]
+
+
 async def run(gateway, messages, **options):
     items = [item async for item in gateway.llm_stream("llm", messages, {"seed": 1, **options})]
     deltas = [i.data.reshape(-1)[0].decode("utf-8") for i in items[:-1]]
@@ -112,23 +121,40 @@ async def test_a_cancelled_prefill_stops_at_its_next_step(gateway, triton):
     empty KV cache)."""
     import time
 
-    def prompt(system: str) -> list[dict]:
-        history = []
-        for i in range(18):
-            history += [{"role": "user", "content": f"{i}번째 질문이에요. 오늘 날씨와 내일 일정을 자세히 알려 주세요."},
-                        {"role": "assistant", "content": f"{i}번째 대답이에요. 오늘은 맑고, 내일은 회의가 두 번 있어요."}]
-        return [{"role": "system", "content": system}, *history, {"role": "user", "content": "그럼 모레는 어때요"}]
-
     started = time.monotonic()
     with pytest.raises(TimeoutError):
-        await asyncio.wait_for(gateway.llm_prefill("llm", prompt(SYSTEM)), 0.5)
+        await asyncio.wait_for(gateway.llm_prefill("llm", long_prompt(SYSTEM)), 0.5)
     async with asyncio.timeout(30):
         while await triton_counter(triton, "voice_streams_in_flight"):
             await asyncio.sleep(0.05)
     stopped_s = time.monotonic() - started
     t0 = time.monotonic()  # the same length evaluated whole (another system prompt: nothing cached)
-    info = await gateway.llm_prefill("llm", prompt("다른 비서입니다. " + SYSTEM))
+    info = await gateway.llm_prefill("llm", long_prompt("다른 비서입니다. " + SYSTEM))
     whole_s = time.monotonic() - t0
     print(f"\ncancelled prefill gone after {stopped_s:.2f} s; "
           f"the whole prompt ({info['prefilled']} tokens) {whole_s:.2f} s")
     assert info["prefilled"] > 400 and stopped_s < 0.5 + (whole_s - 0.5) / 2
+
+
+async def test_a_generation_cancelled_in_its_prompt_stops_inside_it(gateway, triton):
+    """A turn cancelled (barge-in, a closed session) while its prompt is still evaluated: llama.cpp is
+    aborted mid-call (triton_models/llm_abort.py) instead of finishing the whole prompt first (seconds
+    on a cold KV cache, longer on contended cores)."""
+    import time
+
+    async def first_item(messages):
+        async for item in gateway.llm_stream("llm", messages, {"max_tokens": 8}):
+            return item
+
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(first_item(long_prompt("세 번째 비서입니다. " + SYSTEM)), 0.5)
+    async with asyncio.timeout(30):
+        while await triton_counter(triton, "voice_streams_in_flight"):
+            await asyncio.sleep(0.05)
+    stopped_s = time.monotonic() - started
+    t0 = time.monotonic()  # the same length, nothing cached, to its first delta
+    await first_item(long_prompt("네 번째 비서입니다. " + SYSTEM))
+    first_s = time.monotonic() - t0
+    print(f"\ngeneration cancelled in its prompt: gone after {stopped_s:.2f} s; the prompt takes {first_s:.2f} s")
+    assert stopped_s < 0.5 + (first_s - 0.5) / 2

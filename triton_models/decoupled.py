@@ -35,6 +35,12 @@ def request_cancelled() -> bool:
     return bool(check and check())
 
 
+def cancel_check() -> Callable[[], bool] | None:
+    """Called from a `produce` generator: its request's cancel check, to be asked from any thread
+    (None outside a stream: an engine used in-process)."""
+    return getattr(_serving, "stopped", None)
+
+
 class Streams:
     """The in-flight streams of one model instance."""
 
@@ -44,6 +50,9 @@ class Streams:
         self._lock = threading.Lock()
         self.stopping = threading.Event()
         self.gauge = ModelMetric("voice_streams_in_flight", "decoupled requests being served", args, gauge=True)
+        # Triton keeps a killed model process's series (same model and version labels) at its last value:
+        # a reloaded model reported the dead one's streams as its own until its first stream ended
+        self.gauge.set(0)
 
     @property
     def in_flight(self) -> int:

@@ -24,6 +24,8 @@ from typing import Callable, Iterator
 import numpy as np
 
 from triton_models.common import ModelMetric, json_array, model_params, optional, request_json
+from triton_models.decoupled import cancel_check
+from triton_models.llm_abort import Abortable
 from triton_models.llm_pool import ContextPool, shared_prefix
 from triton_models.priority import CriticalPath
 
@@ -117,6 +119,7 @@ class LlamaCppEngine:
                                        n_ctx=n_ctx, n_batch=256, flash_attn=True, verbose=False)
                                  for _ in range(max(1, contexts))])
         self.llm = self.pool.contexts[0]  # tokenizer and metadata
+        self.aborts = {id(llm): Abortable(llm) for llm in self.pool.contexts}  # a cancel stops an eval mid-call
         self.n_ctx, self.n_threads = n_ctx, n_threads
         self.priority = CriticalPath(enabled=False)  # the Triton model sets the shared one
         self._formatter = None
@@ -139,8 +142,8 @@ class LlamaCppEngine:
         """Evaluate the prompt of a turn still being spoken (its last user message is a partial
         transcript) into a context's KV cache, so that the generation with the final words evaluates
         only what changed. It stops before the partial's last word (the final may continue or redo
-        it), and at its next step when a generation wants the context or `stop()` (its request was
-        cancelled); tokens evaluated."""
+        it), at its next step when a generation wants the context, and mid-step when `stop()` (its
+        request was cancelled: llm_abort.py); tokens evaluated."""
         import llama_cpp
 
         stats = stats if stats is not None else {}
@@ -156,14 +159,20 @@ class LlamaCppEngine:
             threads = 1 if self.pool.active else self.n_threads  # beside a generation: one core at most
             llama_cpp.llama_set_n_threads(llm.ctx, threads, threads)
             llm.n_tokens = done  # eval() drops the KV cells past n_tokens first
-            while done < len(tokens):
-                self.priority.yield_to_critical()
-                if self.pool.yielding(llm) or stop():  # a generation wants this context (checked after any wait)
-                    break
-                batch = tokens[done: done + step]
-                llm.eval(batch)
-                done += len(batch)
-                evaluated += len(batch)
+            with self.aborts[id(llm)].watching(stop) as abort:
+                while done < len(tokens):
+                    self.priority.yield_to_critical()
+                    if self.pool.yielding(llm) or stop():  # a generation wants this context (checked after any wait)
+                        break
+                    batch = tokens[done: done + step]
+                    try:
+                        llm.eval(batch)
+                    except RuntimeError:
+                        if abort.aborted:  # cancelled mid-step: the step's tokens are dropped
+                            break
+                        raise
+                    done += len(batch)
+                    evaluated += len(batch)
         stats.update(prefilled=evaluated, prompt_tokens=len(tokens))
         return evaluated
 
@@ -212,29 +221,33 @@ class LlamaCppEngine:
                 messages=messages, stream=True, max_tokens=opts.max_tokens, temperature=opts.temperature,
                 top_p=opts.top_p, seed=opts.seed, repeat_penalty=1.1)
             start, text = None, ""
-            try:
-                for chunk in stream:
-                    if start is None:  # the prompt is in the context now
-                        start = llm.n_tokens - 1
-                    if in_first_clause:
-                        waited += self.priority.yield_to_earlier(opts.order)
-                    else:
-                        self.priority.yield_to_critical()
-                    use_threads(first_threads if in_first_clause else threads)
-                    delta = chunk["choices"][0]["delta"].get("content")
-                    if not delta:
-                        continue
-                    text += delta
-                    if in_first_clause and first_clause_done(text, opts.first_clause_chars):
-                        in_first_clause = False
-                        critical.close()
-                        stats["earlier_wait_ms"] = round(waited * 1000, 1)
-                    yield delta
-            finally:
-                critical.close()
-                stream.close()  # stops llama.cpp at once when the consumer leaves (cancel)
-                # true token count (a Korean syllable may take two tokens but makes one delta)
-                stats["tokens"] = max(0, llm.n_tokens - start) if start is not None else 0
+            with self.aborts[id(llm)].watching(cancel_check()) as abort:
+                try:
+                    for chunk in stream:
+                        if start is None:  # the prompt is in the context now
+                            start = llm.n_tokens - 1
+                        if in_first_clause:
+                            waited += self.priority.yield_to_earlier(opts.order)
+                        else:
+                            self.priority.yield_to_critical()
+                        use_threads(first_threads if in_first_clause else threads)
+                        delta = chunk["choices"][0]["delta"].get("content")
+                        if not delta:
+                            continue
+                        text += delta
+                        if in_first_clause and first_clause_done(text, opts.first_clause_chars):
+                            in_first_clause = False
+                            critical.close()
+                            stats["earlier_wait_ms"] = round(waited * 1000, 1)
+                        yield delta
+                except RuntimeError:
+                    if not abort.aborted:  # cancelled mid-eval (llm_abort.py): the stream ends as cancelled
+                        raise
+                finally:
+                    critical.close()
+                    stream.close()  # stops llama.cpp at once when the consumer leaves (cancel)
+                    # true token count (a Korean syllable may take two tokens but makes one delta)
+                    stats["tokens"] = max(0, llm.n_tokens - start) if start is not None else 0
 
 
 def load_llm(engine: str, weights: Path, n_threads: int = 2, n_ctx: int = 2048, contexts: int = 1):
@@ -319,7 +332,7 @@ class TritonPythonModel:
     def execute(self, requests):
         import triton_python_backend_utils as pb_utils
 
-        from triton_models.decoupled import reject, request_cancelled
+        from triton_models.decoupled import reject
 
         for request in requests:
             try:
@@ -332,7 +345,7 @@ class TritonPythonModel:
             def produce(summary, messages=messages, opts=opts):
                 summary["variant"] = self.variant
                 if opts.prefill:  # a stream without text: its final INFO says what was evaluated
-                    self.engine.prefill(messages, summary, stop=request_cancelled)
+                    self.engine.prefill(messages, summary, stop=cancel_check() or (lambda: False))
                     return
                 made = self.deltas_made.counting(stream_chat(self.engine, messages, opts, summary))
                 for i, delta in enumerate(coalesce(made, self.coalesce_s, opts.first_clause_chars)):
