@@ -89,6 +89,20 @@ async def test_a_request_queued_behind_a_long_answer_is_not_taken_for_a_dead_mod
     assert MODEL_RELOADS.labels("llm")._value.get() == reloads_before  # the healthy model was left alone
 
 
+async def session_ended(database_url: str, session_id: str) -> bool:
+    """Has the server closed the session (its row's ended_at: the last step of Session.close)?"""
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            ended = await conn.scalar(text("SELECT ended_at FROM sessions WHERE id = :id"), {"id": session_id})
+        return ended is not None
+    finally:
+        await engine.dispose()
+
+
 def streams_in_flight(triton) -> list[str]:
     """The metric per model, for a failure's message."""
     import urllib.request
@@ -100,7 +114,7 @@ def streams_in_flight(triton) -> list[str]:
 async def test_killed_llm_process_fails_the_turn_cleanly_and_is_reloaded(stack):
     triton, app = stack
     async with websockets.connect(f"{app.ws}/v1/realtime") as ws:
-        await next_of(ws, "session.created")
+        session_id = (await next_of(ws, "session.created"))["session"]["id"]
         await ask(ws, "한국의 역사에 대해 아주 길고 자세하게 이야기해 주세요.")
         for _ in range(1000):  # the turn's generation is in flight (the model tracks its stream): kill it then
             if await triton_counter(triton, "voice_streams_in_flight") == 1:
@@ -131,8 +145,11 @@ async def test_killed_llm_process_fails_the_turn_cleanly_and_is_reloaded(stack):
         await ask(ws, "안녕하세요!")
         again = await next_of(ws, "response.done", timeout=120)
         assert again["response"]["status"] == "completed", again
-    # closed: the next turn's prefill (made once the reply was) is cancelled with the session, mid-step
-    # (llm_abort.py), and no stream is left in the model
+    # closed: the next turn's prefill (made once the reply was, it may reach the model after the client
+    # left) is cancelled when the server closes the session, mid-step (llm_abort.py); no stream is left
+    async with asyncio.timeout(30):
+        while not await session_ended(app.settings.database_url, session_id):
+            await asyncio.sleep(0.1)
     for _ in range(40):
         if await triton_counter(triton, "voice_streams_in_flight") == 0:
             break
