@@ -89,16 +89,20 @@ async def test_a_request_queued_behind_a_long_answer_is_not_taken_for_a_dead_mod
     assert MODEL_RELOADS.labels("llm")._value.get() == reloads_before  # the healthy model was left alone
 
 
-async def session_ended(database_url: str, session_id: str) -> bool:
-    """Has the server closed the session (its row's ended_at: the last step of Session.close)?"""
+async def until_session_ended(database_url: str, session_id: str, timeout_s: float = 30) -> None:
+    """Wait until the server has closed the session (its row's ended_at: the last step of Session.close)."""
     from sqlalchemy import text
     from sqlalchemy.ext.asyncio import create_async_engine
 
     engine = create_async_engine(database_url)
     try:
-        async with engine.connect() as conn:
-            ended = await conn.scalar(text("SELECT ended_at FROM sessions WHERE id = :id"), {"id": session_id})
-        return ended is not None
+        async with asyncio.timeout(timeout_s):
+            while True:
+                async with engine.connect() as conn:
+                    query = text("SELECT ended_at FROM sessions WHERE id = :id")
+                    if await conn.scalar(query, {"id": session_id}) is not None:
+                        return
+                await asyncio.sleep(0.1)
     finally:
         await engine.dispose()
 
@@ -147,9 +151,7 @@ async def test_killed_llm_process_fails_the_turn_cleanly_and_is_reloaded(stack):
         assert again["response"]["status"] == "completed", again
     # closed: the next turn's prefill (made once the reply was, it may reach the model after the client
     # left) is cancelled when the server closes the session, mid-step (llm_abort.py); no stream is left
-    async with asyncio.timeout(30):
-        while not await session_ended(app.settings.database_url, session_id):
-            await asyncio.sleep(0.1)
+    await until_session_ended(app.settings.database_url, session_id)
     for _ in range(40):
         if await triton_counter(triton, "voice_streams_in_flight") == 0:
             break

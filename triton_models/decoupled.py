@@ -29,16 +29,16 @@ HEARTBEAT_S = 2.0
 _serving = threading.local()  # the request the current stream thread serves
 
 
-def request_cancelled() -> bool:
-    """Called from a `produce` generator: has its request been cancelled (or the model stopped)?"""
-    check = getattr(_serving, "stopped", None)
-    return bool(check and check())
-
-
 def cancel_check() -> Callable[[], bool] | None:
     """Called from a `produce` generator: its request's cancel check, to be asked from any thread
     (None outside a stream: an engine used in-process)."""
     return getattr(_serving, "stopped", None)
+
+
+def request_cancelled() -> bool:
+    """Called from a `produce` generator: has its request been cancelled (or the model stopped)?"""
+    check = cancel_check()
+    return bool(check and check())
 
 
 class Streams:

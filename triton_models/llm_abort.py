@@ -1,9 +1,8 @@
 """Cancelling a llama.cpp evaluation in the middle, not only between calls.
 
 A cancelled request is seen between tokens (generation) or prefill steps, but one `eval` is a single
-native call: a cold prompt of 350 tokens took 8.6 s on two contended cores (Zen 3 VM, 256 of them in one
-batch), and a 16-token prefill step up to 5.6 s, during which a closed session's stream stayed in
-flight. llama.cpp asks an abort callback between graph nodes (llama_set_abort_callback); ours is a
+native call: one 256-token batch of a cold prompt took 8.6 s on two contended cores (Zen 3 VM), and a
+16-token prefill step up to 5.6 s, during which a cancelled stream stayed in flight. llama.cpp asks an abort callback between graph nodes (llama_set_abort_callback); ours is a
 native function (numba) that reads one byte, so the compute threads never wait for Python's GIL, and a
 watcher thread sets that byte when the request's cancel check says so. An aborted `eval` raises
 `RuntimeError` ("llama_decode returned 2") with the context's token count unchanged: the next `eval`
